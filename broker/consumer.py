@@ -1,0 +1,143 @@
+"""Consuming in batches with manual commits, and a rebalance that waits for the batch.
+
+`BatchConsumer.batch()` holds a lock while a batch is processed; the rebalance listener
+takes the same lock before it gives partitions up. So a partition is never handed to
+another worker between the produce of a batch's outputs and the commit of its offsets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+
+from broker.errors import BrokerError
+from broker.settings import KafkaSettings
+
+__all__ = ["BatchConsumer", "Record", "TopicPartition", "start_offsets_at"]
+
+log = logging.getLogger(__name__)
+
+# aiokafka's ConsumerRecord; typed loosely because aiokafka ships no type information.
+Record = Any
+PartitionsHook = Callable[[frozenset[TopicPartition]], Awaitable[None]]
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, owner: BatchConsumer) -> None:
+        self._owner = owner
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        # Wait for the batch in flight to be produced and committed before letting go.
+        async with self._owner.lock:
+            self._owner.assigned = frozenset()
+            if self._owner.on_revoke is not None:
+                await self._owner.on_revoke(frozenset(revoked))
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        self._owner.assigned = frozenset(assigned)
+        log.info("assigned %d partitions: %s", len(self._owner.assigned), sorted(assigned))
+        if self._owner.on_assign is not None:
+            await self._owner.on_assign(self._owner.assigned)
+
+
+class BatchConsumer:
+    """A consumer-group member that hands out batches and commits them explicitly.
+
+    Parameters:
+        settings: client settings.
+        topics: topics to subscribe to.
+        group_id: the consumer group; workers in one group share the partitions.
+        on_assign / on_revoke: optional async hooks, called with the partitions.
+    """
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        topics: Iterable[str],
+        *,
+        group_id: str,
+        on_assign: PartitionsHook | None = None,
+        on_revoke: PartitionsHook | None = None,
+    ) -> None:
+        self._settings = settings
+        self._topics = list(topics)
+        self._consumer = AIOKafkaConsumer(group_id=group_id, **settings.consumer_kwargs())
+        self.lock = asyncio.Lock()
+        self.assigned: frozenset[TopicPartition] = frozenset()
+        self.on_assign = on_assign
+        self.on_revoke = on_revoke
+
+    async def start(self) -> None:
+        """Connect and subscribe; the group assigns partitions on the first fetch."""
+        try:
+            await self._consumer.start()
+        except KafkaError as exc:
+            raise BrokerError(
+                f"cannot connect a consumer to {self._settings.bootstrap}: {exc}"
+            ) from exc
+        self._consumer.subscribe(self._topics, listener=_Listener(self))
+
+    async def stop(self) -> None:
+        """Leave the group and disconnect."""
+        await self._consumer.stop()
+
+    async def __aenter__(self) -> BatchConsumer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def getmany(
+        self, *, timeout_ms: int, max_records: int
+    ) -> dict[TopicPartition, list[Record]]:
+        """Up to `max_records` records, waiting at most `timeout_ms` for the first."""
+        result: dict[TopicPartition, list[Record]] = await self._consumer.getmany(
+            timeout_ms=timeout_ms, max_records=max_records
+        )
+        return result
+
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> bool:
+        """Commit `offsets` (the next offset to read per partition).
+
+        Returns False, with a warning, if the group has moved on (this worker lost the
+        partitions): the new owner then processes the batch again, which is the documented
+        duplicate window.
+        """
+        try:
+            await self._consumer.commit(dict(offsets))
+        except CommitFailedError as exc:
+            log.warning("commit refused after a rebalance, batch will be redone: %s", exc)
+            return False
+        return True
+
+
+async def start_offsets_at(
+    consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition], timestamp_ms: int
+) -> dict[TopicPartition, int]:
+    """The first offset per partition of records written at or after `timestamp_ms`.
+
+    Uses ListOffsets by time, which Apache Kafka answers from record timestamps; the
+    embedded broker answers from its storage objects' times, which is close enough when the
+    caller filters what it reads (as `dccgate send` does). Partitions with nothing that
+    recent start at their end offset.
+    """
+    tps = list(partitions)
+    found = await consumer.offsets_for_times(dict.fromkeys(tps, timestamp_ms))
+    out: dict[TopicPartition, int] = {}
+    missing = []
+    for tp in tps:
+        hit = found.get(tp)
+        if hit is None:
+            missing.append(tp)
+        else:
+            out[tp] = hit.offset
+    if missing:
+        ends = await consumer.end_offsets(missing)
+        out.update(ends)
+    return out

@@ -1,0 +1,200 @@
+"""The topic catalogue of the wire contract and its idempotent creation.
+
+The nine topic names are fixed (docs/contract.md); a deployment may prefix them. Creating
+them is idempotent: existing topics are left alone (their partition count is reported if it
+differs, never changed, because changing it would move keys between partitions).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import msgspec
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from broker.errors import TopicSetupError
+from broker.settings import KafkaSettings
+
+__all__ = [
+    "ALERTS_INBOUND",
+    "ALERTS_OUTBOUND",
+    "CONTROL",
+    "DEADLETTER",
+    "LOAD",
+    "SR_INBOUND",
+    "SR_OUTBOUND",
+    "SR_QUARANTINE",
+    "TOPIC_NAMES",
+    "USER_RESPONSES",
+    "TopicSpec",
+    "Topics",
+    "ensure_topics",
+]
+
+log = logging.getLogger(__name__)
+
+SR_INBOUND = "dcc.sr.inbound"
+SR_OUTBOUND = "dcc.sr.outbound"
+SR_QUARANTINE = "dcc.sr.quarantine"
+USER_RESPONSES = "dcc.user.responses"
+ALERTS_INBOUND = "dcc.alerts.inbound"
+ALERTS_OUTBOUND = "dcc.alerts.outbound"
+CONTROL = "dcc.control"
+LOAD = "dcc.load"
+DEADLETTER = "dcc.deadletter"
+
+TOPIC_NAMES: tuple[str, ...] = (
+    SR_INBOUND,
+    SR_OUTBOUND,
+    SR_QUARANTINE,
+    USER_RESPONSES,
+    ALERTS_INBOUND,
+    ALERTS_OUTBOUND,
+    CONTROL,
+    LOAD,
+    DEADLETTER,
+)
+
+_DAY_MS = 24 * 3600 * 1000
+
+# Topic configs for Apache Kafka. The embedded broker stores them but neither compacts nor
+# enforces retention, so every reader of dcc.control keeps the last value per key itself.
+_CONFIGS: Mapping[str, Mapping[str, str]] = {
+    CONTROL: {"cleanup.policy": "compact"},
+    LOAD: {"retention.ms": str(3600 * 1000)},
+    DEADLETTER: {"retention.ms": str(30 * _DAY_MS)},
+    SR_QUARANTINE: {"retention.ms": str(30 * _DAY_MS)},
+}
+
+# Topics whose order must be total (one partition): the control log is applied in order.
+_SINGLE_PARTITION = frozenset({CONTROL, LOAD})
+
+
+class TopicSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """One topic as dccgate wants it on the cluster."""
+
+    name: str
+    partitions: int
+    replication_factor: int
+    configs: Mapping[str, str]
+
+
+class Topics(msgspec.Struct, frozen=True, kw_only=True):
+    """The contract's topic names with a deployment's prefix applied.
+
+    Attributes are the full names to produce to and consume from.
+    """
+
+    sr_inbound: str
+    sr_outbound: str
+    sr_quarantine: str
+    user_responses: str
+    alerts_inbound: str
+    alerts_outbound: str
+    control: str
+    load: str
+    deadletter: str
+
+    @classmethod
+    def with_prefix(cls, prefix: str = "") -> Topics:
+        """The nine topic names, each with `prefix` in front (default: none)."""
+        return cls(
+            sr_inbound=prefix + SR_INBOUND,
+            sr_outbound=prefix + SR_OUTBOUND,
+            sr_quarantine=prefix + SR_QUARANTINE,
+            user_responses=prefix + USER_RESPONSES,
+            alerts_inbound=prefix + ALERTS_INBOUND,
+            alerts_outbound=prefix + ALERTS_OUTBOUND,
+            control=prefix + CONTROL,
+            load=prefix + LOAD,
+            deadletter=prefix + DEADLETTER,
+        )
+
+    def all(self) -> tuple[str, ...]:
+        """All nine full names, in contract order."""
+        return tuple(getattr(self, f) for f in self.__struct_fields__)
+
+    def specs(self, *, partitions: int, replication_factor: int = 1) -> list[TopicSpec]:
+        """What each topic should look like: `partitions` for the data topics, one for the
+        control and load logs, and the retention/compaction configs for Apache Kafka."""
+        if partitions < 1:
+            raise TopicSetupError(f"partitions must be at least 1, got {partitions}")
+        prefix_len = len(self.sr_inbound) - len(SR_INBOUND)
+        specs = []
+        for full in self.all():
+            base = full[prefix_len:]
+            specs.append(
+                TopicSpec(
+                    name=full,
+                    partitions=1 if base in _SINGLE_PARTITION else partitions,
+                    replication_factor=replication_factor,
+                    configs=dict(_CONFIGS.get(base, {})),
+                )
+            )
+        return specs
+
+
+async def ensure_topics(settings: KafkaSettings, specs: list[TopicSpec]) -> list[str]:
+    """Create the topics in `specs` that do not exist yet; return the names created.
+
+    Idempotent: run by every worker at start-up. A topic that exists with another partition
+    count is left as it is, with a warning.
+    """
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap,
+        client_id=f"{settings.client_id}-admin",
+        request_timeout_ms=settings.request_timeout_ms,
+    )
+    try:
+        await admin.start()
+    except KafkaError as exc:
+        raise TopicSetupError(
+            f"cannot reach Kafka at {settings.bootstrap} to create topics: {exc}; "
+            "check --bootstrap and that the cluster is up"
+        ) from exc
+    try:
+        existing = set(await admin.list_topics())
+        missing = [s for s in specs if s.name not in existing]
+        if missing:
+            response = await admin.create_topics(
+                [
+                    NewTopic(
+                        name=s.name,
+                        num_partitions=s.partitions,
+                        replication_factor=s.replication_factor,
+                        topic_configs=dict(s.configs),
+                    )
+                    for s in missing
+                ]
+            )
+            for name, code, *rest in response.topic_errors:
+                if code == TopicAlreadyExistsError.errno:
+                    # Another worker created it between our list and create: fine.
+                    continue
+                if code != 0:
+                    message = rest[0] if rest else ""
+                    raise TopicSetupError(
+                        f"creating topic {name} failed with Kafka error {code} {message!r}; "
+                        "check the principal may create topics, or create them beforehand "
+                        "and start with --no-create-topics"
+                    )
+        present = [s for s in specs if s.name in existing]
+        if present:
+            described = await admin.describe_topics([s.name for s in present])
+            by_name = {d["topic"]: len(d["partitions"]) for d in described}
+            for s in present:
+                have = by_name.get(s.name)
+                if have is not None and have != s.partitions:
+                    log.warning(
+                        "topic %s has %d partitions, configured %d; leaving it as it is",
+                        s.name,
+                        have,
+                        s.partitions,
+                    )
+        return [s.name for s in missing]
+    except KafkaError as exc:
+        raise TopicSetupError(f"creating topics on {settings.bootstrap} failed: {exc}") from exc
+    finally:
+        await admin.close()

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from broker.schemas import ServiceRequest, UserResponse
+
+
+def test_service_request_decodes_and_ignores_unknown_fields() -> None:
+    raw = (
+        b'{"request_id":"A:B:1","user_role":"IS","srv":"4.1.1","command_variant":1,'
+        b'"body":{"price":1.5},"region":"north","future_field":true}'
+    )
+    req = msgspec.json.decode(raw, type=ServiceRequest)
+    assert req.body == {"price": 1.5}
+    assert req.region == "north"
+    assert req.xml is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b'{"request_id":"x","user_role":"IS","srv":"4.1.1"}', "command_variant"),
+        (b'{"request_id":1,"user_role":"IS","srv":"4.1.1","command_variant":1}', "request_id"),
+        (
+            b'{"request_id":"x","user_role":"IS","srv":"4.1.1","command_variant":1,'
+            b'"region":"east"}',
+            "region",
+        ),
+    ],
+)
+def test_service_request_shape_errors_name_the_field(raw: bytes, message: str) -> None:
+    with pytest.raises(msgspec.ValidationError, match=message):
+        msgspec.json.decode(raw, type=ServiceRequest)
+
+
+def test_user_response_round_trip_has_the_contract_fields() -> None:
+    resp = UserResponse(
+        request_id="A:B:1",
+        user_id="A",
+        response_code="T1",
+        outcome="throttled",
+        reason="r",
+        retry_after_ms=250,
+        at_ms=1,
+    )
+    doc = msgspec.json.decode(msgspec.json.encode(resp))
+    assert set(doc) == {
+        "request_id",
+        "user_id",
+        "response_code",
+        "outcome",
+        "reason",
+        "rule",
+        "retry_after_ms",
+        "at_ms",
+    }

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import pytest
+
+from broker.errors import TopicSetupError
+from broker.topics import CONTROL, TOPIC_NAMES, Topics
+
+
+def test_the_nine_contract_topics() -> None:
+    assert TOPIC_NAMES == (
+        "dcc.sr.inbound",
+        "dcc.sr.outbound",
+        "dcc.sr.quarantine",
+        "dcc.user.responses",
+        "dcc.alerts.inbound",
+        "dcc.alerts.outbound",
+        "dcc.control",
+        "dcc.load",
+        "dcc.deadletter",
+    )
+    assert Topics.with_prefix("").all() == TOPIC_NAMES
+
+
+def test_prefix_applies_to_every_topic() -> None:
+    topics = Topics.with_prefix("staging.")
+    assert all(name.startswith("staging.dcc.") for name in topics.all())
+    assert topics.sr_inbound == "staging.dcc.sr.inbound"
+
+
+def test_specs_partitions_and_configs() -> None:
+    specs = {s.name: s for s in Topics.with_prefix("p.").specs(partitions=12)}
+    assert specs["p.dcc.sr.inbound"].partitions == 12
+    assert specs["p." + CONTROL].partitions == 1
+    assert specs["p.dcc.load"].partitions == 1
+    assert specs["p." + CONTROL].configs == {"cleanup.policy": "compact"}
+
+
+def test_specs_refuse_zero_partitions() -> None:
+    with pytest.raises(TopicSetupError, match="at least 1"):
+        Topics.with_prefix("").specs(partitions=0)

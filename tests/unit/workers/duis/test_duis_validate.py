@@ -1,0 +1,365 @@
+"""workers.duis.validate: DuisValidator's checks, reasons and anti-replay memory."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from broker.schemas import ServiceRequest
+from workers.duis.catalogue import load_catalogue
+from workers.duis.validate import DuisValidator, Rejection, Validated
+
+USER = "90-B3-D5-1F-30-01-00-00"
+OTHER_USER = "90-B3-D5-1F-30-01-00-01"
+DEVICE = "00-DB-12-34-56-78-90-A0"
+OTHER_DEVICE = "00-DB-12-34-56-78-90-A1"
+
+
+def make_request(
+    *,
+    user: str = USER,
+    target: str = DEVICE,
+    counter: int = 1000,
+    request_id: str | None = None,
+    user_role: str = "IS",
+    srv: str = "4.1.1",
+    command_variant: int = 1,
+    **extra: Any,
+) -> ServiceRequest:
+    return ServiceRequest(
+        request_id=request_id if request_id is not None else f"{user}:{target}:{counter}",
+        user_role=user_role,
+        srv=srv,
+        command_variant=command_variant,
+        **extra,
+    )
+
+
+def make_validator(replay_capacity: int = 1_000_000) -> DuisValidator:
+    return DuisValidator(load_catalogue(), replay_capacity=replay_capacity)
+
+
+def rejected(verdict: Validated | Rejection, kind: str) -> str:
+    assert isinstance(verdict, Rejection), verdict
+    assert verdict.kind == kind
+    return verdict.reason
+
+
+def accept(validator: DuisValidator, request: ServiceRequest) -> Validated:
+    verdict = validator.check(request, None)
+    assert isinstance(verdict, Validated), verdict
+    validator.record_accepted(verdict)
+    return verdict
+
+
+# --- accept path -----------------------------------------------------------------------------
+
+
+def test_accepts_a_valid_request() -> None:
+    validator = make_validator()
+    verdict = validator.check(make_request(), USER)
+    assert verdict == Validated(
+        user_id=USER,
+        target_id=DEVICE,
+        counter=1000,
+        pair=f"{USER}:{DEVICE}",
+        srv=load_catalogue()["4.1.1"],
+    )
+
+
+def test_key_none_skips_the_user_check() -> None:
+    assert isinstance(make_validator().check(make_request(), None), Validated)
+
+
+@pytest.mark.parametrize(
+    ("srv", "role", "variants"),
+    [
+        ("8.2", "RSA", {8}),  # non-device, every role
+        ("7.2", "GS", {4, 5, 6, 7}),  # critical
+        ("4.8.1", "OU", {1, 2, 3}),  # non-critical device
+    ],
+)
+def test_command_variants_by_kind_of_srv(srv: str, role: str, variants: set[int]) -> None:
+    validator = make_validator()
+    for cv in range(1, 9):
+        verdict = validator.check(make_request(srv=srv, user_role=role, command_variant=cv), USER)
+        assert isinstance(verdict, Validated) is (cv in variants), (srv, cv)
+
+
+# --- each rejection, with its reason -----------------------------------------------------------
+
+
+def test_invalid_request_id() -> None:
+    verdict = make_validator().check(make_request(request_id=f"{USER}:{DEVICE}:x"), USER)
+    reason = rejected(verdict, "invalid_request_id")
+    assert reason == (
+        "request_id COUNTER part 'x' is not a non-negative decimal integer; "
+        "expected digits 0-9 only"
+    )
+
+
+def test_user_mismatch() -> None:
+    verdict = make_validator().check(make_request(), OTHER_USER)
+    assert rejected(verdict, "user_mismatch") == (
+        f"request_id USER part {USER} does not match the record key (User ID) "
+        f"'{OTHER_USER}'; a User may send requests only under its own User ID"
+    )
+
+
+def test_invalid_role() -> None:
+    verdict = make_validator().check(make_request(user_role="is"), USER)
+    assert rejected(verdict, "invalid_role") == (
+        "user_role 'is' is not a DUIS User Role; allowed: ED, ES, GS, GT, IS, OU, RSA"
+    )
+
+
+def test_unknown_srv() -> None:
+    verdict = make_validator().check(make_request(srv="4.1.9"), USER)
+    assert rejected(verdict, "unknown_srv") == (
+        "srv '4.1.9' is not one of the 129 known DUIS Service Reference Variants "
+        "(written like 4.1.1)"
+    )
+
+
+def test_role_not_eligible() -> None:
+    verdict = make_validator().check(make_request(srv="7.2", user_role="ED"), USER)
+    assert rejected(verdict, "role_not_eligible") == (
+        "user_role 'ED' may not use SRV 7.2 (Disable Supply); eligible roles: GS, IS"
+    )
+
+
+def test_srv_without_eligible_roles_refuses_every_role() -> None:
+    validator = make_validator()
+    for role in ("IS", "ES", "GS", "ED", "GT", "RSA", "OU"):
+        verdict = validator.check(make_request(srv="7.16", user_role=role, command_variant=4), USER)
+        assert rejected(verdict, "role_not_eligible").endswith(
+            "eligible roles: none (no User Role may send it)"
+        )
+
+
+@pytest.mark.parametrize(
+    ("srv", "role", "cv", "expected"),
+    [
+        (
+            "7.2",
+            "IS",
+            1,
+            "command_variant 1 is not allowed for SRV 7.2 (Disable Supply), a critical SRV "
+            "(CV 4 to Transform, then 5, 6 or 7 with the signed Pre-Command); allowed: 4, 5, 6, 7",
+        ),
+        (
+            "8.2",
+            "IS",
+            1,
+            "command_variant 1 is not allowed for SRV 8.2 (Read Inventory), a non-device SRV "
+            "(Non-Device Service only); allowed: 8",
+        ),
+        (
+            "4.1.1",
+            "IS",
+            8,
+            "command_variant 8 is not allowed for SRV 4.1.1 (Read Instantaneous Import "
+            "Registers), a non-critical device SRV; allowed: 1, 2, 3",
+        ),
+        ("4.1.1", "IS", 0, "command_variant 0 is not allowed"),
+        ("4.1.1", "IS", 9, "command_variant 9 is not allowed"),
+    ],
+)
+def test_invalid_command_variant(srv: str, role: str, cv: int, expected: str) -> None:
+    verdict = make_validator().check(
+        make_request(srv=srv, user_role=role, command_variant=cv), USER
+    )
+    assert rejected(verdict, "invalid_command_variant").startswith(expected)
+
+
+def test_replayed_counter() -> None:
+    validator = make_validator()
+    accept(validator, make_request(counter=1000))
+    verdict = validator.check(make_request(counter=999), USER)
+    assert rejected(verdict, "replayed_counter") == (
+        f"request_id COUNTER 999 is not greater than 1000, the last accepted COUNTER for "
+        f"User {USER} and target {DEVICE}; send a higher COUNTER"
+    )
+
+
+def test_checks_run_in_the_documented_order() -> None:
+    validator = make_validator()
+    accept(validator, make_request(counter=5))
+    # Everything wrong at first; fix one thing per step, from the first check to the last:
+    # each time, the earliest check that still fails is the one reported.
+    fields: dict[str, Any] = {
+        "request_id": "nonsense",
+        "user_role": "XX",
+        "srv": "99.9",
+        "command_variant": 0,
+        "counter": 5,
+    }
+    key = OTHER_USER
+    steps: list[tuple[str, dict[str, Any]]] = [
+        ("invalid_request_id", {"request_id": None}),
+        ("user_mismatch", {"key": USER}),
+        ("invalid_role", {"user_role": "IS"}),
+        ("unknown_srv", {"srv": "7.16"}),
+        ("role_not_eligible", {"srv": "4.1.1"}),
+        ("invalid_command_variant", {"command_variant": 1}),
+        ("replayed_counter", {"counter": 6}),
+    ]
+    for kind, fix in steps:
+        rejected(validator.check(make_request(**fields), key), kind)
+        key = fix.pop("key", key)
+        fields.update(fix)
+    assert isinstance(validator.check(make_request(**fields), key), Validated)
+
+
+def test_rejection_encodes_as_json() -> None:
+    rejection = Rejection("unknown_srv", "srv '1' is unknown")
+    assert (
+        msgspec.json.encode(rejection) == b'{"kind":"unknown_srv","reason":"srv \'1\' is unknown"}'
+    )
+
+
+def test_long_hostile_values_are_cut_in_reasons() -> None:
+    validator = make_validator()
+    huge = "A" * 100_000
+    for verdict in (
+        validator.check(make_request(request_id=huge), None),
+        validator.check(make_request(), huge),
+        validator.check(make_request(user_role=huge), None),
+        validator.check(make_request(srv=huge), None),
+    ):
+        assert isinstance(verdict, Rejection)
+        assert len(verdict.reason) < 250
+
+
+# --- anti-replay -----------------------------------------------------------------------------
+
+
+def test_equal_counter_is_refused() -> None:
+    validator = make_validator()
+    accept(validator, make_request(counter=1000))
+    reason = rejected(validator.check(make_request(counter=1000), USER), "replayed_counter")
+    assert "COUNTER 1000 is not greater than 1000" in reason
+
+
+def test_lower_counter_is_refused_and_higher_accepted() -> None:
+    validator = make_validator()
+    accept(validator, make_request(counter=1000))
+    rejected(validator.check(make_request(counter=3), USER), "replayed_counter")
+    assert accept(validator, make_request(counter=1001)).counter == 1001
+
+
+def test_pairs_are_independent() -> None:
+    validator = make_validator()
+    accept(validator, make_request(counter=1000))
+    # Same User, other target; other User, same target: each its own counter.
+    accept(validator, make_request(target=OTHER_DEVICE, counter=1))
+    accept(validator, make_request(user=OTHER_USER, counter=1))
+    assert len(validator) == 3
+
+
+def test_check_alone_does_not_advance_the_counter() -> None:
+    # A throttled request is checked but not processed; its retry with the same RequestID
+    # must pass.
+    validator = make_validator()
+    accept(validator, make_request(counter=1000))
+    assert isinstance(validator.check(make_request(counter=1001), USER), Validated)
+    assert isinstance(validator.check(make_request(counter=1001), USER), Validated)
+    assert len(validator) == 1
+
+
+def test_record_keeps_the_highest_counter() -> None:
+    validator = make_validator()
+    first = validator.check(make_request(counter=10), USER)
+    second = validator.check(make_request(counter=20), USER)
+    assert isinstance(first, Validated)
+    assert isinstance(second, Validated)
+    validator.record_accepted(second)
+    validator.record_accepted(first)
+    rejected(validator.check(make_request(counter=15), USER), "replayed_counter")
+
+
+def test_forget_all() -> None:
+    validator = make_validator()
+    accept(validator, make_request(counter=1000))
+    validator.forget_all()
+    assert len(validator) == 0
+    assert isinstance(validator.check(make_request(counter=1), USER), Validated)
+
+
+def test_replay_capacity_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="replay_capacity must be at least 1, got 0"):
+        make_validator(replay_capacity=0)
+
+
+def device(n: int) -> str:
+    return f"00-DB-12-34-56-78-{n >> 8:02X}-{n & 255:02X}"
+
+
+def test_full_memory_evicts_the_least_recently_accepted_pair() -> None:
+    validator = make_validator(replay_capacity=3)
+    for n in range(3):
+        accept(validator, make_request(target=device(n), counter=100))
+    # Touch device 0 so that device 1 becomes the least recently accepted.
+    accept(validator, make_request(target=device(0), counter=101))
+    accept(validator, make_request(target=device(3), counter=100))
+    assert len(validator) == 3
+    # Device 1 was forgotten: its replay is accepted (the documented cost of the bound) ...
+    assert isinstance(validator.check(make_request(target=device(1), counter=1), USER), Validated)
+    # ... while the others are still remembered.
+    for n in (0, 2, 3):
+        verdict = validator.check(make_request(target=device(n), counter=100), USER)
+        rejected(verdict, "replayed_counter")
+
+
+def test_large_memory_evicts_a_batch_of_the_oldest_pairs() -> None:
+    validator = make_validator(replay_capacity=128)  # evicts 128 // 64 = 2 at a time
+    for n in range(129):
+        accept(validator, make_request(target=device(n), counter=7))
+    assert len(validator) == 127
+    for n in range(129):
+        verdict = validator.check(make_request(target=device(n), counter=7), USER)
+        assert isinstance(verdict, Validated) is (n < 2), n
+
+
+@given(
+    st.integers(1, 20),
+    st.lists(st.tuples(st.integers(0, 40), st.integers(0, 50)), max_size=300),
+)
+@settings(database=None, deadline=None)
+def test_memory_never_exceeds_its_capacity(capacity: int, events: list[tuple[int, int]]) -> None:
+    validator = make_validator(replay_capacity=capacity)
+    for n, counter in events:
+        verdict = validator.check(make_request(target=device(n), counter=counter), USER)
+        if isinstance(verdict, Validated):
+            validator.record_accepted(verdict)
+        assert len(validator) <= capacity
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([USER, OTHER_USER]), st.integers(0, 3), st.integers(0, 30)),
+        max_size=200,
+    )
+)
+@settings(database=None, deadline=None)
+def test_accepted_counters_strictly_increase_per_pair(
+    events: list[tuple[str, int, int]],
+) -> None:
+    validator = make_validator()
+    accepted: dict[str, list[int]] = {}
+    for user, n, counter in events:
+        verdict = validator.check(make_request(user=user, target=device(n), counter=counter), user)
+        # With the memory never full, the model is exact: accepted iff above every
+        # counter accepted before for that pair.
+        history = accepted.setdefault(f"{user}:{device(n)}", [])
+        assert isinstance(verdict, Validated) is (not history or counter > history[-1])
+        if isinstance(verdict, Validated):
+            validator.record_accepted(verdict)
+            history.append(counter)
+    for history in accepted.values():
+        assert all(a < b for a, b in itertools.pairwise(history))

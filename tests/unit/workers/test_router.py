@@ -1,0 +1,166 @@
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import pytest
+from aiokafka.structs import ConsumerRecord, TopicPartition
+from prometheus_client import CollectorRegistry
+
+from broker.producer import OutputBatch
+from broker.schemas import UserResponse
+from broker.topics import Topics
+from tests.conftest import DEVICE, USER_A, USER_B, RequestFactory
+from workers.codes import ResponseCodes
+from workers.duis import DuisValidator, load_catalogue
+from workers.metrics import CommonMetrics
+from workers.router import RouterMetrics, RouterProcessor
+
+TOPICS = Topics.with_prefix("")
+TP = TopicPartition(TOPICS.sr_inbound, 0)
+
+
+def _record(value: bytes | None, *, key: bytes | None = USER_A.encode(), offset: int = 0) -> Any:
+    return ConsumerRecord(
+        TOPICS.sr_inbound, 0, offset, 1_000, 0, key, value, None, 0, 0, [("h", b"1")]
+    )
+
+
+@pytest.fixture
+def router() -> tuple[RouterProcessor, CollectorRegistry]:
+    registry = CollectorRegistry()
+    processor = RouterProcessor(
+        topics=TOPICS,
+        validator=DuisValidator(load_catalogue()),
+        codes=ResponseCodes(),
+        metrics=RouterMetrics(CommonMetrics(registry, version="test")),
+    )
+    return processor, registry
+
+
+def _run(processor: RouterProcessor, records: list[Any]) -> tuple[OutputBatch, object]:
+    out = OutputBatch({t: 3 for t in TOPICS.all()})
+    report = processor.process({TP: records}, out, 5_000)
+    return out, report
+
+
+def _by_topic(out: OutputBatch, topic: str) -> list[tuple[Any, ...]]:
+    return [r for (t, _), recs in out._records.items() if t == topic for r in recs]
+
+
+def _answers(out: OutputBatch) -> list[UserResponse]:
+    return [
+        msgspec.json.decode(r[1], type=UserResponse) for r in _by_topic(out, TOPICS.user_responses)
+    ]
+
+
+def test_valid_request_is_forwarded_unchanged_and_accepted(
+    router: tuple[RouterProcessor, CollectorRegistry], make_request: RequestFactory
+) -> None:
+    processor, registry = router
+    raw = make_request(counter=7)
+    out, report = _run(processor, [_record(raw)])
+    forwards = _by_topic(out, TOPICS.sr_outbound)
+    assert [(f[0], f[1], list(f[2])) for f in forwards] == [(DEVICE.encode(), raw, [("h", b"1")])]
+    [answer] = _answers(out)
+    assert (answer.outcome, answer.response_code, answer.user_id) == ("accepted", "I99", USER_A)
+    assert answer.at_ms == 5_000
+    processor.after_send(report, 5_250)
+    accepted = registry.get_sample_value(
+        "dccgate_router_decisions_total", {"outcome": "accepted", "code": "I99"}
+    )
+    assert accepted == 1.0
+    assert registry.get_sample_value("dccgate_forward_latency_seconds_count") == 1.0
+    assert registry.get_sample_value("dccgate_forward_latency_seconds_sum") == 4.25
+
+
+@pytest.mark.parametrize(
+    ("overrides", "code", "words"),
+    [
+        ({"role": "ED", "srv": "7.2", "cv": 4}, "E2", "may not use SRV 7.2"),
+        ({"srv": "4.1.1", "cv": 5}, "E12", "command_variant 5"),
+        ({"srv": "99.1"}, "E101", "99.1"),
+        ({"role": "XX"}, "E1", "not a DUIS User Role"),
+    ],
+)
+def test_invalid_request_is_rejected_with_code_and_reason(
+    router: tuple[RouterProcessor, CollectorRegistry],
+    make_request: RequestFactory,
+    overrides: dict[str, Any],
+    code: str,
+    words: str,
+) -> None:
+    processor, _ = router
+    out, _ = _run(processor, [_record(make_request(**overrides))])
+    assert _by_topic(out, TOPICS.sr_outbound) == []
+    [answer] = _answers(out)
+    assert (answer.outcome, answer.response_code) == ("rejected", code)
+    assert words in answer.reason
+
+
+def test_request_under_another_users_key_is_rejected(
+    router: tuple[RouterProcessor, CollectorRegistry], make_request: RequestFactory
+) -> None:
+    processor, _ = router
+    out, _ = _run(processor, [_record(make_request(user=USER_A), key=USER_B.encode())])
+    [answer] = _answers(out)
+    assert answer.response_code == "E1"
+    assert answer.user_id == USER_B  # the answer goes to whoever sent it
+
+
+def test_replayed_counter_is_rejected_after_acceptance(
+    router: tuple[RouterProcessor, CollectorRegistry], make_request: RequestFactory
+) -> None:
+    processor, _ = router
+    out, _ = _run(
+        processor,
+        [_record(make_request(counter=5)), _record(make_request(counter=5), offset=1)],
+    )
+    codes = [a.response_code for a in _answers(out)]
+    assert codes == ["I99", "E102"]
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [
+        (b"not json", "invalid_json"),
+        (None, "invalid_json"),
+        (b'{"request_id": "x"}', "invalid_schema"),
+        (b"[1, 2]", "invalid_schema"),
+    ],
+)
+def test_undecodable_records_are_dead_lettered_with_reason(
+    router: tuple[RouterProcessor, CollectorRegistry], value: bytes | None, kind: str
+) -> None:
+    processor, registry = router
+    out, report = _run(processor, [_record(value, offset=42)])
+    [dead] = _by_topic(out, TOPICS.deadletter)
+    key, dead_value, headers, _ = dead
+    assert (key, dead_value) == (USER_A.encode(), value)
+    h = dict(headers)
+    assert h["dccgate-dlq-kind"] == kind.encode()
+    assert h["dccgate-dlq-reason"]
+    assert h["dccgate-dlq-offset"] == b"42"
+    assert h["h"] == b"1"  # the original headers are kept
+    assert _answers(out) == []
+    processor.after_send(report, 5_000)
+    assert (
+        registry.get_sample_value(
+            "dccgate_deadletter_records_total", {"service": "router", "reason": kind}
+        )
+        == 1.0
+    )
+
+
+def test_one_bad_record_does_not_stop_the_batch(
+    router: tuple[RouterProcessor, CollectorRegistry], make_request: RequestFactory
+) -> None:
+    processor, _ = router
+    records = [
+        _record(make_request(counter=1)),
+        _record(b"\xff\xfe", offset=1),
+        _record(make_request(counter=2), offset=2),
+    ]
+    out, _ = _run(processor, records)
+    assert len(_by_topic(out, TOPICS.sr_outbound)) == 2
+    assert len(_by_topic(out, TOPICS.deadletter)) == 1

@@ -1,0 +1,209 @@
+"""`dccgate bench`: the router's throughput against a plain aiokafka pass-through loop.
+
+Both read the same input topic on the same broker, each with its own consumer group. The
+pass-through loop is what an operator would write with aiokafka alone: fetch a batch, send
+every record unchanged to another topic (same partition), await the acks, commit. The
+router then does its real work on the same records. The clock starts at each loop's first
+record, so group-join time is not counted. This is a benchmark, not a test: it asserts
+nothing and prints figures for docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sys
+import time
+import uuid
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from broker.embedded import EmbeddedBroker
+from broker.producer import BatchProducer
+from broker.settings import KafkaSettings
+from broker.topics import ensure_topics
+from workers.duis import load_catalogue
+from workers.metrics import CommonMetrics
+from workers.services import build_router, dccgate_version
+from workers.settings import Settings
+
+__all__ = ["make_requests", "run_bench"]
+
+_USERS = 200
+
+
+def _eui(n: int, prefix: str) -> str:
+    raw = f"{prefix}{n:0{16 - len(prefix)}X}"
+    return "-".join(raw[i : i + 2] for i in range(0, 16, 2))
+
+
+def make_requests(n: int, *, seed: int = 1) -> list[tuple[bytes, bytes]]:
+    """`n` (key, value) Service Requests like a day's mixed traffic: 200 Users, random
+    devices, eligible SRVs with valid command variants, counters increasing per pair."""
+    rng = random.Random(seed)
+    catalogue = load_catalogue()
+    by_role: dict[str, list[tuple[str, int]]] = {}
+    for entry in catalogue.values():
+        cv = min(entry.allowed_command_variants)
+        for role in entry.roles:
+            by_role.setdefault(role, []).append((entry.srv, cv))
+    roles = sorted(by_role)
+    users = [(_eui(0x90B3D51F300000 + i, ""), rng.choice(roles)) for i in range(_USERS)]
+    out = []
+    for i in range(n):
+        user_id, role = users[rng.randrange(_USERS)]
+        srv, cv = rng.choice(by_role[role])
+        target = _eui(rng.randrange(1 << 40), "00DB")
+        rid = f"{user_id}:{target}:{1_700_000_000_000 + i}"
+        doc = {
+            "request_id": rid,
+            "user_role": role,
+            "srv": srv,
+            "command_variant": cv,
+            "body": {"note": "bench"},
+            "region": ("north", "central", "south")[i % 3],
+        }
+        out.append((user_id.encode(), orjson.dumps(doc)))
+    return out
+
+
+async def _produce(kafka: KafkaSettings, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    async with BatchProducer(kafka) as producer:
+        await producer.prepare([topic])
+        for start in range(0, len(records), 20_000):
+            batch = producer.batch()
+            for key, value in records[start : start + 20_000]:
+                batch.add(topic, key, value)
+            await producer.send(batch)
+
+
+async def _passthrough(kafka: KafkaSettings, src: str, dst: str, n: int) -> float:
+    """Seconds from the first record to the commit of the n-th (plain aiokafka)."""
+    consumer = AIOKafkaConsumer(
+        src, group_id=f"bench-pt-{uuid.uuid4().hex[:8]}", **kafka.consumer_kwargs()
+    )
+    producer = AIOKafkaProducer(**kafka.producer_kwargs())
+    await consumer.start()
+    await producer.start()
+    try:
+        done, started = 0, None
+        while done < n:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=kafka.max_poll_records)
+            if not batch:
+                continue
+            if started is None:
+                started = time.perf_counter()
+            futures = []
+            for tp, records in batch.items():
+                for rec in records:
+                    futures.append(
+                        await producer.send(dst, rec.value, key=rec.key, partition=tp.partition)
+                    )
+                done += len(records)
+            await asyncio.gather(*futures)
+            await consumer.commit({tp: recs[-1].offset + 1 for tp, recs in batch.items()})
+        if started is None:
+            raise RuntimeError("the pass-through loop saw no record")
+        return time.perf_counter() - started
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
+async def _router(settings: Settings, kafka: KafkaSettings, n: int) -> float:
+    """Seconds from the router's first batch to the commit of the n-th record."""
+    from prometheus_client import CollectorRegistry
+
+    metrics = CommonMetrics(CollectorRegistry(), version=dccgate_version())
+    loop = build_router(settings, kafka, metrics)
+    stop = asyncio.Event()
+    task = asyncio.create_task(loop.run(stop))
+    try:
+        while loop.status.records < n:
+            if task.done():
+                task.result()
+                raise RuntimeError("the router stopped before the input was processed")
+            await asyncio.sleep(0.002)
+        first = loop.status.first_batch_started
+        last = loop.status.last_batch_done
+        if first is None or last is None:
+            raise RuntimeError("the router reported no batch")
+        return last - first
+    finally:
+        stop.set()
+        await task
+
+
+async def bench(settings: Settings, *, messages: int) -> dict[str, object]:
+    """Run both loops on `messages` records; return the figures."""
+    broker = None
+    if settings.bootstrap is None:
+        broker = EmbeddedBroker()
+        await broker.start()
+        bootstrap, embedded = broker.bootstrap, True
+    else:
+        bootstrap, embedded = settings.bootstrap, False
+    try:
+        prefix = f"bench-{uuid.uuid4().hex[:8]}."
+        run_settings = Settings(
+            **{
+                **{f: getattr(settings, f) for f in settings.__struct_fields__},
+                "topic_prefix": prefix,
+            }
+        )
+        kafka = run_settings.kafka(bootstrap, embedded=embedded)
+        topics = run_settings.topics
+        specs = topics.specs(partitions=settings.partitions)
+        pt_out = f"{prefix}passthrough.out"
+        specs.append(
+            specs[0].__class__(
+                name=pt_out, partitions=settings.partitions, replication_factor=1, configs={}
+            )
+        )
+        await ensure_topics(kafka, specs)
+        records = make_requests(messages)
+        t0 = time.perf_counter()
+        await _produce(kafka, topics.sr_inbound, records)
+        produce_s = time.perf_counter() - t0
+        pt_s = await _passthrough(kafka, topics.sr_inbound, pt_out, messages)
+        router_s = await _router(run_settings, kafka, messages)
+        pt_rate = messages / pt_s
+        router_rate = messages / router_s
+        return {
+            "messages": messages,
+            "bootstrap": bootstrap,
+            "embedded_broker": embedded,
+            "partitions": settings.partitions,
+            "max_poll_records": kafka.max_poll_records,
+            "input_produce_msgs_per_s": round(messages / produce_s),
+            "passthrough_msgs_per_s": round(pt_rate),
+            "router_msgs_per_s": round(router_rate),
+            "ratio": round(router_rate / pt_rate, 3),
+            "python": sys.version.split()[0],
+            "version": dccgate_version(),
+        }
+    finally:
+        if broker is not None:
+            await broker.stop()
+
+
+def run_bench(settings: Settings, *, messages: int, as_json: bool) -> int:
+    """CLI wrapper: print the figures (and a last JSON line with --json)."""
+    if messages < 1000:
+        sys.stderr.write("dccgate bench: --messages must be at least 1000\n")
+        return 2
+    import uvloop
+
+    result = uvloop.run(bench(settings, messages=messages))
+    print(
+        f"messages            {result['messages']}\n"
+        f"pass-through        {result['passthrough_msgs_per_s']:>10} msg/s  "
+        "(aiokafka: getmany, send each, gather acks, commit)\n"
+        f"router              {result['router_msgs_per_s']:>10} msg/s  "
+        "(decode, DUIS validation, forward + answer, acks, commit)\n"
+        f"ratio               {result['ratio']:>10}   (target >= 0.8)"
+    )
+    if as_json:
+        print(orjson.dumps(result).decode())
+    return 0

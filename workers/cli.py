@@ -1,0 +1,172 @@
+"""The `dccgate` command: run, worker, send, bench.
+
+Logging handlers and uvloop are set up here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import prometheus_client
+
+from broker.errors import BrokerError
+from workers.settings import Settings, SettingsError, build_settings
+
+__all__ = ["main"]
+
+log = logging.getLogger("dccgate")
+
+_BANNER = """\
+dccgate {version} is running.
+  Kafka bootstrap : {bootstrap}{embedded}
+  metrics, health : http://{http_host}:{http_port}/metrics  http://{http_host}:{http_port}/healthz
+  try it          : dccgate send docs/examples/quickstart.jsonl
+Ctrl-C drains the batch in flight and stops.
+"""
+
+
+def _common(p: argparse.ArgumentParser, *, http: bool = True) -> None:
+    p.add_argument("--bootstrap", help="Kafka bootstrap servers HOST:PORT (DCCGATE_BOOTSTRAP)")
+    p.add_argument(
+        "--topic-prefix", dest="topic_prefix", help="prefix for every topic (DCCGATE_TOPIC_PREFIX)"
+    )
+    if http:
+        p.add_argument(
+            "--http-port", dest="http_port", type=int, help="HTTP port (DCCGATE_HTTP_PORT, 8080)"
+        )
+        p.add_argument("--http-host", dest="http_host", help="HTTP address (127.0.0.1)")
+    p.add_argument("--partitions", type=int, help="partitions per data topic when created (6)")
+    p.add_argument(
+        "--no-create-topics",
+        dest="create_topics",
+        action="store_false",
+        default=None,
+        help="do not create missing topics at start-up",
+    )
+    p.add_argument("--log-level", dest="log_level", help="DEBUG, INFO (default), WARNING, ERROR")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dccgate",
+        description="Traffic-management gateway for a smart-metering hub, on Kafka.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="the whole gateway in one process (embedded broker)")
+    _common(run)
+    run.add_argument(
+        "--kafka-port",
+        dest="kafka_port",
+        type=int,
+        help="port of the embedded broker on 127.0.0.1 (DCCGATE_KAFKA_PORT, 9092)",
+    )
+    run.add_argument("--log-dir", type=Path, help="where the embedded broker writes its log")
+
+    worker = sub.add_parser("worker", help="one service against an existing Kafka cluster")
+    worker.add_argument("service", choices=["router"], help="which service to run")
+    _common(worker)
+
+    send = sub.add_parser("send", help="submit Service Requests (JSON lines) and print answers")
+    send.add_argument("file", nargs="?", type=Path, help="JSON-lines file (default: stdin)")
+    _common(send, http=False)
+    send.add_argument(
+        "--kafka-port", dest="kafka_port", type=int, help="embedded broker port (9092)"
+    )
+    send.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (30)")
+    send.add_argument("--json", action="store_true", help="print answers as JSON lines")
+
+    bench = sub.add_parser("bench", help="measure the router against a plain pass-through loop")
+    _common(bench, http=False)
+    bench.add_argument("--messages", type=int, default=200_000, help="input records (200000)")
+    bench.add_argument("--json", action="store_true", help="end with one JSON line of results")
+    return parser
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("aiokafka").setLevel(
+        max(logging.WARNING, logging.getLevelName(level.upper()))
+    )
+
+
+def _run_async(coro: object) -> None:
+    import uvloop
+
+    uvloop.run(coro)  # type: ignore[arg-type]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `dccgate` command; returns the exit code."""
+    prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
+    args = _parser().parse_args(argv)
+    flags = vars(args)
+    try:
+        settings = build_settings(flags)
+    except SettingsError as exc:
+        sys.stderr.write(f"dccgate: {exc}\n")
+        return 2
+    _setup_logging(settings.log_level)
+    try:
+        return _dispatch(args, settings)
+    except (BrokerError, SettingsError, OSError, ValueError) as exc:
+        sys.stderr.write(f"dccgate: {exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    from workers import services
+
+    if args.command == "run":
+
+        async def ready(bootstrap: str, http_port: int) -> None:
+            sys.stderr.write(
+                _BANNER.format(
+                    version=services.dccgate_version(),
+                    bootstrap=bootstrap,
+                    embedded=" (embedded broker, memory storage: data is lost when it stops)"
+                    if settings.bootstrap is None
+                    else "",
+                    http_host=settings.http_host,
+                    http_port=http_port,
+                )
+            )
+
+        _run_async(services.run_gateway(settings, on_ready=ready, log_dir=args.log_dir))
+        return 0
+    if args.command == "worker":
+        _run_async(services.run_worker(args.service, settings))
+        return 0
+    if args.command == "send":
+        from workers.send import run_send
+
+        bootstrap = settings.bootstrap or f"127.0.0.1:{settings.kafka_port}"
+        kafka = settings.kafka(bootstrap, embedded=settings.bootstrap is None)
+        stream = args.file.open("rb") if args.file else sys.stdin.buffer
+        with stream:
+            return run_send(
+                list(stream),
+                settings=kafka,
+                topics=settings.topics,
+                timeout_s=args.timeout,
+                as_json=args.json,
+            )
+    if args.command == "bench":
+        from workers.bench import run_bench
+
+        return run_bench(settings, messages=args.messages, as_json=args.json)
+    raise AssertionError(args.command)  # argparse allows nothing else
+
+
+if __name__ == "__main__":
+    sys.exit(main())

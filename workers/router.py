@@ -1,0 +1,193 @@
+"""The router: Service Requests from `dcc.sr.inbound` to devices or back to the User.
+
+Per request, in this order (docs/how-it-works.md):
+1. decode: not JSON, or the wrong shape -> `dcc.deadletter` with the reason;
+2. DUIS validation -> a `rejected` answer with an E code and the exact reason;
+3. forward the original bytes to `dcc.sr.outbound` (key: the target device ID) and answer
+   `accepted` (I99) on `dcc.user.responses` (key: the User ID).
+Traffic management and anomaly detection plug in between 2 and 3 (SECMP0067, SEC G6).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import msgspec
+from prometheus_client import Counter
+
+from broker.consumer import Record, TopicPartition
+from broker.producer import OutputBatch
+from broker.schemas import ServiceRequest, UserResponse
+from broker.topics import Topics
+from workers.codes import ResponseCodes
+from workers.deadletter import deadletter
+from workers.duis import DuisValidator, Rejection
+from workers.metrics import LATENCY_BUCKETS_S, BatchHistogram, CommonMetrics
+
+__all__ = ["SERVICE", "RouterMetrics", "RouterProcessor"]
+
+log = logging.getLogger(__name__)
+
+SERVICE = "router"
+
+_decode_request = msgspec.json.Decoder(ServiceRequest).decode
+_encode = msgspec.json.Encoder().encode
+
+
+class _Tally:
+    """What one batch decided, counted locally and flushed into metrics after its acks."""
+
+    __slots__ = ("deadlettered", "decisions", "forward_ts_ms")
+
+    def __init__(self) -> None:
+        self.decisions: dict[tuple[str, str], int] = {}
+        self.deadlettered: dict[str, int] = {}
+        self.forward_ts_ms: list[int] = []
+
+
+class RouterMetrics:
+    """The router's own metrics, on the shared registry."""
+
+    def __init__(self, common: CommonMetrics) -> None:
+        registry = common.registry
+        self.common = common
+        self.decisions = Counter(
+            "dccgate_router_decisions",
+            "Service Requests decided, by outcome and response code.",
+            ["outcome", "code"],
+            registry=registry,
+        )
+        self.forward_latency = BatchHistogram(
+            "dccgate_forward_latency_seconds",
+            "From a request's record timestamp on dcc.sr.inbound to its forward being "
+            "acknowledged on dcc.sr.outbound.",
+            LATENCY_BUCKETS_S,
+            registry,
+        )
+
+
+class RouterProcessor:
+    """Decides every request of a batch and writes the outputs (no I/O of its own).
+
+    Parameters:
+        topics: the topic names.
+        validator: DUIS validation with its anti-replay state.
+        codes: response codes to use.
+        metrics: where decisions are counted.
+    """
+
+    def __init__(
+        self,
+        *,
+        topics: Topics,
+        validator: DuisValidator,
+        codes: ResponseCodes,
+        metrics: RouterMetrics,
+    ) -> None:
+        self._topics = topics
+        self._validator = validator
+        self._codes = codes
+        self._metrics = metrics
+
+    def process(
+        self, batch: dict[TopicPartition, list[Record]], out: OutputBatch, now_ms: int
+    ) -> _Tally:
+        """Decide each record of `batch`, adding forwards, answers and dead letters to `out`."""
+        tally = _Tally()
+        outbound = self._topics.sr_outbound
+        responses = self._topics.user_responses
+        dlq = self._topics.deadletter
+        check = self._validator.check
+        record_accepted = self._validator.record_accepted
+        codes = self._codes
+        accepted_code = codes.accepted
+        decisions = tally.decisions
+        forward_ts = tally.forward_ts_ms
+        for records in batch.values():
+            for rec in records:
+                value = rec.value
+                try:
+                    if value is None:
+                        raise msgspec.DecodeError("the record has no value (a null/tombstone)")
+                    req = _decode_request(value)
+                except msgspec.ValidationError as exc:
+                    self._deadletter(out, dlq, rec, "invalid_schema", str(exc), now_ms, tally)
+                    continue
+                except msgspec.DecodeError as exc:
+                    self._deadletter(out, dlq, rec, "invalid_json", str(exc), now_ms, tally)
+                    continue
+                key = rec.key
+                try:
+                    key_user = key.decode() if key is not None else None
+                except UnicodeDecodeError:
+                    key_user = repr(key)[:80]
+                verdict = check(req, key_user)
+                if isinstance(verdict, Rejection):
+                    code = codes.for_rejection(verdict.kind)
+                    user_id = key_user or req.request_id.partition(":")[0]
+                    out.add(
+                        responses,
+                        user_id.encode(),
+                        _encode(
+                            UserResponse(
+                                request_id=req.request_id,
+                                user_id=user_id,
+                                response_code=code,
+                                outcome="rejected",
+                                reason=verdict.reason,
+                                rule=f"duis.{verdict.kind}",
+                                at_ms=now_ms,
+                            )
+                        ),
+                    )
+                    dk = ("rejected", code)
+                    decisions[dk] = decisions.get(dk, 0) + 1
+                    continue
+                record_accepted(verdict)
+                out.add(outbound, verdict.target_id.encode(), value, headers=rec.headers or ())
+                out.add(
+                    responses,
+                    verdict.user_id.encode(),
+                    _encode(
+                        UserResponse(
+                            request_id=req.request_id,
+                            user_id=verdict.user_id,
+                            response_code=accepted_code,
+                            outcome="accepted",
+                            reason=f"accepted: SRV {verdict.srv.srv} ({verdict.srv.name}) "
+                            f"forwarded to {verdict.target_id}",
+                            at_ms=now_ms,
+                        )
+                    ),
+                )
+                forward_ts.append(rec.timestamp)
+                dk = ("accepted", accepted_code)
+                decisions[dk] = decisions.get(dk, 0) + 1
+        return tally
+
+    def _deadletter(
+        self,
+        out: OutputBatch,
+        dlq: str,
+        rec: Record,
+        kind: str,
+        reason: str,
+        now_ms: int,
+        tally: _Tally,
+    ) -> None:
+        deadletter(out, dlq, rec, service=SERVICE, kind=kind, reason=reason, at_ms=now_ms)
+        tally.deadlettered[kind] = tally.deadlettered.get(kind, 0) + 1
+
+    def after_send(self, report: object, now_ms: int) -> None:
+        """Flush a batch's counts into the metrics, now that its outputs are acknowledged."""
+        if not isinstance(report, _Tally):
+            raise TypeError(f"expected the router's own report, got {type(report).__name__}")
+        m = self._metrics
+        for (outcome, code), n in report.decisions.items():
+            m.decisions.labels(outcome, code).inc(n)
+        for kind, n in report.deadlettered.items():
+            m.common.deadlettered.labels(SERVICE, kind).inc(n)
+        if report.forward_ts_ms:
+            m.forward_latency.observe_many(
+                max(0, now_ms - ts) / 1000 for ts in report.forward_ts_ms
+            )

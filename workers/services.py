@@ -1,0 +1,187 @@
+"""Builds the services from Settings and runs them, alone or all in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from broker.embedded import EmbeddedBroker
+from broker.settings import KafkaSettings
+from broker.topics import ensure_topics
+from workers.duis import DuisValidator, load_catalogue
+from workers.http import HttpServer, build_app
+from workers.loop import ServiceLoop
+from workers.metrics import CommonMetrics
+from workers.router import SERVICE as ROUTER
+from workers.router import RouterMetrics, RouterProcessor
+from workers.settings import Settings
+
+__all__ = [
+    "DRAIN_TIMEOUT_S",
+    "build_router",
+    "dccgate_version",
+    "install_signal_handlers",
+    "prepare_topics",
+    "run_gateway",
+    "run_worker",
+]
+
+log = logging.getLogger(__name__)
+
+DRAIN_TIMEOUT_S = 30.0
+"""After SIGTERM, how long the batch in flight may take to finish before the process quits
+anyway (its offsets then stay uncommitted and the batch is redone elsewhere)."""
+
+
+def dccgate_version() -> str:
+    """The installed distribution's version."""
+    try:
+        return version("dccgate")
+    except PackageNotFoundError:  # running from a source tree without install
+        return "0+unknown"
+
+
+def build_router(settings: Settings, kafka: KafkaSettings, metrics: CommonMetrics) -> ServiceLoop:
+    """A router service loop: consumes dcc.sr.inbound, produces forwards and answers."""
+    topics = settings.topics
+    processor = RouterProcessor(
+        topics=topics,
+        validator=DuisValidator(load_catalogue(), replay_capacity=settings.replay_capacity),
+        codes=settings.codes,
+        metrics=RouterMetrics(metrics),
+    )
+    return ServiceLoop(
+        name=ROUTER,
+        settings=kafka,
+        input_topics=[topics.sr_inbound],
+        output_topics=[topics.sr_outbound, topics.user_responses, topics.deadletter],
+        group_id=f"{settings.topic_prefix}dccgate-{ROUTER}",
+        processor=processor,
+        metrics=metrics,
+    )
+
+
+async def prepare_topics(settings: Settings, kafka: KafkaSettings) -> None:
+    """Create the contract's topics if they are missing (unless disabled)."""
+    if not settings.create_topics:
+        return
+    created = await ensure_topics(kafka, settings.topics.specs(partitions=settings.partitions))
+    if created:
+        log.info("created topics: %s", ", ".join(created))
+
+
+def install_signal_handlers(stop: asyncio.Event, main: asyncio.Task[object]) -> None:
+    """SIGTERM/SIGINT set `stop` (drain and exit 0); a second signal, or the drain taking
+    longer than DRAIN_TIMEOUT_S, cancels `main`."""
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            log.warning("second %s: stopping now", signal.Signals(signum).name)
+            main.cancel()
+            return
+        log.info("%s: finishing the batch in flight, then stopping", signal.Signals(signum).name)
+        stop.set()
+        loop.call_later(DRAIN_TIMEOUT_S, main.cancel)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+
+
+async def _serve(
+    settings: Settings,
+    loops: list[ServiceLoop],
+    registry: CollectorRegistry,
+    stop: asyncio.Event,
+    *,
+    extra: Callable[[], dict[str, object]] | None = None,
+    ready: Callable[[int], Awaitable[None]] | None = None,
+) -> None:
+    http = HttpServer(
+        build_app(registry, {lp.name: lp.status for lp in loops}, extra=extra),
+        host=settings.http_host,
+        port=settings.http_port,
+    )
+    await http.start()
+    try:
+        if ready is not None:
+            await ready(http.port)
+        async with asyncio.TaskGroup() as tg:
+            for lp in loops:
+                tg.create_task(lp.run(stop))
+    finally:
+        await http.stop()
+
+
+async def run_worker(name: str, settings: Settings) -> None:
+    """Run one service (`router`) against `settings.bootstrap` until SIGTERM."""
+    if settings.bootstrap is None:
+        raise ValueError("a worker needs --bootstrap HOST:PORT (or DCCGATE_BOOTSTRAP)")
+    kafka = settings.kafka(settings.bootstrap, embedded=False)
+    registry = CollectorRegistry()
+    metrics = CommonMetrics(registry, version=dccgate_version())
+    builders = {ROUTER: build_router}
+    if name not in builders:
+        raise ValueError(f"unknown worker {name!r}; choose one of {sorted(builders)}")
+    await prepare_topics(settings, kafka)
+    stop = asyncio.Event()
+    main = asyncio.current_task()
+    assert main is not None  # always inside a task under asyncio.run
+    install_signal_handlers(stop, main)
+    loop = builders[name](settings, kafka, metrics)
+    await _serve(settings, [loop], registry, stop)
+
+
+async def run_gateway(
+    settings: Settings,
+    *,
+    stop: asyncio.Event | None = None,
+    on_ready: Callable[[str, int], Awaitable[None]] | None = None,
+    log_dir: Path | None = None,
+) -> None:
+    """The whole gateway in one process: the embedded broker unless `settings.bootstrap`
+    is set, the topics, every service, and HTTP. Returns after SIGTERM/SIGINT (or `stop`)."""
+    stop = stop or asyncio.Event()
+    broker: EmbeddedBroker | None = None
+    if settings.bootstrap is None:
+        broker = EmbeddedBroker(
+            port=settings.kafka_port,
+            log_path=(log_dir / "tansu.log") if log_dir else None,
+        )
+        await broker.start()
+        bootstrap, embedded = broker.bootstrap, True
+    else:
+        bootstrap, embedded = settings.bootstrap, False
+    try:
+        kafka = settings.kafka(bootstrap, embedded=embedded)
+        registry = CollectorRegistry()
+        metrics = CommonMetrics(registry, version=dccgate_version())
+        await prepare_topics(settings, kafka)
+        main = asyncio.current_task()
+        if main is not None:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                install_signal_handlers(stop, main)
+        loops = [build_router(settings, kafka, metrics)]
+
+        async def ready(port: int) -> None:
+            if on_ready is not None:
+                await on_ready(bootstrap, port)
+
+        await _serve(
+            settings,
+            loops,
+            registry,
+            stop,
+            extra=lambda: {"bootstrap": bootstrap, "embedded_broker": embedded},
+            ready=ready,
+        )
+    finally:
+        if broker is not None:
+            await broker.stop()

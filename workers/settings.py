@@ -1,0 +1,126 @@
+"""The one frozen Settings object, built in one place: the only reader of the environment.
+
+Precedence: command-line flag, then `DCCGATE_*` environment variable, then default.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import msgspec
+
+from broker.settings import KafkaSettings
+from broker.topics import Topics
+from workers.codes import ResponseCodes
+
+__all__ = ["ENV_VARS", "Settings", "SettingsError", "build_settings"]
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot work; the message names it and the fix."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything a dccgate process needs to know, validated."""
+
+    bootstrap: str | None = None
+    """Kafka bootstrap servers; None means start the embedded broker (`dccgate run`)."""
+    kafka_port: int = 9092
+    """Port of the embedded broker on 127.0.0.1."""
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    topic_prefix: str = ""
+    partitions: int = 6
+    """Partitions of each data topic when dccgate creates it."""
+    create_topics: bool = True
+    log_level: str = "INFO"
+    replay_capacity: int = 1_000_000
+    """(User, target) pairs remembered per router for anti-replay."""
+    max_poll_records: int = 2_000
+    codes: ResponseCodes = msgspec.field(default_factory=ResponseCodes)
+
+    @property
+    def topics(self) -> Topics:
+        """The topic names with the configured prefix."""
+        return Topics.with_prefix(self.topic_prefix)
+
+    def kafka(self, bootstrap: str, *, embedded: bool) -> KafkaSettings:
+        """Client settings for `bootstrap`, tuned for the embedded broker if `embedded`."""
+        ks = KafkaSettings(
+            bootstrap=bootstrap,
+            topic_prefix=self.topic_prefix,
+            max_poll_records=self.max_poll_records,
+        )
+        return ks.for_embedded() if embedded else ks
+
+
+# flag name -> (environment variable, converter)
+ENV_VARS: Mapping[str, str] = {
+    "bootstrap": "DCCGATE_BOOTSTRAP",
+    "kafka_port": "DCCGATE_KAFKA_PORT",
+    "http_host": "DCCGATE_HTTP_HOST",
+    "http_port": "DCCGATE_HTTP_PORT",
+    "topic_prefix": "DCCGATE_TOPIC_PREFIX",
+    "partitions": "DCCGATE_PARTITIONS",
+    "log_level": "DCCGATE_LOG_LEVEL",
+    "replay_capacity": "DCCGATE_REPLAY_CAPACITY",
+    "max_poll_records": "DCCGATE_MAX_POLL_RECORDS",
+}
+
+_INT_FIELDS = {"kafka_port", "http_port", "partitions", "replay_capacity", "max_poll_records"}
+_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+
+
+def _port(name: str, value: int) -> None:
+    if not 0 <= value <= 65535:
+        raise SettingsError(f"{name} must be a TCP port from 0 to 65535, got {value}")
+
+
+def build_settings(
+    flags: Mapping[str, object], environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Settings from command-line `flags` (None means not given) and the environment."""
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for name, var in ENV_VARS.items():
+        given = flags.get(name)
+        if given is not None:
+            values[name] = given
+            continue
+        raw = env.get(var)
+        if raw is None or raw == "":
+            continue
+        if name in _INT_FIELDS:
+            try:
+                values[name] = int(raw)
+            except ValueError:
+                raise SettingsError(f"{var}={raw!r} is not a whole number") from None
+        else:
+            values[name] = raw
+    if flags.get("create_topics") is False:
+        values["create_topics"] = False
+    settings = Settings(**values)  # type: ignore[arg-type]
+    _port("--kafka-port / DCCGATE_KAFKA_PORT", settings.kafka_port)
+    _port("--http-port / DCCGATE_HTTP_PORT", settings.http_port)
+    if settings.partitions < 1:
+        raise SettingsError(
+            f"--partitions / DCCGATE_PARTITIONS must be at least 1, got {settings.partitions}"
+        )
+    if settings.replay_capacity < 1:
+        raise SettingsError(
+            "DCCGATE_REPLAY_CAPACITY must be at least 1 (pairs remembered for anti-replay), "
+            f"got {settings.replay_capacity}"
+        )
+    if not 1 <= settings.max_poll_records <= 100_000:
+        raise SettingsError(
+            "--max-poll-records / DCCGATE_MAX_POLL_RECORDS must be from 1 to 100000, "
+            f"got {settings.max_poll_records}"
+        )
+    if settings.log_level.upper() not in _LEVELS:
+        raise SettingsError(
+            f"DCCGATE_LOG_LEVEL={settings.log_level!r} is not one of {sorted(_LEVELS)}"
+        )
+    if settings.bootstrap is not None and not settings.bootstrap.strip():
+        raise SettingsError("--bootstrap / DCCGATE_BOOTSTRAP is empty; give HOST:PORT")
+    return settings
