@@ -44,48 +44,64 @@ class OutputBatch:
 
     Fill it with `add()`, then hand it to `BatchProducer.send()`. Records are kept until
     they are acknowledged, so a partition whose send failed can be sent again without
-    processing the input again. `counts` holds the number of records per topic.
+    processing the input again.
     """
 
-    __slots__ = ("_partitions", "_records", "_round_robin", "counts")
+    __slots__ = ("_lists", "_partitions", "_round_robin")
 
     def __init__(self, partitions: dict[str, int]) -> None:
         self._partitions = partitions
-        self._records: dict[tuple[str, int], list[_Record]] = {}
+        # topic -> one list of records per partition
+        self._lists: dict[str, list[list[_Record]]] = {}
         self._round_robin = itertools.count()
-        self.counts: dict[str, int] = {}
 
     def __len__(self) -> int:
-        return sum(self.counts.values())
+        return sum(len(p) for parts in self._lists.values() for p in parts)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Records added per topic."""
+        return {t: sum(len(p) for p in parts) for t, parts in self._lists.items()}
 
     def add(
         self,
         topic: str,
         key: bytes | None,
         value: bytes | None,
-        *,
         headers: Headers = (),
         partition: int | None = None,
         timestamp_ms: int | None = None,
     ) -> None:
         """Add one record. `partition` defaults to the key's murmur2 partition (round robin
-        for a null key); `timestamp_ms` to the time the batch is sent."""
-        if partition is None:
-            try:
-                n = self._partitions[topic]
-            except KeyError:
+        for a null key); `timestamp_ms` to the time the batch is sent.
+
+        This is the hot path (twice per request in the router): the partitioner is inlined.
+        """
+        parts = self._lists.get(topic)
+        if parts is None:
+            n = self._partitions.get(topic)
+            if n is None:
                 raise BrokerError(
                     f"topic {topic} was not prepared on this producer; call prepare()"
-                ) from None
-            partition = (
-                partition_for_key(key, n) if key is not None else next(self._round_robin) % n
-            )
-        tp = (topic, partition)
-        bucket = self._records.get(tp)
-        if bucket is None:
-            bucket = self._records[tp] = []
-        bucket.append((key, value, headers, timestamp_ms))
-        self.counts[topic] = self.counts.get(topic, 0) + 1
+                )
+            parts = self._lists[topic] = [[] for _ in range(n)]
+        if partition is None:
+            if key is not None:
+                partition = (murmurhash2(key, _MURMUR2_SEED) & 0x7FFFFFFF) % len(parts)
+            else:
+                partition = next(self._round_robin) % len(parts)
+        parts[partition].append((key, value, headers, timestamp_ms))
+
+    def _take(self) -> dict[tuple[str, int], list[_Record]]:
+        """Hand over the records by (topic, partition) and empty the batch."""
+        taken = {
+            (topic, p): records
+            for topic, parts in self._lists.items()
+            for p, records in enumerate(parts)
+            if records
+        }
+        self._lists = {}
+        return taken
 
 
 class BatchProducer:
@@ -137,17 +153,32 @@ class BatchProducer:
         return OutputBatch(self._partitions)
 
     def _builders(self, topic: str, records: list[_Record]) -> list[Any]:
-        builders = [self._producer.create_batch()]
+        """Record batches for one partition, filled in order.
+
+        Appends go straight to aiokafka's C batch builder: its Python wrapper doubles the
+        cost of an append (0.69 against 0.35 us, docs/benchmarks.md), and the router appends
+        twice per request. The wrapper's only other state, its record count, is set after.
+        """
+        builders = []
+        builder = self._producer.create_batch()
+        append = builder._builder.append
+        n = 0
         for key, value, headers, ts_ms in records:
-            ts_s = None if ts_ms is None else ts_ms / 1000
-            hdrs = list(headers)
-            if builders[-1].append(timestamp=ts_s, key=key, value=value, headers=hdrs) is None:
-                builders.append(self._producer.create_batch())
-                if builders[-1].append(timestamp=ts_s, key=key, value=value, headers=hdrs) is None:
+            hdrs = headers if type(headers) is list else list(headers)
+            if append(n, ts_ms, key, value, hdrs) is None:
+                builder._relative_offset = n
+                builders.append(builder)
+                builder = self._producer.create_batch()
+                append = builder._builder.append
+                n = 0
+                if append(n, ts_ms, key, value, hdrs) is None:
                     raise BrokerError(
                         f"a record of {len(value or b'')} bytes does not fit in an empty "
                         f"batch for {topic}; raise max_batch_bytes"
                     )
+            n += 1
+        builder._relative_offset = n
+        builders.append(builder)
         return builders
 
     async def send(self, batch: OutputBatch) -> None:
@@ -157,8 +188,7 @@ class BatchProducer:
         with backoff, for up to `delivery_timeout_s`; then DeliveryError is raised and the
         caller must not commit its input offsets.
         """
-        pending = batch._records
-        batch._records = {}
+        pending = batch._take()
         deadline = time.monotonic() + self._settings.delivery_timeout_s
         backoff_s = 0.1
         while pending:

@@ -40,22 +40,35 @@ OUTCOMES: tuple[str, ...] = (
 )
 
 _NonNegInt = Annotated[int, Meta(ge=0)]
+_EMPTY_OBJECT = msgspec.Raw(b"{}")
+_decode_body = msgspec.json.Decoder(dict[str, Any]).decode
 
 
-class ServiceRequest(Struct, frozen=True, kw_only=True):
+class ServiceRequest(Struct, frozen=True, kw_only=True, gc=False):
     """A Service Request on `dcc.sr.inbound` (key: the User ID).
 
     `request_id`, `user_role`, `srv` and `command_variant` are checked by DUIS validation,
     not here, so that a wrong value gets the User an E-coded answer instead of silence.
+    `body` and `xml` stay undecoded JSON (`msgspec.Raw`): the router forwards the original
+    bytes, and only the rules that read a body value decode it (`body_values()`).
     """
 
     request_id: str
     user_role: str
     srv: str
     command_variant: int
-    body: dict[str, Any] = msgspec.field(default_factory=dict)
+    body: msgspec.Raw = msgspec.field(default_factory=lambda: _EMPTY_OBJECT)
     region: Region | None = None
-    xml: str | None = None
+    xml: msgspec.Raw | None = None
+
+    def body_is_object(self) -> bool:
+        """True when `body` is a JSON object, as the contract requires."""
+        view = memoryview(self.body)
+        return len(view) > 0 and view[0] == 0x7B  # "{"; msgspec strips leading whitespace
+
+    def body_values(self) -> dict[str, Any]:
+        """`body` decoded (it must be an object; see `body_is_object`)."""
+        return _decode_body(self.body)
 
 
 class UserResponse(Struct, frozen=True, kw_only=True):

@@ -193,9 +193,9 @@ def run_bench(settings: Settings, *, messages: int, as_json: bool) -> int:
     if messages < 1000:
         sys.stderr.write("dccgate bench: --messages must be at least 1000\n")
         return 2
-    import uvloop
+    from workers.runtime import run
 
-    result = uvloop.run(bench(settings, messages=messages))
+    result = run(bench(settings, messages=messages))
     print(
         f"messages            {result['messages']}\n"
         f"pass-through        {result['passthrough_msgs_per_s']:>10} msg/s  "

@@ -8,8 +8,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
 import prometheus_client
 
@@ -40,6 +41,12 @@ def _common(p: argparse.ArgumentParser, *, http: bool = True) -> None:
         )
         p.add_argument("--http-host", dest="http_host", help="HTTP address (127.0.0.1)")
     p.add_argument("--partitions", type=int, help="partitions per data topic when created (6)")
+    p.add_argument(
+        "--replication-factor",
+        dest="replication_factor",
+        type=int,
+        help="replicas per topic when created (DCCGATE_REPLICATION_FACTOR, 1; 3 in production)",
+    )
     p.add_argument(
         "--no-create-topics",
         dest="create_topics",
@@ -98,10 +105,10 @@ def _setup_logging(level: str) -> None:
     )
 
 
-def _run_async(coro: object) -> None:
-    import uvloop
+def _run_async(coro: Coroutine[Any, Any, None]) -> None:
+    from workers.runtime import run
 
-    uvloop.run(coro)  # type: ignore[arg-type]
+    run(coro)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

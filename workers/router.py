@@ -21,7 +21,7 @@ from broker.schemas import ServiceRequest, UserResponse
 from broker.topics import Topics
 from workers.codes import ResponseCodes
 from workers.deadletter import deadletter
-from workers.duis import DuisValidator, Rejection
+from workers.duis import DuisValidator, Rejection, Validated
 from workers.metrics import LATENCY_BUCKETS_S, BatchHistogram, CommonMetrics
 
 __all__ = ["SERVICE", "RouterMetrics", "RouterProcessor"]
@@ -88,21 +88,26 @@ class RouterProcessor:
         self._validator = validator
         self._codes = codes
         self._metrics = metrics
+        # SRV -> the pre-encoded middle of an accepted answer (code, outcome, reason).
+        self._accepted_middle: dict[str, bytes] = {}
 
     def process(
         self, batch: dict[TopicPartition, list[Record]], out: OutputBatch, now_ms: int
     ) -> _Tally:
         """Decide each record of `batch`, adding forwards, answers and dead letters to `out`."""
         tally = _Tally()
+        add = out.add
         outbound = self._topics.sr_outbound
         responses = self._topics.user_responses
-        dlq = self._topics.deadletter
         check = self._validator.check
         record_accepted = self._validator.record_accepted
-        codes = self._codes
-        accepted_code = codes.accepted
-        decisions = tally.decisions
+        accepted_middle = self._accepted_middle
         forward_ts = tally.forward_ts_ms
+        # The accepted answer is assembled from bytes: every part is either validated to
+        # [0-9A-F:-] (request_id, User ID) or pre-encoded JSON, so no escaping is needed.
+        # tests/unit/workers/test_router.py checks it equals msgspec's encoding.
+        suffix = b',"rule":null,"retry_after_ms":null,"at_ms":%d}' % now_ms
+        accepted = 0
         for records in batch.values():
             for rec in records:
                 value = rec.value
@@ -110,11 +115,13 @@ class RouterProcessor:
                     if value is None:
                         raise msgspec.DecodeError("the record has no value (a null/tombstone)")
                     req = _decode_request(value)
+                    if not req.body_is_object():
+                        raise msgspec.ValidationError("Expected `object` for `$.body`")
                 except msgspec.ValidationError as exc:
-                    self._deadletter(out, dlq, rec, "invalid_schema", str(exc), now_ms, tally)
+                    self._deadletter(out, rec, "invalid_schema", str(exc), now_ms, tally)
                     continue
                 except msgspec.DecodeError as exc:
-                    self._deadletter(out, dlq, rec, "invalid_json", str(exc), now_ms, tally)
+                    self._deadletter(out, rec, "invalid_json", str(exc), now_ms, tally)
                     continue
                 key = rec.key
                 try:
@@ -123,59 +130,86 @@ class RouterProcessor:
                     key_user = repr(key)[:80]
                 verdict = check(req, key_user)
                 if isinstance(verdict, Rejection):
-                    code = codes.for_rejection(verdict.kind)
-                    user_id = key_user or req.request_id.partition(":")[0]
-                    out.add(
-                        responses,
-                        user_id.encode(),
-                        _encode(
-                            UserResponse(
-                                request_id=req.request_id,
-                                user_id=user_id,
-                                response_code=code,
-                                outcome="rejected",
-                                reason=verdict.reason,
-                                rule=f"duis.{verdict.kind}",
-                                at_ms=now_ms,
-                            )
-                        ),
-                    )
-                    dk = ("rejected", code)
-                    decisions[dk] = decisions.get(dk, 0) + 1
+                    self._reject(out, req, key_user, verdict, now_ms, tally)
                     continue
                 record_accepted(verdict)
-                out.add(outbound, verdict.target_id.encode(), value, headers=rec.headers or ())
-                out.add(
+                if key is None:
+                    key = verdict.user_id.encode()
+                add(outbound, verdict.target_id.encode(), value, rec.headers or ())
+                middle = accepted_middle.get(verdict.srv.srv)
+                if middle is None:
+                    middle = self._middle_for(verdict)
+                add(
                     responses,
-                    verdict.user_id.encode(),
-                    _encode(
-                        UserResponse(
-                            request_id=req.request_id,
-                            user_id=verdict.user_id,
-                            response_code=accepted_code,
-                            outcome="accepted",
-                            reason=f"accepted: SRV {verdict.srv.srv} ({verdict.srv.name}) "
-                            f"forwarded to {verdict.target_id}",
-                            at_ms=now_ms,
-                        )
+                    key,
+                    b"".join(
+                        (b'{"request_id":"', req.request_id.encode(), b'","user_id":"', key,
+                         middle, suffix)
                     ),
-                )
+                )  # fmt: skip
                 forward_ts.append(rec.timestamp)
-                dk = ("accepted", accepted_code)
-                decisions[dk] = decisions.get(dk, 0) + 1
+                accepted += 1
+        if accepted:
+            tally.decisions[("accepted", self._codes.accepted)] = accepted
         return tally
+
+    def _middle_for(self, verdict: Validated) -> bytes:
+        srv = verdict.srv
+        reason = f"accepted: SRV {srv.srv} ({srv.name}) forwarded to the device"
+        middle = b'","response_code":%s,"outcome":"accepted","reason":%s' % (
+            _encode(self._codes.accepted),
+            _encode(reason),
+        )
+        self._accepted_middle[srv.srv] = middle
+        return middle
+
+    def _reject(
+        self,
+        out: OutputBatch,
+        req: ServiceRequest,
+        key_user: str | None,
+        verdict: Rejection,
+        now_ms: int,
+        tally: _Tally,
+    ) -> None:
+        code = self._codes.for_rejection(verdict.kind)
+        user_id = key_user or req.request_id.partition(":")[0]
+        out.add(
+            self._topics.user_responses,
+            user_id.encode(),
+            _encode(
+                UserResponse(
+                    request_id=req.request_id,
+                    user_id=user_id,
+                    response_code=code,
+                    outcome="rejected",
+                    reason=verdict.reason,
+                    rule=f"duis.{verdict.kind}",
+                    at_ms=now_ms,
+                )
+            ),
+        )
+        dk = ("rejected", code)
+        tally.decisions[dk] = tally.decisions.get(dk, 0) + 1
 
     def _deadletter(
         self,
         out: OutputBatch,
-        dlq: str,
         rec: Record,
         kind: str,
         reason: str,
         now_ms: int,
         tally: _Tally,
     ) -> None:
-        deadletter(out, dlq, rec, service=SERVICE, kind=kind, reason=reason, at_ms=now_ms)
+        deadletter(
+            out,
+            self._topics.deadletter,
+            rec,
+            service=SERVICE,
+            kind=kind,
+            reason=reason,
+            at_ms=now_ms,
+        )
         tally.deadlettered[kind] = tally.deadlettered.get(kind, 0) + 1
 
     def after_send(self, report: object, now_ms: int) -> None:
@@ -188,6 +222,4 @@ class RouterProcessor:
         for kind, n in report.deadlettered.items():
             m.common.deadlettered.labels(SERVICE, kind).inc(n)
         if report.forward_ts_ms:
-            m.forward_latency.observe_many(
-                max(0, now_ms - ts) / 1000 for ts in report.forward_ts_ms
-            )
+            m.forward_latency.observe_ages_ms(now_ms, report.forward_ts_ms)

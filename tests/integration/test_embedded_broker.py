@@ -51,3 +51,41 @@ async def test_topic_creation_is_idempotent(kafka_broker: EmbeddedBroker) -> Non
     second = await ensure_topics(kafka, specs)
     assert sorted(first) == sorted(s.name for s in specs)
     assert second == []
+
+
+async def test_batched_records_keep_key_value_headers_timestamp_and_order(
+    kafka_broker: EmbeddedBroker,
+) -> None:
+    from broker.producer import BatchProducer, partition_for_key
+    from tests.integration.helpers import read_topic
+
+    kafka = KafkaSettings(
+        bootstrap=kafka_broker.bootstrap, fetch_max_wait_ms=20, max_batch_bytes=16 * 1024
+    )
+    [spec] = [s for s in Topics.with_prefix("rt.").specs(partitions=3) if "sr.inbound" in s.name]
+    await ensure_topics(kafka, [spec])
+    async with BatchProducer(kafka) as producer:
+        await producer.prepare([spec.name])
+        batch = producer.batch()
+        # 16 KiB batches and 600 x 100 B records: several batches per partition.
+        for i in range(600):
+            batch.add(
+                spec.name,
+                f"key-{i % 7}".encode(),
+                b"%05d" % i + b"x" * 95,
+                [("n", str(i).encode())],
+                None,
+                1_700_000_000_000 + i,
+            )
+        await producer.send(batch)
+    records = await read_topic(kafka, spec.name, expect=600)
+    assert len(records) == 600
+    for rec in records:
+        i = int(rec.value[:5])
+        assert rec.key == f"key-{i % 7}".encode()
+        assert rec.partition == partition_for_key(rec.key, 3)
+        assert list(rec.headers) == [("n", str(i).encode())]
+        assert rec.timestamp == 1_700_000_000_000 + i
+    for p in range(3):
+        in_partition = [int(r.value[:5]) for r in records if r.partition == p]
+        assert in_partition == sorted(in_partition)

@@ -29,8 +29,10 @@ def test_output_batch_groups_records_by_partition_and_counts_topics() -> None:
     assert out.counts == {"a": 3, "b": 1}
     assert len(out) == 4
     p = partition_for_key(b"k1", 4)
-    assert [r[1] for r in out._records[("a", p)]] == [b"v1", b"v2"]
-    assert out._records[("a", 3)][0][1] == b"v4"
+    taken = out._take()
+    assert [r[1] for r in taken[("a", p)]] == [b"v1", b"v2"]
+    assert taken[("a", 3)][0][1] == b"v4"
+    assert len(out) == 0
 
 
 def test_output_batch_refuses_a_topic_it_does_not_know() -> None:

@@ -12,7 +12,8 @@ def test_service_request_decodes_and_ignores_unknown_fields() -> None:
         b'"body":{"price":1.5},"region":"north","future_field":true}'
     )
     req = msgspec.json.decode(raw, type=ServiceRequest)
-    assert req.body == {"price": 1.5}
+    assert req.body_is_object()
+    assert req.body_values() == {"price": 1.5}
     assert req.region == "north"
     assert req.xml is None
 
@@ -55,3 +56,19 @@ def test_user_response_round_trip_has_the_contract_fields() -> None:
         "retry_after_ms",
         "at_ms",
     }
+
+
+@pytest.mark.parametrize(
+    ("body", "is_object"),
+    [(b"{}", True), (b' {"a": 1}', True), (b"[1]", False), (b'"x"', False), (b"null", False)],
+)
+def test_body_must_be_an_object(body: bytes, is_object: bool) -> None:
+    raw = b'{"request_id":"x","user_role":"IS","srv":"1","command_variant":1,"body":' + body + b"}"
+    assert msgspec.json.decode(raw, type=ServiceRequest).body_is_object() is is_object
+
+
+def test_missing_body_is_an_empty_object() -> None:
+    req = msgspec.json.decode(
+        b'{"request_id":"x","user_role":"IS","srv":"1","command_variant":1}', type=ServiceRequest
+    )
+    assert req.body_values() == {}

@@ -45,7 +45,7 @@ def _run(processor: RouterProcessor, records: list[Any]) -> tuple[OutputBatch, o
 
 
 def _by_topic(out: OutputBatch, topic: str) -> list[tuple[Any, ...]]:
-    return [r for (t, _), recs in out._records.items() if t == topic for r in recs]
+    return [r for parts in out._lists.get(topic, []) for r in parts]
 
 
 def _answers(out: OutputBatch) -> list[UserResponse]:
@@ -65,6 +65,12 @@ def test_valid_request_is_forwarded_unchanged_and_accepted(
     [answer] = _answers(out)
     assert (answer.outcome, answer.response_code, answer.user_id) == ("accepted", "I99", USER_A)
     assert answer.at_ms == 5_000
+    # The hand-assembled bytes are exactly what msgspec would write for the same answer.
+    [raw_answer] = _by_topic(out, TOPICS.user_responses)
+    assert raw_answer[1] == msgspec.json.encode(answer)
+    assert answer.reason == (
+        "accepted: SRV 4.1.1 (Read Instantaneous Import Registers) forwarded to the device"
+    )
     processor.after_send(report, 5_250)
     accepted = registry.get_sample_value(
         "dccgate_router_decisions_total", {"outcome": "accepted", "code": "I99"}
@@ -127,6 +133,10 @@ def test_replayed_counter_is_rejected_after_acceptance(
         (None, "invalid_json"),
         (b'{"request_id": "x"}', "invalid_schema"),
         (b"[1, 2]", "invalid_schema"),
+        (
+            b'{"request_id":"a","user_role":"IS","srv":"4.1.1","command_variant":1,"body":[]}',
+            "invalid_schema",
+        ),
     ],
 )
 def test_undecodable_records_are_dead_lettered_with_reason(
