@@ -116,21 +116,31 @@ class Topics(msgspec.Struct, frozen=True, kw_only=True):
         """All nine full names, in contract order."""
         return tuple(getattr(self, f) for f in self.__struct_fields__)
 
-    def specs(self, *, partitions: int, replication_factor: int = 1) -> list[TopicSpec]:
+    def specs(
+        self,
+        *,
+        partitions: int,
+        replication_factor: int = 1,
+        min_insync_replicas: int | None = None,
+    ) -> list[TopicSpec]:
         """What each topic should look like: `partitions` for the data topics, one for the
-        control and load logs, and the retention/compaction configs for Apache Kafka."""
+        control and load logs, `replication_factor` replicas (with `min.insync.replicas`
+        if given), and the retention/compaction configs for Apache Kafka."""
         if partitions < 1:
             raise TopicSetupError(f"partitions must be at least 1, got {partitions}")
         prefix_len = len(self.sr_inbound) - len(SR_INBOUND)
         specs = []
         for full in self.all():
             base = full[prefix_len:]
+            configs = dict(_CONFIGS.get(base, {}))
+            if min_insync_replicas is not None:
+                configs["min.insync.replicas"] = str(min_insync_replicas)
             specs.append(
                 TopicSpec(
                     name=full,
                     partitions=1 if base in _SINGLE_PARTITION else partitions,
                     replication_factor=replication_factor,
-                    configs=dict(_CONFIGS.get(base, {})),
+                    configs=configs,
                 )
             )
         return specs

@@ -72,7 +72,12 @@ async def prepare_topics(settings: Settings, kafka: KafkaSettings) -> None:
     """Create the contract's topics if they are missing (unless disabled)."""
     if not settings.create_topics:
         return
-    created = await ensure_topics(kafka, settings.topics.specs(partitions=settings.partitions))
+    specs = settings.topics.specs(
+        partitions=settings.partitions,
+        replication_factor=settings.replication_factor,
+        min_insync_replicas=settings.min_insync_replicas,
+    )
+    created = await ensure_topics(kafka, specs)
     if created:
         log.info("created topics: %s", ", ".join(created))
 

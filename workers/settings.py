@@ -34,10 +34,20 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     partitions: int = 6
     """Partitions of each data topic when dccgate creates it."""
     create_topics: bool = True
+    replication_factor: int = 1
+    """Replicas of each topic dccgate creates; 3 on a production cluster."""
+    min_insync_replicas: int | None = None
+    """`min.insync.replicas` of each topic dccgate creates (2 with 3 replicas); None
+    leaves the broker's default."""
     log_level: str = "INFO"
     replay_capacity: int = 1_000_000
     """(User, target) pairs remembered per router for anti-replay."""
     max_poll_records: int = 2_000
+    max_batches_in_flight: int = 2
+    session_timeout_ms: int | None = None
+    """Consumer-group session timeout; default 10 s, 2 s on the embedded broker."""
+    heartbeat_interval_ms: int | None = None
+    fetch_max_wait_ms: int | None = None
     codes: ResponseCodes = msgspec.field(default_factory=ResponseCodes)
 
     @property
@@ -51,8 +61,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             bootstrap=bootstrap,
             topic_prefix=self.topic_prefix,
             max_poll_records=self.max_poll_records,
+            max_batches_in_flight=self.max_batches_in_flight,
         )
-        return ks.for_embedded() if embedded else ks
+        if embedded:
+            ks = ks.for_embedded()
+        overrides = {
+            name: value
+            for name in ("session_timeout_ms", "heartbeat_interval_ms", "fetch_max_wait_ms")
+            if (value := getattr(self, name)) is not None
+        }
+        return msgspec.structs.replace(ks, **overrides) if overrides else ks
 
 
 # flag name -> (environment variable, converter)
@@ -63,12 +81,30 @@ ENV_VARS: Mapping[str, str] = {
     "http_port": "DCCGATE_HTTP_PORT",
     "topic_prefix": "DCCGATE_TOPIC_PREFIX",
     "partitions": "DCCGATE_PARTITIONS",
+    "replication_factor": "DCCGATE_REPLICATION_FACTOR",
+    "min_insync_replicas": "DCCGATE_MIN_INSYNC_REPLICAS",
     "log_level": "DCCGATE_LOG_LEVEL",
     "replay_capacity": "DCCGATE_REPLAY_CAPACITY",
     "max_poll_records": "DCCGATE_MAX_POLL_RECORDS",
+    "max_batches_in_flight": "DCCGATE_MAX_BATCHES_IN_FLIGHT",
+    "session_timeout_ms": "DCCGATE_SESSION_TIMEOUT_MS",
+    "heartbeat_interval_ms": "DCCGATE_HEARTBEAT_INTERVAL_MS",
+    "fetch_max_wait_ms": "DCCGATE_FETCH_MAX_WAIT_MS",
 }
 
-_INT_FIELDS = {"kafka_port", "http_port", "partitions", "replay_capacity", "max_poll_records"}
+_INT_FIELDS = {
+    "kafka_port",
+    "http_port",
+    "partitions",
+    "replication_factor",
+    "min_insync_replicas",
+    "replay_capacity",
+    "max_poll_records",
+    "max_batches_in_flight",
+    "session_timeout_ms",
+    "heartbeat_interval_ms",
+    "fetch_max_wait_ms",
+}
 _LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
 
 
@@ -107,6 +143,18 @@ def build_settings(
         raise SettingsError(
             f"--partitions / DCCGATE_PARTITIONS must be at least 1, got {settings.partitions}"
         )
+    if settings.replication_factor < 1:
+        raise SettingsError(
+            "--replication-factor / DCCGATE_REPLICATION_FACTOR must be at least 1, "
+            f"got {settings.replication_factor}"
+        )
+    if settings.min_insync_replicas is not None and not (
+        1 <= settings.min_insync_replicas <= settings.replication_factor
+    ):
+        raise SettingsError(
+            "DCCGATE_MIN_INSYNC_REPLICAS must be from 1 to the replication factor "
+            f"({settings.replication_factor}), got {settings.min_insync_replicas}"
+        )
     if settings.replay_capacity < 1:
         raise SettingsError(
             "DCCGATE_REPLAY_CAPACITY must be at least 1 (pairs remembered for anti-replay), "
@@ -116,6 +164,24 @@ def build_settings(
         raise SettingsError(
             "--max-poll-records / DCCGATE_MAX_POLL_RECORDS must be from 1 to 100000, "
             f"got {settings.max_poll_records}"
+        )
+    if not 1 <= settings.max_batches_in_flight <= 16:
+        raise SettingsError(
+            "DCCGATE_MAX_BATCHES_IN_FLIGHT must be from 1 to 16, "
+            f"got {settings.max_batches_in_flight}"
+        )
+    for name in ("session_timeout_ms", "heartbeat_interval_ms", "fetch_max_wait_ms"):
+        value = getattr(settings, name)
+        if value is not None and value < 1:
+            raise SettingsError(f"{ENV_VARS[name]} must be a positive number of ms, got {value}")
+    if (
+        settings.session_timeout_ms is not None
+        and settings.heartbeat_interval_ms is not None
+        and settings.heartbeat_interval_ms >= settings.session_timeout_ms
+    ):
+        raise SettingsError(
+            "DCCGATE_HEARTBEAT_INTERVAL_MS must be well below DCCGATE_SESSION_TIMEOUT_MS "
+            "(a third of it or less), or the group keeps rebalancing"
         )
     if settings.log_level.upper() not in _LEVELS:
         raise SettingsError(

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import io
 
 import orjson
@@ -47,3 +48,32 @@ async def test_requests_are_forwarded_rejected_or_dead_lettered(
         )
         == 5.0
     )
+
+
+async def test_two_routers_share_the_partitions_and_answer_everything(
+    settings: Settings, kafka: KafkaSettings
+) -> None:
+    from workers.bench import make_requests
+
+    records = make_requests(3_000, seed=3)
+    lines = [value for _, value in records]
+    async with (
+        running_router(settings, kafka) as (one, _),
+        running_router(settings, kafka) as (
+            two,
+            _,
+        ),
+    ):
+        for _ in range(100):
+            if one.status.assigned and two.status.assigned:
+                break
+            await asyncio.sleep(0.1)
+        result = await send_requests(
+            lines, settings=kafka, topics=settings.topics, timeout_s=30, out=None
+        )
+    assert result.missing == []
+    assert len(result.answers) == 3_000
+    assert one.status.records > 0
+    assert two.status.records > 0
+    assert one.status.records + two.status.records == 3_000
+    assert not one.status.assigned & two.status.assigned

@@ -35,6 +35,13 @@ def test_specs_partitions_and_configs() -> None:
     assert specs["p." + CONTROL].configs == {"cleanup.policy": "compact"}
 
 
+def test_specs_carry_replication_and_min_insync() -> None:
+    specs = Topics.with_prefix("").specs(partitions=3, replication_factor=3, min_insync_replicas=2)
+    assert {s.replication_factor for s in specs} == {3}
+    control = next(s for s in specs if s.name == CONTROL)
+    assert control.configs == {"cleanup.policy": "compact", "min.insync.replicas": "2"}
+
+
 def test_specs_refuse_zero_partitions() -> None:
     with pytest.raises(TopicSetupError, match="at least 1"):
         Topics.with_prefix("").specs(partitions=0)

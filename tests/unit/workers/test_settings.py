@@ -28,6 +28,8 @@ def test_flag_beats_environment_beats_default() -> None:
         ({"partitions": 0}, {}, "at least 1"),
         ({}, {"DCCGATE_LOG_LEVEL": "LOUD"}, "DCCGATE_LOG_LEVEL"),
         ({"bootstrap": "  "}, {}, "empty"),
+        ({}, {"DCCGATE_MIN_INSYNC_REPLICAS": "2"}, "to the replication factor"),
+        ({"replication_factor": 0}, {}, "at least 1"),
     ],
 )
 def test_bad_values_name_the_setting(
@@ -42,3 +44,20 @@ def test_embedded_tuning_shortens_group_timing() -> None:
     k = s.kafka("127.0.0.1:1", embedded=True)
     assert k.session_timeout_ms < 10_000
     assert k.heartbeat_interval_ms < k.session_timeout_ms
+
+
+def test_group_timing_overrides_apply_on_top_of_embedded_tuning() -> None:
+    s = build_settings(
+        {},
+        {"DCCGATE_SESSION_TIMEOUT_MS": "1000", "DCCGATE_HEARTBEAT_INTERVAL_MS": "100"},
+    )
+    k = s.kafka("127.0.0.1:1", embedded=True)
+    assert (k.session_timeout_ms, k.heartbeat_interval_ms) == (1000, 100)
+
+
+def test_heartbeat_must_stay_below_session_timeout() -> None:
+    with pytest.raises(SettingsError, match="well below"):
+        build_settings(
+            {},
+            {"DCCGATE_SESSION_TIMEOUT_MS": "1000", "DCCGATE_HEARTBEAT_INTERVAL_MS": "1000"},
+        )

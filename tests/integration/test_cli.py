@@ -1,0 +1,147 @@
+"""The README's promise, as a user types it: `dccgate run`, then `dccgate send`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from broker.embedded import EmbeddedBroker, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+QUICKSTART = ROOT / "docs" / "examples" / "quickstart.jsonl"
+DCCGATE = [sys.executable, "-m", "workers.cli"]
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> dict[str, object]:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, log.read_text()
+        try:
+            status, body = _get(url)
+        except OSError:
+            time.sleep(0.1)
+            continue
+        doc = json.loads(body)
+        if status == 200 and doc["services"]["router"]["assigned_partitions"]:
+            return dict(doc)
+        time.sleep(0.1)
+    raise AssertionError(f"not healthy in 30 s:\n{log.read_text()}")
+
+
+def test_run_then_send_shows_every_kind_of_answer(tmp_path: Path) -> None:
+    kafka_port, http_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "DCCGATE_SESSION_TIMEOUT_MS": "1000",
+        "DCCGATE_HEARTBEAT_INTERVAL_MS": "100",
+    }
+    log = tmp_path / "run.log"
+    with log.open("wb") as out:
+        gateway = subprocess.Popen(
+            [
+                *DCCGATE,
+                "run",
+                "--kafka-port",
+                str(kafka_port),
+                "--http-port",
+                str(http_port),
+                "--log-dir",
+                str(tmp_path),
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        health = _wait_healthy(f"http://127.0.0.1:{http_port}/healthz", gateway, log)
+        assert health["embedded_broker"] is True
+        sent = subprocess.run(
+            [*DCCGATE, "send", str(QUICKSTART), "--kafka-port", str(kafka_port), "--timeout", "20"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert sent.returncode == 0, sent.stderr
+        lines = sent.stdout.splitlines()
+        assert len(lines) == 10
+        text = sent.stdout
+        assert sum(" accepted    I99 " in line for line in lines) == 3
+        for code in ("E2", "E12", "E100", "E101", "E102"):
+            assert f" {code} " in text
+        assert "dead-lettered   invalid_json" in text
+        assert "dead-lettered   invalid_schema" in text
+        assert "10 sent: 3 accepted, 5 not accepted, 2 dead-lettered" in sent.stderr
+        status, metrics = _get(f"http://127.0.0.1:{http_port}/metrics")
+        assert status == 200
+        assert b'dccgate_router_decisions_total{code="I99",outcome="accepted"} 3.0' in metrics
+        assert b"dccgate_build_info{" in metrics
+    finally:
+        gateway.send_signal(signal.SIGTERM)
+        gateway.wait(timeout=40)
+    assert gateway.returncode == 0, log.read_text()
+    assert "dccgate 0.1.0 is running" in log.read_text() or "is running" in log.read_text()
+    assert (tmp_path / "tansu.log").exists()
+
+
+def test_worker_needs_a_bootstrap() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "DCCGATE_BOOTSTRAP"}
+    done = subprocess.run(
+        [*DCCGATE, "worker", "router"], env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 1
+    assert "--bootstrap" in done.stderr
+
+
+def test_bad_setting_is_named_and_exits_2() -> None:
+    done = subprocess.run(
+        [*DCCGATE, "run", "--http-port", "99999"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 2
+    assert "--http-port" in done.stderr
+
+
+@pytest.mark.slow
+def test_bench_prints_the_figures_as_json(kafka_broker: EmbeddedBroker) -> None:
+    done = subprocess.run(
+        [
+            *DCCGATE,
+            "bench",
+            "--bootstrap",
+            kafka_broker.bootstrap,
+            "--messages",
+            "3000",
+            "--json",
+            "--partitions",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["messages"] == 3000
+    assert result["passthrough_msgs_per_s"] > 0
+    assert result["router_msgs_per_s"] > 0
+    assert result["ratio"] == pytest.approx(
+        result["router_msgs_per_s"] / result["passthrough_msgs_per_s"], rel=0.01
+    )
