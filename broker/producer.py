@@ -92,6 +92,21 @@ class OutputBatch:
                 partition = next(self._round_robin) % len(parts)
         parts[partition].append((key, value, headers, timestamp_ms))
 
+    def partition_lists(self, topic: str) -> list[list[_Record]]:
+        """The per-partition record lists of `topic`, for a hot loop that places records
+        itself: append `(key, value, headers, timestamp_ms)` to
+        `lists[partition_for_key(key, len(lists))]`. Same effect as `add()`, without a
+        method call per record."""
+        parts = self._lists.get(topic)
+        if parts is None:
+            n = self._partitions.get(topic)
+            if n is None:
+                raise BrokerError(
+                    f"topic {topic} was not prepared on this producer; call prepare()"
+                )
+            parts = self._lists[topic] = [[] for _ in range(n)]
+        return parts
+
     def _take(self) -> dict[tuple[str, int], list[_Record]]:
         """Hand over the records by (topic, partition) and empty the batch."""
         taken = {

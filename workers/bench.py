@@ -1,6 +1,7 @@
 """`dccgate bench`: the router's throughput against a plain aiokafka pass-through loop.
 
-Both read the same input topic on the same broker, each with its own consumer group. The
+Both read the same input topic on the same broker, each with its own consumer group, taking
+turns (`--repeat` runs each, medians reported, because a shared 2-core machine is noisy). The
 pass-through loop is what an operator would write with aiokafka alone: fetch a batch, send
 every record unchanged to another topic (same partition), await the acks, commit. The
 router then does its real work on the same records. The clock starts at each loop's first
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import statistics
 import sys
 import time
 import uuid
@@ -116,7 +118,7 @@ async def _router(settings: Settings, kafka: KafkaSettings, n: int) -> float:
     from prometheus_client import CollectorRegistry
 
     metrics = CommonMetrics(CollectorRegistry(), version=dccgate_version())
-    loop = build_router(settings, kafka, metrics)
+    loop = build_router(settings, kafka, metrics, group_id=f"bench-router-{uuid.uuid4().hex[:8]}")
     stop = asyncio.Event()
     task = asyncio.create_task(loop.run(stop))
     try:
@@ -135,8 +137,9 @@ async def _router(settings: Settings, kafka: KafkaSettings, n: int) -> float:
         await task
 
 
-async def bench(settings: Settings, *, messages: int) -> dict[str, object]:
-    """Run both loops on `messages` records; return the figures."""
+async def bench(settings: Settings, *, messages: int, repeat: int = 3) -> dict[str, object]:
+    """Run both loops on the same `messages` records, alternating, `repeat` times each
+    (each run with a consumer group of its own); return the medians and every sample."""
     broker = None
     if settings.bootstrap is None:
         broker = EmbeddedBroker()
@@ -166,10 +169,15 @@ async def bench(settings: Settings, *, messages: int) -> dict[str, object]:
         t0 = time.perf_counter()
         await _produce(kafka, topics.sr_inbound, records)
         produce_s = time.perf_counter() - t0
-        pt_s = await _passthrough(kafka, topics.sr_inbound, pt_out, messages)
-        router_s = await _router(run_settings, kafka, messages)
-        pt_rate = messages / pt_s
-        router_rate = messages / router_s
+        pt_rates: list[float] = []
+        router_rates: list[float] = []
+        for _ in range(repeat):
+            pt_rates.append(
+                messages / await _passthrough(kafka, topics.sr_inbound, pt_out, messages)
+            )
+            router_rates.append(messages / await _router(run_settings, kafka, messages))
+        pt_rate = statistics.median(pt_rates)
+        router_rate = statistics.median(router_rates)
         return {
             "messages": messages,
             "bootstrap": bootstrap,
@@ -180,6 +188,9 @@ async def bench(settings: Settings, *, messages: int) -> dict[str, object]:
             "passthrough_msgs_per_s": round(pt_rate),
             "router_msgs_per_s": round(router_rate),
             "ratio": round(router_rate / pt_rate, 3),
+            "repeat": repeat,
+            "passthrough_samples": [round(r) for r in pt_rates],
+            "router_samples": [round(r) for r in router_rates],
             "python": sys.version.split()[0],
             "version": dccgate_version(),
         }
@@ -188,21 +199,26 @@ async def bench(settings: Settings, *, messages: int) -> dict[str, object]:
             await broker.stop()
 
 
-def run_bench(settings: Settings, *, messages: int, as_json: bool) -> int:
+def run_bench(settings: Settings, *, messages: int, repeat: int, as_json: bool) -> int:
     """CLI wrapper: print the figures (and a last JSON line with --json)."""
     if messages < 1000:
         sys.stderr.write("dccgate bench: --messages must be at least 1000\n")
         return 2
     from workers.runtime import run
 
-    result = run(bench(settings, messages=messages))
+    if repeat < 1:
+        sys.stderr.write("dccgate bench: --repeat must be at least 1\n")
+        return 2
+    result = run(bench(settings, messages=messages, repeat=repeat))
     print(
-        f"messages            {result['messages']}\n"
+        f"messages            {result['messages']} x {repeat} runs each, alternating; medians:\n"
         f"pass-through        {result['passthrough_msgs_per_s']:>10} msg/s  "
         "(aiokafka: getmany, send each, gather acks, commit)\n"
         f"router              {result['router_msgs_per_s']:>10} msg/s  "
         "(decode, DUIS validation, forward + answer, acks, commit)\n"
-        f"ratio               {result['ratio']:>10}   (target >= 0.8)"
+        f"ratio               {result['ratio']:>10}   (target >= 0.8)\n"
+        f"samples             pass-through {result['passthrough_samples']}, "
+        f"router {result['router_samples']}"
     )
     if as_json:
         print(orjson.dumps(result).decode())

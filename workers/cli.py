@@ -90,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="measure the router against a plain pass-through loop")
     _common(bench, http=False)
     bench.add_argument("--messages", type=int, default=200_000, help="input records (200000)")
+    bench.add_argument("--repeat", type=int, default=3, help="runs of each loop, alternating (3)")
     bench.add_argument("--json", action="store_true", help="end with one JSON line of results")
     return parser
 
@@ -171,7 +172,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "bench":
         from workers.bench import run_bench
 
-        return run_bench(settings, messages=args.messages, as_json=args.json)
+        return run_bench(settings, messages=args.messages, repeat=args.repeat, as_json=args.json)
     raise AssertionError(args.command)  # argparse allows nothing else
 
 

@@ -16,7 +16,7 @@ import msgspec
 from prometheus_client import Counter
 
 from broker.consumer import Record, TopicPartition
-from broker.producer import OutputBatch
+from broker.producer import OutputBatch, partition_for_key
 from broker.schemas import ServiceRequest, UserResponse
 from broker.topics import Topics
 from workers.codes import ResponseCodes
@@ -91,14 +91,17 @@ class RouterProcessor:
         # SRV -> the pre-encoded middle of an accepted answer (code, outcome, reason).
         self._accepted_middle: dict[str, bytes] = {}
 
-    def process(
+    def process(  # noqa: PLR0915 - one hot loop; helpers would cost a call per record
         self, batch: dict[TopicPartition, list[Record]], out: OutputBatch, now_ms: int
     ) -> _Tally:
         """Decide each record of `batch`, adding forwards, answers and dead letters to `out`."""
         tally = _Tally()
-        add = out.add
-        outbound = self._topics.sr_outbound
-        responses = self._topics.user_responses
+        # Records are placed straight into the partition lists (no method call per record);
+        # a User's answer partition is computed once per batch.
+        forwards = out.partition_lists(self._topics.sr_outbound)
+        answers = out.partition_lists(self._topics.user_responses)
+        n_forwards, n_answers = len(forwards), len(answers)
+        answer_partition: dict[bytes, int] = {}
         check = self._validator.check
         record_accepted = self._validator.record_accepted
         accepted_middle = self._accepted_middle
@@ -135,17 +138,26 @@ class RouterProcessor:
                 record_accepted(verdict)
                 if key is None:
                     key = verdict.user_id.encode()
-                add(outbound, verdict.target_id.encode(), value, rec.headers or ())
+                target = verdict.target_id.encode()
+                forwards[partition_for_key(target, n_forwards)].append(
+                    (target, value, rec.headers or (), None)
+                )
                 middle = accepted_middle.get(verdict.srv.srv)
                 if middle is None:
                     middle = self._middle_for(verdict)
-                add(
-                    responses,
-                    key,
-                    b"".join(
-                        (b'{"request_id":"', req.request_id.encode(), b'","user_id":"', key,
-                         middle, suffix)
-                    ),
+                p = answer_partition.get(key)
+                if p is None:
+                    p = answer_partition[key] = partition_for_key(key, n_answers)
+                answers[p].append(
+                    (
+                        key,
+                        b"".join(
+                            (b'{"request_id":"', req.request_id.encode(), b'","user_id":"', key,
+                             middle, suffix)
+                        ),
+                        (),
+                        None,
+                    )
                 )  # fmt: skip
                 forward_ts.append(rec.timestamp)
                 accepted += 1

@@ -48,8 +48,17 @@ def dccgate_version() -> str:
         return "0+unknown"
 
 
-def build_router(settings: Settings, kafka: KafkaSettings, metrics: CommonMetrics) -> ServiceLoop:
-    """A router service loop: consumes dcc.sr.inbound, produces forwards and answers."""
+def build_router(
+    settings: Settings,
+    kafka: KafkaSettings,
+    metrics: CommonMetrics,
+    *,
+    group_id: str | None = None,
+) -> ServiceLoop:
+    """A router service loop: consumes dcc.sr.inbound, produces forwards and answers.
+
+    `group_id` defaults to `<prefix>dccgate-router`, shared by every router.
+    """
     topics = settings.topics
     processor = RouterProcessor(
         topics=topics,
@@ -62,7 +71,7 @@ def build_router(settings: Settings, kafka: KafkaSettings, metrics: CommonMetric
         settings=kafka,
         input_topics=[topics.sr_inbound],
         output_topics=[topics.sr_outbound, topics.user_responses, topics.deadletter],
-        group_id=f"{settings.topic_prefix}dccgate-{ROUTER}",
+        group_id=group_id or f"{settings.topic_prefix}dccgate-{ROUTER}",
         processor=processor,
         metrics=metrics,
     )

@@ -131,7 +131,14 @@ def test_bench_prints_the_figures_as_json(kafka_broker: EmbeddedBroker) -> None:
             "--json",
             "--partitions",
             "2",
+            "--repeat",
+            "2",
         ],
+        env={
+            **os.environ,
+            "DCCGATE_SESSION_TIMEOUT_MS": "1000",
+            "DCCGATE_HEARTBEAT_INTERVAL_MS": "100",
+        },
         capture_output=True,
         text=True,
         timeout=120,
@@ -140,6 +147,7 @@ def test_bench_prints_the_figures_as_json(kafka_broker: EmbeddedBroker) -> None:
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.splitlines()[-1])
     assert result["messages"] == 3000
+    assert len(result["router_samples"]) == len(result["passthrough_samples"]) == 2
     assert result["passthrough_msgs_per_s"] > 0
     assert result["router_msgs_per_s"] > 0
     assert result["ratio"] == pytest.approx(
