@@ -246,9 +246,13 @@ class BatchProducer:
 
     async def send_one(
         self, topic: str, key: bytes | None, value: bytes | None, *, headers: Headers = ()
-    ) -> None:
-        """Send one record and wait for its ack (for control paths, never the hot path)."""
+    ) -> tuple[int, int]:
+        """Send one record and wait for its ack (for control paths, never the hot path).
+
+        Returns its (partition, offset).
+        """
         try:
-            await self._producer.send_and_wait(topic, value, key=key, headers=list(headers))
+            meta = await self._producer.send_and_wait(topic, value, key=key, headers=list(headers))
         except KafkaError as exc:
             raise DeliveryError(f"record to {topic} not acknowledged: {exc}") from exc
+        return int(meta.partition), int(meta.offset)

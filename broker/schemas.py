@@ -18,6 +18,8 @@ __all__ = [
     "OUTCOMES",
     "REGIONS",
     "USER_ROLES",
+    "AuditRecord",
+    "ControlRecord",
     "DeviceAlert",
     "Outcome",
     "Region",
@@ -41,6 +43,7 @@ OUTCOMES: tuple[str, ...] = (
 
 _NonNegInt = Annotated[int, Meta(ge=0)]
 _EMPTY_OBJECT = msgspec.Raw(b"{}")
+_NULL = msgspec.Raw(b"null")
 _decode_body = msgspec.json.Decoder(dict[str, Any]).decode
 
 
@@ -59,12 +62,19 @@ class ServiceRequest(Struct, frozen=True, kw_only=True, gc=False):
     command_variant: int
     body: msgspec.Raw = msgspec.field(default_factory=lambda: _EMPTY_OBJECT)
     region: Region | None = None
-    xml: msgspec.Raw | None = None
+    xml: msgspec.Raw = msgspec.field(default_factory=lambda: _NULL)
+    """The original DUIS XML as a raw JSON string (or `null`): passed through untouched.
+    (A `Raw | None` union would accept only null: msgspec cannot mix Raw into a union.)"""
 
     def body_is_object(self) -> bool:
         """True when `body` is a JSON object, as the contract requires."""
         view = memoryview(self.body)
         return len(view) > 0 and view[0] == 0x7B  # "{"; msgspec strips leading whitespace
+
+    def xml_is_string_or_null(self) -> bool:
+        """True when `xml` is a JSON string or null, as the contract requires."""
+        view = memoryview(self.xml)
+        return len(view) > 0 and view[0] in (0x22, 0x6E)  # '"' or "n" of null
 
     def body_values(self) -> dict[str, Any]:
         """`body` decoded (it must be an object; see `body_is_object`)."""
@@ -96,3 +106,34 @@ class DeviceAlert(Struct, frozen=True, kw_only=True):
     payload: str = ""
     throttled_alert_count: _NonNegInt | None = None
     throttled_alert_sequence_id: str | None = None
+
+
+class ControlRecord(Struct, frozen=True, kw_only=True):
+    """A configuration change on `dcc.control` (key: what it configures, e.g.
+    `allocations/<user_id>`). A record with a null Kafka value (a tombstone) deletes the
+    key. Readers keep the last record per key: the topic is compacted on Apache Kafka, and
+    not compacted on the embedded broker, where the reader does the same by itself."""
+
+    key: str
+    version: Annotated[int, Meta(ge=1)]
+    value: msgspec.Raw
+    """The item's body as JSON (its shape depends on the key's kind)."""
+    by: str
+    """Who made the change: `operator:<token id>`, `user:<user id>:<token id>`, `config-file`."""
+    at_ms: _NonNegInt
+
+
+class AuditRecord(Struct, frozen=True, kw_only=True):
+    """One accepted change, on `dcc.audit` (key: the item's key), kept for audit.
+
+    `action` is `put`, `delete`, `token.issue`, `token.revoke`, `quarantine.release`,
+    `quarantine.delete`; `old` and `new` are the item's bodies before and after (null when
+    absent; never a token's secret)."""
+
+    at_ms: _NonNegInt
+    by: str
+    action: str
+    key: str
+    version: int | None = None
+    old: msgspec.Raw = msgspec.field(default_factory=lambda: _NULL)
+    new: msgspec.Raw = msgspec.field(default_factory=lambda: _NULL)

@@ -1,6 +1,6 @@
 """The topic catalogue of the wire contract and its idempotent creation.
 
-The nine topic names are fixed (docs/contract.md); a deployment may prefix them. Creating
+The topic names are fixed (docs/contract.md); a deployment may prefix them. Creating
 them is idempotent: existing topics are left alone (their partition count is reported if it
 differs, never changed, because changing it would move keys between partitions).
 """
@@ -20,6 +20,7 @@ from broker.settings import KafkaSettings
 __all__ = [
     "ALERTS_INBOUND",
     "ALERTS_OUTBOUND",
+    "AUDIT",
     "CONTROL",
     "DEADLETTER",
     "LOAD",
@@ -44,6 +45,7 @@ ALERTS_OUTBOUND = "dcc.alerts.outbound"
 CONTROL = "dcc.control"
 LOAD = "dcc.load"
 DEADLETTER = "dcc.deadletter"
+AUDIT = "dcc.audit"
 
 TOPIC_NAMES: tuple[str, ...] = (
     SR_INBOUND,
@@ -55,6 +57,7 @@ TOPIC_NAMES: tuple[str, ...] = (
     CONTROL,
     LOAD,
     DEADLETTER,
+    AUDIT,
 )
 
 _DAY_MS = 24 * 3600 * 1000
@@ -66,10 +69,12 @@ _CONFIGS: Mapping[str, Mapping[str, str]] = {
     LOAD: {"retention.ms": str(3600 * 1000)},
     DEADLETTER: {"retention.ms": str(30 * _DAY_MS)},
     SR_QUARANTINE: {"retention.ms": str(30 * _DAY_MS)},
+    # Audit history must outlive the compaction of dcc.control: about 13 months.
+    AUDIT: {"retention.ms": str(400 * _DAY_MS)},
 }
 
 # Topics whose order must be total (one partition): the control log is applied in order.
-_SINGLE_PARTITION = frozenset({CONTROL, LOAD})
+_SINGLE_PARTITION = frozenset({CONTROL, LOAD, AUDIT})
 
 
 class TopicSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -96,10 +101,11 @@ class Topics(msgspec.Struct, frozen=True, kw_only=True):
     control: str
     load: str
     deadletter: str
+    audit: str
 
     @classmethod
     def with_prefix(cls, prefix: str = "") -> Topics:
-        """The nine topic names, each with `prefix` in front (default: none)."""
+        """The topic names, each with `prefix` in front (default: none)."""
         return cls(
             sr_inbound=prefix + SR_INBOUND,
             sr_outbound=prefix + SR_OUTBOUND,
@@ -110,10 +116,11 @@ class Topics(msgspec.Struct, frozen=True, kw_only=True):
             control=prefix + CONTROL,
             load=prefix + LOAD,
             deadletter=prefix + DEADLETTER,
+            audit=prefix + AUDIT,
         )
 
     def all(self) -> tuple[str, ...]:
-        """All nine full names, in contract order."""
+        """All full names, in contract order."""
         return tuple(getattr(self, f) for f in self.__struct_fields__)
 
     def specs(

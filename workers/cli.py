@@ -25,6 +25,7 @@ _BANNER = """\
 dccgate {version} is running.
   Kafka bootstrap : {bootstrap}{embedded}
   metrics, health : http://{http_host}:{http_port}/metrics  http://{http_host}:{http_port}/healthz
+  admin API       : http://{http_host}:{http_port}/v1/  (OpenAPI: /openapi.json){token}
   try it          : dccgate send docs/examples/quickstart.jsonl
 Ctrl-C drains the batch in flight and stops.
 """
@@ -55,6 +56,11 @@ def _common(p: argparse.ArgumentParser, *, http: bool = True) -> None:
         help="do not create missing topics at start-up",
     )
     p.add_argument("--log-level", dest="log_level", help="DEBUG, INFO (default), WARNING, ERROR")
+    p.add_argument(
+        "--config",
+        dest="config_path",
+        help="TOML configuration file (DCCGATE_CONFIG); see docs/examples/dccgate.toml",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -75,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--log-dir", type=Path, help="where the embedded broker writes its log")
 
     worker = sub.add_parser("worker", help="one service against an existing Kafka cluster")
-    worker.add_argument("service", choices=["router"], help="which service to run")
+    worker.add_argument("service", choices=["router", "admin"], help="which service to run")
     _common(worker)
 
     send = sub.add_parser("send", help="submit Service Requests (JSON lines) and print answers")
@@ -92,6 +98,10 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--messages", type=int, default=200_000, help="input records (200000)")
     bench.add_argument("--repeat", type=int, default=3, help="runs of each loop, alternating (3)")
     bench.add_argument("--json", action="store_true", help="end with one JSON line of results")
+
+    from workers.admin_cli import add_admin_parser
+
+    add_admin_parser(sub)
     return parser
 
 
@@ -137,9 +147,15 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.command == "run":
 
-        async def ready(bootstrap: str, http_port: int) -> None:
+        async def ready(bootstrap: str, http_port: int, token: str | None) -> None:
             sys.stderr.write(
                 _BANNER.format(
+                    token=(
+                        f"\n  operator token  : {token}  (made up for this run: set "
+                        "DCCGATE_ADMIN_TOKEN to choose one)"
+                        if token
+                        else ""
+                    ),
                     version=services.dccgate_version(),
                     bootstrap=bootstrap,
                     embedded=" (embedded broker, memory storage: data is lost when it stops)"
@@ -169,6 +185,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
                 timeout_s=args.timeout,
                 as_json=args.json,
             )
+    if args.command == "admin":
+        from workers.admin_cli import run_admin
+
+        return run_admin(args)
     if args.command == "bench":
         from workers.bench import run_bench
 

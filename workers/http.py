@@ -1,7 +1,7 @@
 """The HTTP side of a worker: `/metrics` for Prometheus and `/healthz` for orchestrators.
 
-aiohttp serves it: one well-kept asyncio stack for the server here and the admin API's
-client in the CLI, no ASGI adapter layer in between.
+aiohttp serves it, and the admin API on the same port: a well-kept asyncio server that
+takes msgspec-encoded bytes as they are, with no ASGI adapter layer in between.
 """
 
 from __future__ import annotations
@@ -48,9 +48,13 @@ def build_app(
             for name, st in loops.items()
         }
         ok = all(st.running and st.error is None for st in loops.values())
-        body: dict[str, object] = {"status": "ok" if ok else "unavailable", "services": services}
+        body: dict[str, object] = {"services": services}
         if extra is not None:
             body.update(extra())
+        control = body.get("control")
+        if isinstance(control, dict) and not control.get("caught_up", True):
+            ok = False
+        body = {"status": "ok" if ok else "unavailable", **body}
         return web.Response(
             body=orjson.dumps(body),
             status=200 if ok else 503,

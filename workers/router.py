@@ -119,7 +119,9 @@ class RouterProcessor:
                         raise msgspec.DecodeError("the record has no value (a null/tombstone)")
                     req = _decode_request(value)
                     if not req.body_is_object():
-                        raise msgspec.ValidationError("Expected `object` for `$.body`")
+                        raise msgspec.ValidationError("Expected `object` - at `$.body`")
+                    if not req.xml_is_string_or_null():
+                        raise msgspec.ValidationError("Expected `str | null` - at `$.xml`")
                 except msgspec.ValidationError as exc:
                     self._deadletter(out, rec, "invalid_schema", str(exc), now_ms, tally)
                     continue

@@ -5,16 +5,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import signal
 from collections.abc import Awaitable, Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import msgspec
 from prometheus_client import CollectorRegistry
 
 from broker.embedded import EmbeddedBroker
+from broker.producer import BatchProducer
 from broker.settings import KafkaSettings
 from broker.topics import ensure_topics
+from workers.control.api import AdminApi
+from workers.control.audit import AuditLog
+from workers.control.configfile import seed_control
+from workers.control.reader import ControlReader
+from workers.control.writer import ControlWriter
 from workers.duis import DuisValidator, load_catalogue
 from workers.http import HttpServer, build_app
 from workers.loop import ServiceLoop
@@ -25,6 +33,8 @@ from workers.settings import Settings
 
 __all__ = [
     "DRAIN_TIMEOUT_S",
+    "WORKERS",
+    "AdminService",
     "build_router",
     "dccgate_version",
     "install_signal_handlers",
@@ -109,20 +119,77 @@ def install_signal_handlers(stop: asyncio.Event, main: asyncio.Task[object]) -> 
         loop.add_signal_handler(sig, on_signal, sig)
 
 
+class AdminService:
+    """The admin API with what it needs: a producer, the audit log and the writer."""
+
+    def __init__(self, settings: Settings, kafka: KafkaSettings, reader: ControlReader) -> None:
+        topics = settings.topics
+        self.reader = reader
+        self.producer = BatchProducer(kafka)
+        self.audit = AuditLog(kafka, topics.audit)
+        self.writer = ControlWriter(self.producer, topics, reader, self.audit)
+        self.api = AdminApi(
+            reader=reader,
+            writer=self.writer,
+            audit=self.audit,
+            bootstrap_token_sha256=settings.admin_token_sha256,
+        )
+        self._config = settings.config
+
+    async def start(self) -> None:
+        """Connect, load the audit trail, and seed the configuration file's new items."""
+        await self.producer.start()
+        await self.audit.start()
+        if self._config is not None:
+            written = await seed_control(self._config, self.reader, self.writer)
+            if written:
+                log.info("configuration file: %d new items written to dcc.control", written)
+
+    async def stop(self) -> None:
+        """Disconnect."""
+        await self.audit.stop()
+        await self.producer.stop()
+
+
+async def _start_reader(
+    settings: Settings, kafka: KafkaSettings, stack: contextlib.AsyncExitStack
+) -> ControlReader:
+    reader = ControlReader(kafka, settings.topics.control)
+    await reader.start()
+    stack.push_async_callback(reader.stop)
+    await reader.wait_caught_up()
+    return reader
+
+
+def _control_health(reader: ControlReader) -> dict[str, object]:
+    snapshot = reader.snapshot
+    return {
+        "control": {
+            "caught_up": reader.caught_up,
+            "offset": snapshot.offset,
+            "versions": snapshot.versions(),
+        }
+    }
+
+
 async def _serve(
     settings: Settings,
     loops: list[ServiceLoop],
     registry: CollectorRegistry,
     stop: asyncio.Event,
     *,
-    extra: Callable[[], dict[str, object]] | None = None,
+    reader: ControlReader,
+    admin: AdminService | None = None,
+    extra: dict[str, object] | None = None,
     ready: Callable[[int], Awaitable[None]] | None = None,
 ) -> None:
-    http = HttpServer(
-        build_app(registry, {lp.name: lp.status for lp in loops}, extra=extra),
-        host=settings.http_host,
-        port=settings.http_port,
-    )
+    def health() -> dict[str, object]:
+        return {**(extra or {}), **_control_health(reader)}
+
+    app = build_app(registry, {lp.name: lp.status for lp in loops}, extra=health)
+    if admin is not None:
+        admin.api.install(app)
+    http = HttpServer(app, host=settings.http_host, port=settings.http_port)
     await http.start()
     try:
         if ready is not None:
@@ -130,39 +197,63 @@ async def _serve(
         async with asyncio.TaskGroup() as tg:
             for lp in loops:
                 tg.create_task(lp.run(stop))
+            if not loops:
+                tg.create_task(stop.wait())
     finally:
         await http.stop()
 
 
+WORKERS = ("router", "admin")
+
+
 async def run_worker(name: str, settings: Settings) -> None:
-    """Run one service (`router`) against `settings.bootstrap` until SIGTERM."""
+    """Run one service (`router` or `admin`) against `settings.bootstrap` until SIGTERM."""
     if settings.bootstrap is None:
         raise ValueError("a worker needs --bootstrap HOST:PORT (or DCCGATE_BOOTSTRAP)")
+    if name not in WORKERS:
+        raise ValueError(f"unknown worker {name!r}; choose one of {', '.join(WORKERS)}")
+    if name == "admin" and settings.admin_token_sha256 is None:
+        raise ValueError(
+            "the admin worker needs a first operator token: set DCCGATE_ADMIN_TOKEN, or "
+            "admin.token_sha256 in the --config file"
+        )
     kafka = settings.kafka(settings.bootstrap, embedded=False)
     registry = CollectorRegistry()
     metrics = CommonMetrics(registry, version=dccgate_version())
-    builders = {ROUTER: build_router}
-    if name not in builders:
-        raise ValueError(f"unknown worker {name!r}; choose one of {sorted(builders)}")
     await prepare_topics(settings, kafka)
     stop = asyncio.Event()
     main = asyncio.current_task()
     assert main is not None  # always inside a task under asyncio.run
     install_signal_handlers(stop, main)
-    loop = builders[name](settings, kafka, metrics)
-    await _serve(settings, [loop], registry, stop)
+    async with contextlib.AsyncExitStack() as stack:
+        reader = await _start_reader(settings, kafka, stack)
+        admin = None
+        loops = []
+        if name == "admin":
+            admin = AdminService(settings, kafka, reader)
+            await admin.start()
+            stack.push_async_callback(admin.stop)
+        else:
+            loops.append(build_router(settings, kafka, metrics))
+        await _serve(settings, loops, registry, stop, reader=reader, admin=admin)
 
 
 async def run_gateway(
     settings: Settings,
     *,
     stop: asyncio.Event | None = None,
-    on_ready: Callable[[str, int], Awaitable[None]] | None = None,
+    on_ready: Callable[[str, int, str | None], Awaitable[None]] | None = None,
     log_dir: Path | None = None,
 ) -> None:
     """The whole gateway in one process: the embedded broker unless `settings.bootstrap`
-    is set, the topics, every service, and HTTP. Returns after SIGTERM/SIGINT (or `stop`)."""
+    is set, the topics, every service, the admin API, and HTTP. Returns after SIGTERM or
+    SIGINT (or `stop`). Without a first operator token configured, one is made up for this
+    run and handed to `on_ready` to show."""
     stop = stop or asyncio.Event()
+    made_up_token = None
+    if settings.admin_token_sha256 is None:
+        made_up_token = secrets.token_urlsafe(24)
+        settings = msgspec.structs.replace(settings, admin_token=made_up_token)
     broker: EmbeddedBroker | None = None
     if settings.bootstrap is None:
         broker = EmbeddedBroker(
@@ -182,20 +273,27 @@ async def run_gateway(
         if main is not None:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 install_signal_handlers(stop, main)
-        loops = [build_router(settings, kafka, metrics)]
+        async with contextlib.AsyncExitStack() as stack:
+            reader = await _start_reader(settings, kafka, stack)
+            admin = AdminService(settings, kafka, reader)
+            await admin.start()
+            stack.push_async_callback(admin.stop)
+            loops = [build_router(settings, kafka, metrics)]
 
-        async def ready(port: int) -> None:
-            if on_ready is not None:
-                await on_ready(bootstrap, port)
+            async def ready(port: int) -> None:
+                if on_ready is not None:
+                    await on_ready(bootstrap, port, made_up_token)
 
-        await _serve(
-            settings,
-            loops,
-            registry,
-            stop,
-            extra=lambda: {"bootstrap": bootstrap, "embedded_broker": embedded},
-            ready=ready,
-        )
+            await _serve(
+                settings,
+                loops,
+                registry,
+                stop,
+                reader=reader,
+                admin=admin,
+                extra={"bootstrap": bootstrap, "embedded_broker": embedded},
+                ready=ready,
+            )
     finally:
         if broker is not None:
             await broker.stop()

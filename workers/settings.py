@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 
 import msgspec
 
 from broker.settings import KafkaSettings
 from broker.topics import Topics
 from workers.codes import ResponseCodes
+from workers.control.configfile import ConfigFile, ConfigFileError, load_config_file
+from workers.control.tokens import hash_token
 
 __all__ = ["ENV_VARS", "Settings", "SettingsError", "build_settings"]
 
@@ -49,6 +52,21 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     heartbeat_interval_ms: int | None = None
     fetch_max_wait_ms: int | None = None
     codes: ResponseCodes = msgspec.field(default_factory=ResponseCodes)
+    admin_token: str | None = None
+    """The first operator token (DCCGATE_ADMIN_TOKEN); never logged."""
+    config_path: str | None = None
+    config: ConfigFile | None = None
+    """The configuration file, loaded and validated (`--config` / DCCGATE_CONFIG)."""
+
+    def __repr__(self) -> str:  # keep the token out of logs and tracebacks
+        return f"Settings(bootstrap={self.bootstrap!r}, topic_prefix={self.topic_prefix!r}, ...)"
+
+    @property
+    def admin_token_sha256(self) -> str | None:
+        """SHA-256 of the first operator token, from the environment or the config file."""
+        if self.admin_token:
+            return hash_token(self.admin_token)
+        return self.config.admin.token_sha256 if self.config else None
 
     @property
     def topics(self) -> Topics:
@@ -84,6 +102,8 @@ ENV_VARS: Mapping[str, str] = {
     "replication_factor": "DCCGATE_REPLICATION_FACTOR",
     "min_insync_replicas": "DCCGATE_MIN_INSYNC_REPLICAS",
     "log_level": "DCCGATE_LOG_LEVEL",
+    "admin_token": "DCCGATE_ADMIN_TOKEN",
+    "config_path": "DCCGATE_CONFIG",
     "replay_capacity": "DCCGATE_REPLAY_CAPACITY",
     "max_poll_records": "DCCGATE_MAX_POLL_RECORDS",
     "max_batches_in_flight": "DCCGATE_MAX_BATCHES_IN_FLIGHT",
@@ -136,6 +156,13 @@ def build_settings(
             values[name] = raw
     if flags.get("create_topics") is False:
         values["create_topics"] = False
+    if values.get("config_path"):
+        try:
+            config = load_config_file(Path(str(values["config_path"])))
+        except ConfigFileError as exc:
+            raise SettingsError(str(exc)) from None
+        values["config"] = config
+        values["codes"] = config.codes
     settings = Settings(**values)  # type: ignore[arg-type]
     _port("--kafka-port / DCCGATE_KAFKA_PORT", settings.kafka_port)
     _port("--http-port / DCCGATE_HTTP_PORT", settings.http_port)

@@ -15,7 +15,7 @@ def test_service_request_decodes_and_ignores_unknown_fields() -> None:
     assert req.body_is_object()
     assert req.body_values() == {"price": 1.5}
     assert req.region == "north"
-    assert req.xml is None
+    assert bytes(req.xml) == b"null"
 
 
 @pytest.mark.parametrize(
@@ -72,3 +72,12 @@ def test_missing_body_is_an_empty_object() -> None:
         b'{"request_id":"x","user_role":"IS","srv":"1","command_variant":1}', type=ServiceRequest
     )
     assert req.body_values() == {}
+
+
+def test_xml_is_kept_raw_and_must_be_a_string_or_null() -> None:
+    base = b'{"request_id":"x","user_role":"IS","srv":"1","command_variant":1'
+    with_xml = msgspec.json.decode(base + b',"xml":"<sr:Request/>"}', type=ServiceRequest)
+    assert bytes(with_xml.xml) == b'"<sr:Request/>"'
+    assert with_xml.xml_is_string_or_null()
+    assert msgspec.json.decode(base + b"}", type=ServiceRequest).xml_is_string_or_null()
+    assert not msgspec.json.decode(base + b',"xml":5}', type=ServiceRequest).xml_is_string_or_null()

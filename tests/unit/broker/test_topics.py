@@ -6,7 +6,7 @@ from broker.errors import TopicSetupError
 from broker.topics import CONTROL, TOPIC_NAMES, Topics
 
 
-def test_the_nine_contract_topics() -> None:
+def test_the_contract_topics() -> None:
     assert TOPIC_NAMES == (
         "dcc.sr.inbound",
         "dcc.sr.outbound",
@@ -17,6 +17,7 @@ def test_the_nine_contract_topics() -> None:
         "dcc.control",
         "dcc.load",
         "dcc.deadletter",
+        "dcc.audit",
     )
     assert Topics.with_prefix("").all() == TOPIC_NAMES
 

@@ -104,6 +104,16 @@ def test_invalid_request_is_rejected_with_code_and_reason(
     assert words in answer.reason
 
 
+def test_xml_is_forwarded_untouched(
+    router: tuple[RouterProcessor, CollectorRegistry], make_request: RequestFactory
+) -> None:
+    processor, _ = router
+    raw = make_request(xml='<sr:Request schemaVersion="5.4">\u00e9</sr:Request>')
+    out, _ = _run(processor, [_record(raw)])
+    [forward] = _by_topic(out, TOPICS.sr_outbound)
+    assert forward[1] == raw
+
+
 def test_request_under_another_users_key_is_rejected(
     router: tuple[RouterProcessor, CollectorRegistry], make_request: RequestFactory
 ) -> None:
@@ -135,6 +145,10 @@ def test_replayed_counter_is_rejected_after_acceptance(
         (b"[1, 2]", "invalid_schema"),
         (
             b'{"request_id":"a","user_role":"IS","srv":"4.1.1","command_variant":1,"body":[]}',
+            "invalid_schema",
+        ),
+        (
+            b'{"request_id":"a","user_role":"IS","srv":"4.1.1","command_variant":1,"xml":{}}',
             "invalid_schema",
         ),
     ],

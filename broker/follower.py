@@ -1,0 +1,142 @@
+"""Follow a whole topic from its first record, without a consumer group.
+
+For the logs every process needs all of (the configuration on `dcc.control`, the audit
+trail): each process reads every partition from the beginning, then keeps up. "Caught up"
+is judged against the fetch's high watermark, which every broker reports correctly (the
+embedded broker's ListOffsets "latest" is wrong, so `end_offsets()` is not used).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from broker.consumer import Record, start_offsets_at
+from broker.errors import BrokerError
+from broker.settings import KafkaSettings
+
+__all__ = ["TopicFollower"]
+
+log = logging.getLogger(__name__)
+
+OnRecords = Callable[[list[Record]], None]
+
+
+class TopicFollower:
+    """Reads `topic` from the start (or from the records written since `from_ms`, found by
+    time as `start_offsets_at` does) and hands each fetched batch to `on_records`.
+
+    `on_records` runs in the event loop and must not block. `applied[p]` is the next offset
+    to read in partition p once its batch has been handed over.
+    """
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        topic: str,
+        on_records: OnRecords,
+        *,
+        name: str,
+        from_ms: int | None = None,
+    ) -> None:
+        self._settings = settings
+        self._topic = topic
+        self._on_records = on_records
+        self._name = name
+        self._from_ms = from_ms
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._caught_up = asyncio.Event()
+        self._changed = asyncio.Event()
+        self.applied: dict[int, int] = {}
+
+    async def start(self) -> None:
+        """Connect, assign every partition from the beginning, and follow in the background."""
+        kwargs = self._settings.consumer_kwargs()
+        kwargs["client_id"] = f"{self._settings.client_id}-{self._name}"
+        consumer = AIOKafkaConsumer(group_id=None, **kwargs)
+        try:
+            await consumer.start()
+            partitions = await _partitions(consumer, self._topic)
+        except KafkaError as exc:
+            await consumer.stop()
+            raise BrokerError(f"cannot follow {self._topic}: {exc}") from exc
+        tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        self.applied = dict.fromkeys(partitions, 0)
+        if self._from_ms is None:
+            await consumer.seek_to_beginning(*tps)
+        else:
+            for tp, offset in (await start_offsets_at(consumer, tps, self._from_ms)).items():
+                consumer.seek(tp, offset)
+                self.applied[tp.partition] = offset
+        self._consumer = consumer
+        self._task = asyncio.create_task(self._follow(consumer, tps), name=f"follow-{self._topic}")
+
+    async def stop(self) -> None:
+        """Stop following and disconnect."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+    @property
+    def caught_up(self) -> bool:
+        """True once everything present at the start has been handed over."""
+        return self._caught_up.is_set()
+
+    async def wait_caught_up(self, timeout_s: float = 30.0) -> None:
+        """Wait until everything present at the start has been handed over."""
+        async with asyncio.timeout(timeout_s):
+            await self._caught_up.wait()
+
+    async def wait_offset(self, partition: int, offset: int, timeout_s: float = 5.0) -> None:
+        """Wait until the record at `offset` of `partition` has been handed over."""
+        async with asyncio.timeout(timeout_s):
+            while self.applied.get(partition, 0) <= offset:
+                await self._changed.wait()
+
+    async def _follow(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:
+        while True:
+            try:
+                batch = await consumer.getmany(*tps, timeout_ms=500, max_records=5000)
+            except KafkaError as exc:  # the client reconnects by itself; say so and go on
+                log.warning("following %s: %s", self._topic, exc)
+                await asyncio.sleep(1.0)
+                continue
+            for tp, records in batch.items():
+                if records:
+                    self._on_records(records)
+                    self.applied[tp.partition] = records[-1].offset + 1
+            if batch:
+                changed, self._changed = self._changed, asyncio.Event()
+                changed.set()
+            if not self._caught_up.is_set() and await self._at_end(consumer, tps):
+                self._caught_up.set()
+
+    @staticmethod
+    async def _at_end(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> bool:
+        for tp in tps:
+            highwater = consumer.highwater(tp)
+            if highwater is None or await consumer.position(tp) < highwater:
+                return False
+        return True
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    partitions: set[int] | None = consumer.partitions_for_topic(topic)
+    if not partitions:
+        await consumer._client.force_metadata_update()
+        partitions = consumer.partitions_for_topic(topic)
+    if not partitions:
+        raise BrokerError(f"topic {topic} does not exist; start a worker that creates topics")
+    return partitions

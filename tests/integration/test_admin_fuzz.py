@@ -1,0 +1,79 @@
+"""Property-based run of the admin API from its own /openapi.json (schemathesis): whatever
+the inputs, no 500. Runs against a real `dccgate run` with the embedded broker."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+
+from broker.embedded import free_port
+
+pytestmark = pytest.mark.slow
+
+TOKEN = "fuzz-operator-token"
+
+
+@pytest.fixture(scope="module")
+def gateway_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    kafka_port, http_port = free_port(), free_port()
+    log = tmp_path_factory.mktemp("fuzz") / "gateway.log"
+    env = {**os.environ, "DCCGATE_ADMIN_TOKEN": TOKEN, "DCCGATE_LOG_LEVEL": "WARNING"}
+    config = Path(__file__).resolve().parents[2] / "docs" / "examples" / "dccgate.toml"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "workers.cli", "run", "--kafka-port", str(kafka_port),
+             "--http-port", str(http_port), "--config", str(config)],
+            env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{http_port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, log.read_text()
+            try:
+                with urllib.request.urlopen(f"{url}/healthz", timeout=2) as resp:
+                    if json.loads(resp.read())["status"] == "ok":
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=40)
+
+
+@pytest.fixture(scope="module")
+def api_schema(gateway_url: str) -> schemathesis.BaseSchema:
+    return schemathesis.openapi.from_url(f"{gateway_url}/openapi.json")
+
+
+schema = schemathesis.pytest.from_fixture("api_schema")
+
+
+@schema.parametrize()
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
+def test_no_input_makes_the_api_fail(case: schemathesis.Case) -> None:
+    # As the operator (everything allowed) and without a token (every route must refuse).
+    case.call_and_validate(
+        headers={"Authorization": f"Bearer {TOKEN}"}, checks=[not_a_server_error]
+    )
+    response = case.call()
+    assert response.status_code < 500

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from workers.control.configfile import ConfigFileError, load_config_file
+
+EXAMPLE = Path(__file__).resolve().parents[4] / "docs" / "examples" / "dccgate.toml"
+
+
+def test_the_shipped_example_loads() -> None:
+    config = load_config_file(EXAMPLE)
+    keys = set(config.items())
+    assert "traffic" in keys
+    assert "alerts.storm-policy" in keys
+    assert "users/90-B3-D5-1F-30-01-00-00" in keys
+    assert config.admin.token_sha256 is not None
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ('[users."90-B3"]\nname = "x"\nroles = ["IS"]\n', "'90-B3' is not a User ID"),
+        ("[traffic]\ncapacity_per_s = 1\noperating_threshold_per_s = 2\n", "$.traffic"),
+        (
+            "[alerts.storm-policy]\ndefault = {window_s = 0, max_alerts = 1, period_s = 1}\n",
+            "$.alerts.storm-policy.default.window_s",
+        ),
+        ("[trafic]\ncapacity_per_s = 1\n", "trafic"),
+        ("[admin]\ntoken_sha256 = 'abc'\n", "64 lower-case hex"),
+        ("this is = = not toml", "not valid TOML"),
+        ('[users."90-B3-D5-1F-30-01-00-00"]\nname = "x"\nroles = ["XX"]\n', "roles"),
+    ],
+)
+def test_errors_name_the_key_and_what_is_wrong(tmp_path: Path, text: str, words: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigFileError) as info:
+        load_config_file(path)
+    assert words in str(info.value)
+
+
+def test_a_missing_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigFileError, match="cannot read"):
+        load_config_file(tmp_path / "nope.toml")

@@ -1,0 +1,526 @@
+"""The admin HTTP API: configuration, tokens, quarantine decisions and the audit trail.
+
+Every `/v1/...` request carries `Authorization: Bearer <token>`. Operator tokens may read
+and change everything; a User token is bound to one User ID and may read its own
+configuration and state and change only what a User may change (its own ADT values, its
+own quarantined requests). Anything else is `403` with a message that names no data.
+Bodies are JSON; errors are `{"error": "..."}` with 400 (malformed JSON), 401, 403, 404,
+409 (the item changed since the version sent), 413 (a body over 1 MiB), 422 (a value out
+of range or an unknown field). A PUT may carry the `version` it read (or `If-Match`);
+`version: 0` means "only if it does not exist yet". The routes are listed once, in
+`ROUTES`, which also builds `/openapi.json`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import msgspec
+import orjson
+from aiohttp import web
+
+from workers.control.audit import AuditLog
+from workers.control.model import KINDS, USER_ID_PATTERN, Kind
+from workers.control.reader import ControlReader
+from workers.control.state import Item
+from workers.control.tokens import Principal, TokenRecord, authenticate, hash_token, new_token
+from workers.control.writer import ControlWriter, VersionConflictError
+
+__all__ = ["ROUTES", "AdminApi", "QuarantineView", "Route"]
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[["AdminApi", web.Request, Principal], Awaitable[web.Response]]
+_USER_ID = re.compile(USER_ID_PATTERN)
+_MAX_BODY_BYTES = 1024 * 1024
+
+
+class QuarantineView(Protocol):
+    """What the quarantine service offers the API (completed by the anomaly-detection work)."""
+
+    def list(self, user_id: str | None) -> list[dict[str, Any]]: ...
+
+    async def decide(
+        self, request_id: str, decision: str, principal: Principal
+    ) -> dict[str, Any] | None: ...
+
+
+class _NoQuarantine:
+    """Until a quarantine service is attached: nothing is quarantined."""
+
+    def list(self, user_id: str | None) -> list[dict[str, Any]]:
+        return []
+
+    async def decide(
+        self, request_id: str, decision: str, principal: Principal
+    ) -> dict[str, Any] | None:
+        return None
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(body), status=status, content_type="application/json", headers=headers
+    )
+
+
+def _error(status: int, message: str) -> web.Response:
+    return _json({"error": message}, status)
+
+
+@web.middleware
+async def _json_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if not request.path.startswith("/v1/") or exc.status < 400:
+            raise
+        reason = {404: "no such path", 405: f"method {request.method} not allowed here"}
+        return _error(exc.status, reason.get(exc.status, exc.reason))
+
+
+class ApiError(Exception):
+    """An error answer: status and message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+_FORBIDDEN = "forbidden: this token may not do that"
+
+
+def _need_operator(principal: Principal) -> None:
+    if not principal.is_operator:
+        raise ApiError(403, _FORBIDDEN)
+
+
+def _user_id(request: web.Request) -> str:
+    user_id = request.match_info["user_id"]
+    if not _USER_ID.fullmatch(user_id):
+        raise ApiError(
+            404,
+            "a User ID is 8 hyphen-separated upper-case hex octets, like 90-B3-D5-1F-30-01-00-00",
+        )
+    return user_id
+
+
+def _need_user_access(principal: Principal, user_id: str) -> None:
+    if not principal.may_act_for(user_id):
+        raise ApiError(403, _FORBIDDEN)
+
+
+def _with_version(item: Item) -> dict[str, Any]:
+    doc: dict[str, Any] = orjson.loads(item.raw)
+    doc["version"] = item.version
+    return doc
+
+
+def _etag(item: Item) -> dict[str, str]:
+    return {"ETag": f'"{item.version}"'}
+
+
+async def _read_body(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    if len(raw) > _MAX_BODY_BYTES:
+        raise ApiError(413, f"the body is larger than {_MAX_BODY_BYTES} bytes")
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, f"the body is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ApiError(422, "the body must be a JSON object")
+    return doc
+
+
+def _expected_version(request: web.Request, doc: dict[str, Any]) -> int | None:
+    """The version the caller read: `version` in the body, else an `If-Match` header."""
+    version = doc.pop("version", None)
+    if version is None and "If-Match" in request.headers:
+        version = request.headers["If-Match"].strip().strip('"')
+        if not version.isdigit():
+            raise ApiError(422, 'If-Match must be the version number you read, e.g. "3"')
+        return int(version)
+    if version is not None and (type(version) is not int or version < 0):
+        raise ApiError(422, "version must be the whole number you read with GET")
+    return version
+
+
+def _convert(kind: Kind, doc: dict[str, Any]) -> msgspec.Struct:
+    try:
+        body: msgspec.Struct = msgspec.convert(doc, type=kind.body)
+    except msgspec.ValidationError as exc:
+        raise ApiError(422, f"invalid {kind.name} body: {exc}") from None
+    return body
+
+
+@dataclass(frozen=True)
+class Route:
+    """One API route: what it does, who may call it, and its body and answer types."""
+
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    who: str
+    body: type[msgspec.Struct] | None = None
+    answer: type[msgspec.Struct] | None = None
+
+
+class AdminApi:
+    """The admin API's handlers, over a configuration reader and writer."""
+
+    def __init__(
+        self,
+        *,
+        reader: ControlReader,
+        writer: ControlWriter,
+        audit: AuditLog,
+        bootstrap_token_sha256: str | None,
+        quarantine: QuarantineView | None = None,
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.audit = audit
+        self._bootstrap = bootstrap_token_sha256
+        self.quarantine: QuarantineView = quarantine or _NoQuarantine()
+
+    def install(self, app: web.Application) -> None:
+        """Add every route of `ROUTES` and `/openapi.json` to `app`, and answer unknown
+        `/v1/` paths and methods in the API's JSON error shape."""
+        app.middlewares.append(_json_errors)
+        from workers.control.openapi import openapi_document
+
+        for route in ROUTES:
+            app.router.add_route(route.method, route.path, self._wrap(route.handler))
+        document = orjson.dumps(openapi_document())
+
+        async def openapi(_: web.Request) -> web.Response:
+            return web.Response(body=document, content_type="application/json")
+
+        app.router.add_get("/openapi.json", openapi)
+
+    def _principal(self, request: web.Request) -> Principal:
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(401, "authentication required: send Authorization: Bearer <token>")
+        principal = authenticate(token.strip(), self.reader.snapshot.tokens, self._bootstrap)
+        if principal is None:
+            raise ApiError(401, "the token is not valid (unknown, revoked, or mistyped)")
+        return principal
+
+    def _wrap(self, handler: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def run(request: web.Request) -> web.Response:
+            try:
+                principal = self._principal(request)
+                return await handler(self, request, principal)
+            except ApiError as exc:
+                return _error(exc.status, exc.message)
+            except VersionConflictError as exc:
+                return _error(409, str(exc))
+
+        return run
+
+    # --- configuration items ---------------------------------------------------------
+
+    async def get_item(self, kind: Kind, user_id: str | None) -> web.Response:
+        item = self.reader.snapshot.get(kind.key(user_id))
+        if item is None:
+            whose = f" for User {user_id}" if user_id else ""
+            raise ApiError(404, f"no {kind.name} configured{whose}")
+        return _json(_with_version(item), headers=_etag(item))
+
+    async def put_item(
+        self, request: web.Request, principal: Principal, kind: Kind, user_id: str | None
+    ) -> web.Response:
+        doc = await _read_body(request)
+        expected = _expected_version(request, doc)
+        body = _convert(kind, doc)
+        item = await self.writer.put(
+            kind.key(user_id), body, by=principal.label(), expected_version=expected
+        )
+        return _json(_with_version(item), headers=_etag(item))
+
+
+def _per_user(kind_name: str) -> tuple[Handler, Handler]:
+    kind = KINDS[kind_name]
+
+    async def get(api: AdminApi, request: web.Request, principal: Principal) -> web.Response:
+        user_id = _user_id(request)
+        _need_user_access(principal, user_id)
+        if not principal.is_operator and not kind.user_readable:
+            raise ApiError(403, _FORBIDDEN)
+        return await api.get_item(kind, user_id)
+
+    async def put(api: AdminApi, request: web.Request, principal: Principal) -> web.Response:
+        user_id = _user_id(request)
+        _need_user_access(principal, user_id)
+        if not principal.is_operator and not kind.user_writable:
+            raise ApiError(403, _FORBIDDEN)
+        if kind.name != "users" and api.reader.snapshot.get(KINDS["users"].key(user_id)) is None:
+            raise ApiError(404, f"no User {user_id}: PUT /v1/users/{user_id} first")
+        return await api.put_item(request, principal, kind, user_id)
+
+    return get, put
+
+
+def _list_per_user(kind_name: str) -> Handler:
+    kind = KINDS[kind_name]
+    prefix = kind.name + "/"
+
+    async def listing(api: AdminApi, request: web.Request, principal: Principal) -> web.Response:
+        if not principal.is_operator and not kind.user_readable:
+            raise ApiError(403, _FORBIDDEN)
+        items = {
+            key[len(prefix) :]: _with_version(item)
+            for key, item in api.reader.snapshot.items.items()
+            if key.startswith(prefix) and principal.may_act_for(key[len(prefix) :])
+        }
+        return _json({"items": items})
+
+    return listing
+
+
+def _singleton(kind_name: str) -> tuple[Handler, Handler]:
+    kind = KINDS[kind_name]
+
+    async def get(api: AdminApi, request: web.Request, principal: Principal) -> web.Response:
+        _need_operator(principal)
+        return await api.get_item(kind, None)
+
+    async def put(api: AdminApi, request: web.Request, principal: Principal) -> web.Response:
+        _need_operator(principal)
+        return await api.put_item(request, principal, kind, None)
+
+    return get, put
+
+
+async def _list_users(api: AdminApi, request: web.Request, principal: Principal) -> web.Response:
+    snapshot = api.reader.snapshot
+    out = {}
+    for key, item in snapshot.items.items():
+        if key.startswith("users/"):
+            user_id = key[len("users/") :]
+            if principal.may_act_for(user_id):
+                out[user_id] = _with_version(item)
+    return _json({"users": out})
+
+
+async def _delete_user(api: AdminApi, request: web.Request, principal: Principal) -> web.Response:
+    """Delete a User and revoke its tokens; its allocation and ADT values stay (audited,
+    and in force again if the User is re-created) until deleted or replaced."""
+    user_id = _user_id(request)
+    _need_operator(principal)
+    expected = _expected_version(request, {})
+    if not await api.writer.delete(
+        KINDS["users"].key(user_id), by=principal.label(), expected_version=expected
+    ):
+        raise ApiError(404, f"no users configured for User {user_id}")
+    revoked = [t for t in api.reader.snapshot.tokens.values() if t.user_id == user_id]
+    for token in revoked:
+        await api.writer.revoke_token(token, by=principal.label())
+    return _json({"deleted": user_id, "revoked_tokens": sorted(t.token_id for t in revoked)})
+
+
+def _token_answer(record: TokenRecord) -> dict[str, Any]:
+    return {
+        "token_id": record.token_id,
+        "role": record.role,
+        "user_id": record.user_id,
+        "created_at_ms": record.created_at_ms,
+        "created_by": record.created_by,
+    }
+
+
+async def _issue(api: AdminApi, principal: Principal, user_id: str | None) -> web.Response:
+    token_id, token = new_token()
+    record = TokenRecord(
+        token_id=token_id,
+        role="user" if user_id else "operator",
+        user_id=user_id,
+        sha256=hash_token(token),
+        created_at_ms=time.time_ns() // 1_000_000,
+        created_by=principal.label(),
+    )
+    await api.writer.issue_token(record)
+    # The secret is shown here once and stored nowhere.
+    return _json({"token": token, **_token_answer(record)}, status=201)
+
+
+async def _issue_user_token(
+    api: AdminApi, request: web.Request, principal: Principal
+) -> web.Response:
+    user_id = _user_id(request)
+    _need_operator(principal)
+    if api.reader.snapshot.get(KINDS["users"].key(user_id)) is None:
+        raise ApiError(404, f"no User {user_id}: PUT /v1/users/{user_id} first")
+    return await _issue(api, principal, user_id)
+
+
+async def _list_user_tokens(
+    api: AdminApi, request: web.Request, principal: Principal
+) -> web.Response:
+    user_id = _user_id(request)
+    _need_user_access(principal, user_id)
+    tokens = [_token_answer(t) for t in api.reader.snapshot.tokens.values() if t.user_id == user_id]
+    return _json({"tokens": sorted(tokens, key=lambda t: t["created_at_ms"])})
+
+
+async def _revoke_user_token(
+    api: AdminApi, request: web.Request, principal: Principal
+) -> web.Response:
+    user_id = _user_id(request)
+    _need_operator(principal)
+    record = api.reader.snapshot.tokens.get(request.match_info["token_id"])
+    if record is None or record.user_id != user_id:
+        raise ApiError(404, f"User {user_id} has no token {request.match_info['token_id']!r}")
+    await api.writer.revoke_token(record, by=principal.label())
+    return _json({"revoked": record.token_id})
+
+
+async def _issue_operator_token(
+    api: AdminApi, request: web.Request, principal: Principal
+) -> web.Response:
+    _need_operator(principal)
+    return await _issue(api, principal, None)
+
+
+async def _list_operator_tokens(
+    api: AdminApi, request: web.Request, principal: Principal
+) -> web.Response:
+    _need_operator(principal)
+    tokens = [_token_answer(t) for t in api.reader.snapshot.tokens.values() if t.user_id is None]
+    return _json({"tokens": sorted(tokens, key=lambda t: t["created_at_ms"])})
+
+
+async def _revoke_operator_token(
+    api: AdminApi, request: web.Request, principal: Principal
+) -> web.Response:
+    _need_operator(principal)
+    record = api.reader.snapshot.tokens.get(request.match_info["token_id"])
+    if record is None or record.user_id is not None:
+        raise ApiError(404, f"no operator token {request.match_info['token_id']!r}")
+    await api.writer.revoke_token(record, by=principal.label())
+    return _json({"revoked": record.token_id})
+
+
+def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise ApiError(422, f"query parameter {name} must be a whole number from {low} to {high}")
+    return int(raw)
+
+
+async def _audit(api: AdminApi, request: web.Request, principal: Principal) -> web.Response:
+    _need_operator(principal)
+    records = api.audit.query(
+        key_prefix=request.query.get("key_prefix", ""),
+        by=request.query.get("by"),
+        since_ms=_int_param(request, "since_ms", 0, 0, 2**63 - 1),
+        until_ms=_int_param(request, "until_ms", 2**63 - 1, 0, 2**63 - 1),
+        limit=_int_param(request, "limit", 100, 1, 10_000),
+    )
+    return web.Response(
+        body=b'{"records":' + msgspec.json.encode(records) + b"}",
+        content_type="application/json",
+    )
+
+
+async def _list_quarantine(
+    api: AdminApi, request: web.Request, principal: Principal
+) -> web.Response:
+    user_id = request.query.get("user_id")
+    if not principal.is_operator:
+        if user_id is not None and user_id != principal.user_id:
+            raise ApiError(403, _FORBIDDEN)
+        user_id = principal.user_id
+    return _json({"items": api.quarantine.list(user_id)})
+
+
+def _decision(decision: str) -> Handler:
+    async def decide(api: AdminApi, request: web.Request, principal: Principal) -> web.Response:
+        request_id = request.match_info["request_id"]
+        # The owner is the USER part of the RequestID: checked before anything is looked up,
+        # so a User learns nothing about another User's requests.
+        _need_user_access(principal, request_id.partition(":")[0])
+        result = await api.quarantine.decide(request_id, decision, principal)
+        if result is None:
+            raise ApiError(404, f"no quarantined request {request_id}")
+        return _json(result)
+
+    return decide
+
+
+_users_get, _users_put = _per_user("users")
+_alloc_get, _alloc_put = _per_user("allocations")
+_adt_user_get, _adt_user_put = _per_user("adt.users")
+_adt_dcc_get, _adt_dcc_put = _singleton("adt.dcc")
+_excl_get, _excl_put = _singleton("alerts.exclusions")
+_storm_get, _storm_put = _singleton("alerts.storm-policy")
+_traffic_get, _traffic_put = _singleton("traffic")
+
+_OP = "operator"
+_OWN = "operator, or a User token for its own User (read)"
+_OWN_W = "operator, or a User token for its own User (read and change)"
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/v1/users", _list_users, "List Users (a User token sees itself)", _OWN),
+    Route("GET", "/v1/users/{user_id}", _users_get, "Get a User", _OWN, answer=KINDS["users"].body),
+    Route("PUT", "/v1/users/{user_id}", _users_put, "Create or change a User", _OP,
+          body=KINDS["users"].body, answer=KINDS["users"].body),
+    Route("DELETE", "/v1/users/{user_id}", _delete_user, "Delete a User", _OP),
+    Route("GET", "/v1/users/{user_id}/tokens", _list_user_tokens, "List a User's tokens", _OWN),
+    Route("POST", "/v1/users/{user_id}/tokens", _issue_user_token,
+          "Issue a token bound to the User; the secret is shown once", _OP),
+    Route("DELETE", "/v1/users/{user_id}/tokens/{token_id}", _revoke_user_token,
+          "Revoke a User's token", _OP),
+    Route("GET", "/v1/operators/tokens", _list_operator_tokens, "List operator tokens", _OP),
+    Route("POST", "/v1/operators/tokens", _issue_operator_token,
+          "Issue an operator token; the secret is shown once", _OP),
+    Route("DELETE", "/v1/operators/tokens/{token_id}", _revoke_operator_token,
+          "Revoke an operator token", _OP),
+    Route("GET", "/v1/allocations", _list_per_user("allocations"),
+          "List allocations (a User token sees its own)", _OWN),
+    Route("GET", "/v1/adt/users", _list_per_user("adt.users"),
+          "List Users' ADT values (a User token sees its own)", _OWN),
+    Route("GET", "/v1/allocations/{user_id}", _alloc_get, "Get a User's allocation (SECMP0067)",
+          _OWN, answer=KINDS["allocations"].body),
+    Route("PUT", "/v1/allocations/{user_id}", _alloc_put, "Set a User's allocation", _OP,
+          body=KINDS["allocations"].body, answer=KINDS["allocations"].body),
+    Route("GET", "/v1/adt/users/{user_id}", _adt_user_get, "Get a User's ADT values", _OWN,
+          answer=KINDS["adt.users"].body),
+    Route("PUT", "/v1/adt/users/{user_id}", _adt_user_put, "Set a User's ADT values", _OWN_W,
+          body=KINDS["adt.users"].body, answer=KINDS["adt.users"].body),
+    Route("GET", "/v1/adt/dcc", _adt_dcc_get, "Get the DCC-wide ADT values", _OP,
+          answer=KINDS["adt.dcc"].body),
+    Route("PUT", "/v1/adt/dcc", _adt_dcc_put, "Set the DCC-wide ADT values", _OP,
+          body=KINDS["adt.dcc"].body, answer=KINDS["adt.dcc"].body),
+    Route("GET", "/v1/alerts/exclusions", _excl_get, "Get the alert exclusion list (SECMP0062)",
+          _OP, answer=KINDS["alerts.exclusions"].body),
+    Route("PUT", "/v1/alerts/exclusions", _excl_put, "Set the alert exclusion list", _OP,
+          body=KINDS["alerts.exclusions"].body, answer=KINDS["alerts.exclusions"].body),
+    Route("GET", "/v1/alerts/storm-policy", _storm_get, "Get the alert-storm parameters", _OP,
+          answer=KINDS["alerts.storm-policy"].body),
+    Route("PUT", "/v1/alerts/storm-policy", _storm_put, "Set the alert-storm parameters", _OP,
+          body=KINDS["alerts.storm-policy"].body, answer=KINDS["alerts.storm-policy"].body),
+    Route("GET", "/v1/traffic", _traffic_get, "Get traffic management (SECMP0067)", _OP,
+          answer=KINDS["traffic"].body),
+    Route("PUT", "/v1/traffic", _traffic_put, "Set traffic management", _OP,
+          body=KINDS["traffic"].body, answer=KINDS["traffic"].body),
+    Route("GET", "/v1/quarantine", _list_quarantine, "List quarantined requests", _OWN),
+    Route("POST", "/v1/quarantine/{request_id}/release", _decision("release"),
+          "Release a quarantined request for processing", _OWN_W),
+    Route("POST", "/v1/quarantine/{request_id}/delete", _decision("delete"),
+          "Delete a quarantined request", _OWN_W),
+    Route("GET", "/v1/audit", _audit, "Audit trail, newest first", _OP),
+)  # fmt: skip

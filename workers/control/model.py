@@ -1,0 +1,217 @@
+"""The configuration model: what operators and Users configure, as API bodies and as the
+values of `dcc.control` records.
+
+Each kind of item lives at a key on `dcc.control` (`allocations/<user_id>`, `traffic`, ...)
+and at a path of the admin API. Bodies are msgspec Structs with their limits declared, so a
+bad value is refused at decode time with a message naming the field; unknown fields are
+refused too (a typo must not be silently ignored in a national system's configuration).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+__all__ = [
+    "KINDS",
+    "USER_ID_PATTERN",
+    "AdtThreshold",
+    "AdtValues",
+    "Allocation",
+    "Exclusions",
+    "Kind",
+    "StormParams",
+    "StormPolicy",
+    "Traffic",
+    "User",
+    "ValueRule",
+    "kind_of_key",
+]
+
+USER_ID_PATTERN = "^[0-9A-F]{2}(-[0-9A-F]{2}){7}$"
+_USER_ID_RE = re.compile(USER_ID_PATTERN)
+Role = Literal["IS", "ES", "GS", "ED", "GT", "RSA", "OU"]
+_Srv = Annotated[str, Meta(pattern=r"^(\*|[0-9]{1,2}(\.[0-9]{1,2}){1,2})$", max_length=8)]
+_SrvExact = Annotated[str, Meta(pattern=r"^[0-9]{1,2}(\.[0-9]{1,2}){1,2}$", max_length=8)]
+_Rate = Annotated[float, Meta(ge=0, le=1_000_000)]
+_Field = Annotated[str, Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
+_AlertCode = Annotated[str, Meta(pattern=r"^([0-9A-F]{4}|N[0-9]{1,4}|[A-Z]{1,4}[0-9]{1,4})$")]
+_WindowS = Annotated[int, Meta(ge=1, le=31 * 24 * 3600)]
+
+
+class _Body(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class User(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A DCC User: `PUT /v1/users/{user_id}`."""
+
+    name: Annotated[str, Meta(min_length=1, max_length=200)]
+    roles: Annotated[list[Role], Meta(min_length=1, max_length=7)]
+
+
+class Allocation(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A User's capacity allocation under SECMP0067: `PUT /v1/allocations/{user_id}`."""
+
+    rate_per_s: _Rate
+    burst: Annotated[int, Meta(ge=1, le=1_000_000)]
+    shadow: bool = False
+    """Compute and count throttling decisions for this User but throttle nothing."""
+
+
+class Traffic(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """System traffic management (SECMP0067): `PUT /v1/traffic`."""
+
+    capacity_per_s: Annotated[float, Meta(gt=0, le=10_000_000)]
+    operating_threshold_per_s: Annotated[float, Meta(gt=0, le=10_000_000)]
+    reserved_srvs: list[_SrvExact] = msgspec.field(default_factory=list)
+    reserved_share: Annotated[float, Meta(ge=0, lt=1)] = 0.0
+    shadow: bool = False
+    default_allocation: Allocation | None = None
+    """The allocation of a User that has none; None means such Users are never throttled."""
+
+    def __post_init__(self) -> None:
+        if self.operating_threshold_per_s > self.capacity_per_s:
+            raise ValueError(
+                f"operating_threshold_per_s ({self.operating_threshold_per_s:g}) must not "
+                f"exceed capacity_per_s ({self.capacity_per_s:g})"
+            )
+
+
+class AdtThreshold(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A count threshold: at most `max` requests of `srv` ("*": any) in `window_s`."""
+
+    srv: _Srv
+    window_s: _WindowS
+    max: Annotated[int, Meta(ge=0, le=100_000_000)]
+    shadow: bool = False
+
+
+class ValueRule(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A data-value rule on `body[field]` of requests for `srv`: either a numeric range
+    (`min`, `max` or both) or a date at most `max_days_ahead` days after now (SECMP0007:
+    firmware activation dates of 11.1 and 11.3)."""
+
+    srv: _SrvExact
+    field: _Field
+    min: float | None = None
+    max: float | None = None
+    max_days_ahead: Annotated[int, Meta(ge=0, le=3660)] | None = None
+    shadow: bool = False
+
+    def __post_init__(self) -> None:
+        where = f"value rule {self.srv}/{self.field}"
+        ranged = self.min is not None or self.max is not None
+        if ranged == (self.max_days_ahead is not None):
+            raise ValueError(f"{where} needs either min/max or max_days_ahead (one of the two)")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"{where}: min ({self.min:g}) exceeds max ({self.max:g})")
+
+
+class AdtValues(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Anomaly Detection Threshold values: `PUT /v1/adt/users/{user_id}` and
+    `PUT /v1/adt/dcc` (SEC G6, Appendix AA)."""
+
+    thresholds: Annotated[list[AdtThreshold], Meta(max_length=1000)] = msgspec.field(
+        default_factory=list
+    )
+    value_rules: Annotated[list[ValueRule], Meta(max_length=1000)] = msgspec.field(
+        default_factory=list
+    )
+    shadow: bool = False
+    """Shadow mode for every rule here: count and report, quarantine nothing."""
+
+
+class Exclusions(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Alert codes never throttled by storm protection (SECMP0062):
+    `PUT /v1/alerts/exclusions`."""
+
+    alert_codes: Annotated[list[_AlertCode], Meta(max_length=10_000)]
+
+
+class StormParams(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Storm thresholds: above `max_alerts` in `window_s`, forward one copy per `period_s`."""
+
+    window_s: _WindowS
+    max_alerts: Annotated[int, Meta(ge=1, le=1_000_000)]
+    period_s: _WindowS
+
+
+class StormPolicy(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Alert-storm parameters, a default and per alert code: `PUT /v1/alerts/storm-policy`."""
+
+    default: StormParams
+    per_code: dict[_AlertCode, StormParams] = msgspec.field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """One kind of configuration item.
+
+    name: the key prefix on dcc.control (`allocations`), or the whole key for singletons.
+    body: its Struct type.
+    per_user: keyed by User ID (`allocations/<user_id>`) rather than a singleton.
+    user_writable: a User may change its own item (besides operators).
+    user_readable: a User may read its own item.
+    """
+
+    name: str
+    body: type[Struct]
+    per_user: bool
+    user_readable: bool
+    user_writable: bool
+
+    def key(self, user_id: str | None = None) -> str:
+        """The dcc.control key of this kind's item (for `user_id` if per User)."""
+        if self.per_user:
+            if user_id is None:
+                raise ValueError(f"{self.name} items are per User; give a User ID")
+            return f"{self.name}/{user_id}"
+        return self.name
+
+
+KINDS: Mapping[str, Kind] = {
+    k.name: k
+    for k in (
+        Kind("users", User, per_user=True, user_readable=True, user_writable=False),
+        Kind("allocations", Allocation, per_user=True, user_readable=True, user_writable=False),
+        Kind("adt.users", AdtValues, per_user=True, user_readable=True, user_writable=True),
+        Kind("adt.dcc", AdtValues, per_user=False, user_readable=False, user_writable=False),
+        Kind(
+            "alerts.exclusions",
+            Exclusions,
+            per_user=False,
+            user_readable=False,
+            user_writable=False,
+        ),
+        Kind(
+            "alerts.storm-policy",
+            StormPolicy,
+            per_user=False,
+            user_readable=False,
+            user_writable=False,
+        ),
+        Kind("traffic", Traffic, per_user=False, user_readable=False, user_writable=False),
+    )
+}
+
+
+def kind_of_key(key: str) -> tuple[Kind, str | None] | None:
+    """The kind and User ID of a dcc.control key, or None for a key of no known kind."""
+    name, _, user_id = key.partition("/")
+    kind = KINDS.get(name)
+    if kind is None or kind.per_user != bool(user_id):
+        return None
+    if user_id and not _USER_ID_RE.fullmatch(user_id):
+        return None
+    return kind, user_id or None
+
+
+def decode_body(kind: Kind, raw: bytes | str) -> Any:
+    """Decode and validate a body of `kind`; raises msgspec.ValidationError / DecodeError."""
+    return msgspec.json.decode(raw, type=kind.body)
