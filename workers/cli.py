@@ -126,6 +126,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `dccgate` command; returns the exit code."""
     prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
     args = _parser().parse_args(argv)
+    if args.command == "admin":
+        # The admin client needs none of the gateway's settings, so a broken DCCGATE_*
+        # variable of the gateway must not stop an operator's terminal session.
+        from workers.admin_cli import run_admin
+
+        return run_admin(args)
     flags = vars(args)
     try:
         settings = build_settings(flags)
