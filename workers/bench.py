@@ -19,9 +19,9 @@ import time
 import uuid
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from broker.embedded import EmbeddedBroker
+from broker.passthrough import passthrough
 from broker.producer import BatchProducer
 from broker.settings import KafkaSettings
 from broker.topics import ensure_topics
@@ -78,39 +78,6 @@ async def _produce(kafka: KafkaSettings, topic: str, records: list[tuple[bytes, 
             for key, value in records[start : start + 20_000]:
                 batch.add(topic, key, value)
             await producer.send(batch)
-
-
-async def _passthrough(kafka: KafkaSettings, src: str, dst: str, n: int) -> float:
-    """Seconds from the first record to the commit of the n-th (plain aiokafka)."""
-    consumer = AIOKafkaConsumer(
-        src, group_id=f"bench-pt-{uuid.uuid4().hex[:8]}", **kafka.consumer_kwargs()
-    )
-    producer = AIOKafkaProducer(**kafka.producer_kwargs())
-    await consumer.start()
-    await producer.start()
-    try:
-        done, started = 0, None
-        while done < n:
-            batch = await consumer.getmany(timeout_ms=1000, max_records=kafka.max_poll_records)
-            if not batch:
-                continue
-            if started is None:
-                started = time.perf_counter()
-            futures = []
-            for tp, records in batch.items():
-                for rec in records:
-                    futures.append(
-                        await producer.send(dst, rec.value, key=rec.key, partition=tp.partition)
-                    )
-                done += len(records)
-            await asyncio.gather(*futures)
-            await consumer.commit({tp: recs[-1].offset + 1 for tp, recs in batch.items()})
-        if started is None:
-            raise RuntimeError("the pass-through loop saw no record")
-        return time.perf_counter() - started
-    finally:
-        await producer.stop()
-        await consumer.stop()
 
 
 async def _router(settings: Settings, kafka: KafkaSettings, n: int) -> float:
@@ -173,7 +140,7 @@ async def bench(settings: Settings, *, messages: int, repeat: int = 3) -> dict[s
         router_rates: list[float] = []
         for _ in range(repeat):
             pt_rates.append(
-                messages / await _passthrough(kafka, topics.sr_inbound, pt_out, messages)
+                messages / await passthrough(kafka, topics.sr_inbound, pt_out, messages)
             )
             router_rates.append(messages / await _router(run_settings, kafka, messages))
         pt_rate = statistics.median(pt_rates)

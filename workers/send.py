@@ -9,6 +9,7 @@ puts on each record it sends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import time
 import uuid
@@ -17,9 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from broker.consumer import start_offsets_at
+from broker.follower import TopicFollower
 from broker.producer import BatchProducer
 from broker.settings import KafkaSettings
 from broker.topics import Topics
@@ -61,6 +61,63 @@ def _format(kind: str, line_no: int, doc: dict[str, Any]) -> str:
     )
 
 
+class _Collector:
+    """Matches answers and dead letters to the lines that were sent."""
+
+    def __init__(self, session: str, out: TextIO | None, as_json: bool) -> None:
+        self.session = session
+        self.out = out
+        self.as_json = as_json
+        self.result = SendResult()
+        self.waiting_rid: dict[str, list[int]] = {}
+        self.waiting_line: dict[int, str | None] = {}
+        self.done = asyncio.Event()
+
+    def expect(self, line_no: int, request_id: str | None) -> None:
+        self.waiting_line[line_no] = request_id
+        if request_id is not None:
+            self.waiting_rid.setdefault(request_id, []).append(line_no)
+        self.result.sent += 1
+
+    def _settle(self, line_no: int, kind: str, doc: dict[str, Any]) -> None:
+        rid = self.waiting_line.pop(line_no, None)
+        lines = self.waiting_rid.get(rid or "")
+        if lines and line_no in lines:
+            lines.remove(line_no)
+            if not lines:
+                del self.waiting_rid[rid or ""]
+        _emit(self.out, self.as_json, kind, line_no, doc)
+        if not self.waiting_line:
+            self.done.set()
+
+    def on_answers(self, records: list[Any]) -> None:
+        for rec in records:
+            try:
+                doc = orjson.loads(rec.value)
+            except orjson.JSONDecodeError:
+                continue
+            lines = (
+                self.waiting_rid.get(doc.get("request_id", "")) if isinstance(doc, dict) else None
+            )
+            if lines:
+                self.result.answers.append(doc)
+                self._settle(lines[0], "answer", doc)
+
+    def on_deadletters(self, records: list[Any]) -> None:
+        for rec in records:
+            headers = dict(rec.headers or ())
+            tag = headers.get(SEND_ID_HEADER, b"").decode(errors="replace")
+            sid, _, n = tag.partition(":")
+            if sid != self.session or not n.isdigit() or int(n) not in self.waiting_line:
+                continue
+            doc = {
+                "kind": headers.get("dccgate-dlq-kind", b"").decode(errors="replace"),
+                "reason": headers.get("dccgate-dlq-reason", b"").decode(errors="replace"),
+            }
+            self.result.deadlettered.append(doc)
+            self._settle(int(n), "deadletter", doc)
+
+
 async def send_requests(
     lines: Iterable[bytes],
     *,
@@ -76,26 +133,17 @@ async def send_requests(
     `timeout_s`, whichever is first.
     """
     session = uuid.uuid4().hex[:12]
-    result = SendResult()
-    waiting_rid: dict[str, list[int]] = {}
-    waiting_line: dict[int, str | None] = {}
-    started_ms = time.time_ns() // 1_000_000
-    consumer = AIOKafkaConsumer(
-        **{**settings.consumer_kwargs(), "client_id": f"dccgate-send-{session}"},
-        group_id=None,
-    )
-    await consumer.start()
+    collector = _Collector(session, out, as_json)
+    since_ms = time.time_ns() // 1_000_000 - _CLOCK_MARGIN_MS
+    followers = [
+        TopicFollower(settings, topics.user_responses, collector.on_answers,
+                      name=f"send-{session}", from_ms=since_ms),
+        TopicFollower(settings, topics.deadletter, collector.on_deadletters,
+                      name=f"send-{session}", from_ms=since_ms),
+    ]  # fmt: skip
     try:
-        tps = [
-            TopicPartition(t, p)
-            for t in (topics.user_responses, topics.deadletter)
-            for p in sorted(consumer.partitions_for_topic(t) or await _partitions(consumer, t))
-        ]
-        consumer.assign(tps)
-        for tp, offset in (
-            await start_offsets_at(consumer, tps, started_ms - _CLOCK_MARGIN_MS)
-        ).items():
-            consumer.seek(tp, offset)
+        for follower in followers:
+            await follower.start()
         async with BatchProducer(settings) as producer:
             await producer.prepare([topics.sr_inbound])
             batch = producer.batch()
@@ -105,39 +153,19 @@ async def send_requests(
                     continue
                 key, rid = _key_of(line)
                 batch.add(
-                    topics.sr_inbound,
-                    key,
-                    line,
-                    headers=[(SEND_ID_HEADER, f"{session}:{n}".encode())],
+                    topics.sr_inbound, key, line, [(SEND_ID_HEADER, f"{session}:{n}".encode())]
                 )
-                waiting_line[n] = rid
-                if rid is not None:
-                    waiting_rid.setdefault(rid, []).append(n)
-                result.sent += 1
+                collector.expect(n, rid)
             await producer.send(batch)
-        deadline = time.monotonic() + timeout_s
-        while waiting_line and time.monotonic() < deadline:
-            fetched = await consumer.getmany(timeout_ms=200, max_records=5000)
-            for tp, records in fetched.items():
-                for rec in records:
-                    if tp.topic == topics.deadletter:
-                        _on_deadletter(
-                            rec, session, waiting_line, waiting_rid, result, out, as_json
-                        )
-                    else:
-                        _on_answer(rec, waiting_line, waiting_rid, result, out, as_json)
-        result.missing = sorted(waiting_line)
+        if collector.waiting_line:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout_s):
+                    await collector.done.wait()
     finally:
-        await consumer.stop()
-    return result
-
-
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    await consumer._client.force_metadata_update()
-    parts: set[int] = consumer.partitions_for_topic(topic) or set()
-    if not parts:
-        raise RuntimeError(f"topic {topic} does not exist; is the gateway running?")
-    return parts
+        for follower in followers:
+            await follower.stop()
+    collector.result.missing = sorted(collector.waiting_line)
+    return collector.result
 
 
 def _emit(out: TextIO | None, as_json: bool, kind: str, line_no: int, doc: dict[str, Any]) -> None:
@@ -148,55 +176,6 @@ def _emit(out: TextIO | None, as_json: bool, kind: str, line_no: int, doc: dict[
     else:
         out.write(_format(kind, line_no, doc) + "\n")
     out.flush()
-
-
-def _on_answer(
-    rec: Any,
-    waiting_line: dict[int, str | None],
-    waiting_rid: dict[str, list[int]],
-    result: SendResult,
-    out: TextIO | None,
-    as_json: bool,
-) -> None:
-    try:
-        doc = orjson.loads(rec.value)
-    except orjson.JSONDecodeError:
-        return
-    lines = waiting_rid.get(doc.get("request_id", ""))
-    if not lines:
-        return
-    line_no = lines.pop(0)
-    if not lines:
-        del waiting_rid[doc["request_id"]]
-    waiting_line.pop(line_no, None)
-    result.answers.append(doc)
-    _emit(out, as_json, "answer", line_no, doc)
-
-
-def _on_deadletter(
-    rec: Any,
-    session: str,
-    waiting_line: dict[int, str | None],
-    waiting_rid: dict[str, list[int]],
-    result: SendResult,
-    out: TextIO | None,
-    as_json: bool,
-) -> None:
-    headers = dict(rec.headers or ())
-    tag = headers.get(SEND_ID_HEADER, b"").decode(errors="replace")
-    sid, _, n = tag.partition(":")
-    if sid != session or not n.isdigit() or int(n) not in waiting_line:
-        return
-    line_no = int(n)
-    rid = waiting_line.pop(line_no)
-    if rid is not None and line_no in waiting_rid.get(rid, []):
-        waiting_rid[rid].remove(line_no)
-    doc = {
-        "kind": headers.get("dccgate-dlq-kind", b"").decode(errors="replace"),
-        "reason": headers.get("dccgate-dlq-reason", b"").decode(errors="replace"),
-    }
-    result.deadlettered.append(doc)
-    _emit(out, as_json, "deadletter", line_no, doc)
 
 
 def run_send(
