@@ -1,0 +1,68 @@
+"""A User's ADT counters as a record, so they survive a router crash or a rebalance.
+
+The router writes `encode_snapshot(engine.snapshot_user(user, now_s))` to a compacted state
+topic keyed by User ID, and on partition assignment calls
+`engine.restore_user(decode_snapshot(value), now_s)` before it processes that User's
+requests: a User cannot pass a threshold by causing a restart. Requests counted after the
+last snapshot written before a crash are lost from the counts, so a User can exceed a
+threshold by at most what it sends in one snapshot interval; snapshot at least once per
+batch for the Users the batch touched.
+
+JSON, like every record dccgate writes. Buckets are sparse (non-empty only), so an idle
+window costs a few bytes.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta
+
+from adt.errors import SnapshotError
+
+__all__ = ["UserCountersSnapshot", "WindowSnapshot", "decode_snapshot", "encode_snapshot"]
+
+
+class WindowSnapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """One counter: srv (or "*"), window length, newest bucket index and non-empty buckets.
+
+    head: floor(t * buckets_per_window / window_s) for the last time counted.
+    buckets: (bucket index, count) pairs, each index in head - buckets_per_window .. head.
+    """
+
+    srv: str
+    window_s: Annotated[int, Meta(ge=1)]
+    head: int
+    buckets: tuple[tuple[int, Annotated[int, Meta(ge=0)]], ...] = ()
+
+
+class UserCountersSnapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """Every count window of one User (its own thresholds; DCC-wide counts are per router).
+
+    taken_at_s: the time given to `snapshot_user`, epoch seconds.
+    """
+
+    user_id: str
+    buckets_per_window: Annotated[int, Meta(ge=1)]
+    taken_at_s: float
+    windows: tuple[WindowSnapshot, ...] = ()
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(UserCountersSnapshot)
+
+
+def encode_snapshot(snapshot: UserCountersSnapshot) -> bytes:
+    """`snapshot` as JSON bytes."""
+    return _encoder.encode(snapshot)
+
+
+def decode_snapshot(data: bytes) -> UserCountersSnapshot:
+    """Decode `encode_snapshot` output; raise SnapshotError if it is not a snapshot."""
+    try:
+        return _decoder.decode(data)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise SnapshotError(
+            f"not an ADT counter snapshot: {exc}; start this User's counters empty"
+        ) from exc
