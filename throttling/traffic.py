@@ -658,6 +658,11 @@ class TrafficManager:
         """The policy in force."""
         return self._policy
 
+    @property
+    def view(self) -> SystemView | None:
+        """The last system view taken by `update_view` (None before the first)."""
+        return self._view
+
     def allocation(self, user_id: str) -> Allocation:
         """The allocation of `user_id` (the default allocation if it has none)."""
         return self._allocations.get(user_id, self._policy.default_allocation)

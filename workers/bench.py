@@ -25,10 +25,12 @@ from broker.passthrough import passthrough
 from broker.producer import BatchProducer
 from broker.settings import KafkaSettings
 from broker.topics import ensure_topics
+from throttling import Allocation, TrafficManager, TrafficPolicy
 from workers.duis import load_catalogue
 from workers.metrics import CommonMetrics
 from workers.services import build_router, dccgate_version
 from workers.settings import Settings
+from workers.traffic import TrafficControl, new_peer_id
 
 __all__ = ["make_requests", "run_bench"]
 
@@ -80,12 +82,33 @@ async def _produce(kafka: KafkaSettings, topic: str, records: list[tuple[bytes, 
             await producer.send(batch)
 
 
-async def _router(settings: Settings, kafka: KafkaSettings, n: int) -> float:
+def _always_active_traffic() -> TrafficControl:
+    """Traffic management active from the first view (T = 0) with allocations no User
+    reaches: every request takes the active decision path and is counted, none throttled."""
+    control = TrafficControl(new_peer_id())
+    control.manager = TrafficManager(
+        TrafficPolicy(
+            capacity_per_s=10_000_000,
+            operating_threshold_per_s=0,
+            default_allocation=Allocation(rate_per_s=1_000_000, burst=1_000),
+        ),
+        peer_id=control.peer_id,
+    )
+    return control
+
+
+async def _router(settings: Settings, kafka: KafkaSettings, n: int, *, traffic: bool) -> float:
     """Seconds from the router's first batch to the commit of the n-th record."""
     from prometheus_client import CollectorRegistry
 
     metrics = CommonMetrics(CollectorRegistry(), version=dccgate_version())
-    loop = build_router(settings, kafka, metrics, group_id=f"bench-router-{uuid.uuid4().hex[:8]}")
+    loop = build_router(
+        settings,
+        kafka,
+        metrics,
+        group_id=f"bench-router-{uuid.uuid4().hex[:8]}",
+        traffic=_always_active_traffic() if traffic else None,
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(loop.run(stop))
     try:
@@ -138,13 +161,20 @@ async def bench(settings: Settings, *, messages: int, repeat: int = 3) -> dict[s
         produce_s = time.perf_counter() - t0
         pt_rates: list[float] = []
         router_rates: list[float] = []
+        traffic_rates: list[float] = []
         for _ in range(repeat):
             pt_rates.append(
                 messages / await passthrough(kafka, topics.sr_inbound, pt_out, messages)
             )
-            router_rates.append(messages / await _router(run_settings, kafka, messages))
+            router_rates.append(
+                messages / await _router(run_settings, kafka, messages, traffic=False)
+            )
+            traffic_rates.append(
+                messages / await _router(run_settings, kafka, messages, traffic=True)
+            )
         pt_rate = statistics.median(pt_rates)
         router_rate = statistics.median(router_rates)
+        traffic_rate = statistics.median(traffic_rates)
         return {
             "messages": messages,
             "bootstrap": bootstrap,
@@ -158,6 +188,9 @@ async def bench(settings: Settings, *, messages: int, repeat: int = 3) -> dict[s
             "repeat": repeat,
             "passthrough_samples": [round(r) for r in pt_rates],
             "router_samples": [round(r) for r in router_rates],
+            "router_traffic_msgs_per_s": round(traffic_rate),
+            "traffic_ratio": round(traffic_rate / pt_rate, 3),
+            "router_traffic_samples": [round(r) for r in traffic_rates],
             "python": sys.version.split()[0],
             "version": dccgate_version(),
         }
@@ -184,8 +217,11 @@ def run_bench(settings: Settings, *, messages: int, repeat: int, as_json: bool) 
         f"router              {result['router_msgs_per_s']:>10} msg/s  "
         "(decode, DUIS validation, forward + answer, acks, commit)\n"
         f"ratio               {result['ratio']:>10}   (target >= 0.8)\n"
+        f"router + traffic    {result['router_traffic_msgs_per_s']:>10} msg/s  "
+        "(SECMP0067 active for every request, nobody throttled)\n"
+        f"ratio with traffic  {result['traffic_ratio']:>10}\n"
         f"samples             pass-through {result['passthrough_samples']}, "
-        f"router {result['router_samples']}"
+        f"router {result['router_samples']}, with traffic {result['router_traffic_samples']}"
     )
     if as_json:
         print(orjson.dumps(result).decode())

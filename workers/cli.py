@@ -92,6 +92,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     send.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (30)")
     send.add_argument("--json", action="store_true", help="print answers as JSON lines")
+    send.add_argument(
+        "--rate", type=float, help="send at this many lines a second (default: all at once)"
+    )
+    send.add_argument(
+        "--summary", action="store_true", help="print outcomes per User instead of each answer"
+    )
 
     bench = sub.add_parser("bench", help="measure the router against a plain pass-through loop")
     _common(bench, http=False)
@@ -180,6 +186,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "send":
         from workers.send import run_send
 
+        if args.rate is not None and not args.rate > 0:
+            raise ValueError(f"--rate must be a positive number of lines a second, got {args.rate}")
         bootstrap = settings.bootstrap or f"127.0.0.1:{settings.kafka_port}"
         kafka = settings.kafka(bootstrap, embedded=settings.bootstrap is None)
         stream = args.file.open("rb") if args.file else sys.stdin.buffer
@@ -190,6 +198,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
                 topics=settings.topics,
                 timeout_s=args.timeout,
                 as_json=args.json,
+                rate_per_s=args.rate,
+                summary=args.summary,
             )
     if args.command == "admin":
         from workers.admin_cli import run_admin

@@ -19,10 +19,13 @@ from broker.consumer import Record, TopicPartition
 from broker.producer import OutputBatch, partition_for_key
 from broker.schemas import ServiceRequest, UserResponse
 from broker.topics import Topics
+from throttling import RULE_CAPACITY, TrafficDecision
+from throttling import reason as traffic_reason
 from workers.codes import ResponseCodes
 from workers.deadletter import deadletter
 from workers.duis import DuisValidator, Rejection, Validated
 from workers.metrics import LATENCY_BUCKETS_S, BatchHistogram, CommonMetrics
+from workers.traffic import TrafficControl, TrafficMetrics
 
 __all__ = ["SERVICE", "RouterMetrics", "RouterProcessor"]
 
@@ -37,20 +40,23 @@ _encode = msgspec.json.Encoder().encode
 class _Tally:
     """What one batch decided, counted locally and flushed into metrics after its acks."""
 
-    __slots__ = ("deadlettered", "decisions", "forward_ts_ms")
+    __slots__ = ("deadlettered", "decisions", "forward_ts_ms", "throttled", "would_throttle")
 
     def __init__(self) -> None:
         self.decisions: dict[tuple[str, str], int] = {}
         self.deadlettered: dict[str, int] = {}
         self.forward_ts_ms: list[int] = []
+        self.throttled: dict[tuple[str, str], int] = {}
+        self.would_throttle: dict[str, int] = {}
 
 
 class RouterMetrics:
     """The router's own metrics, on the shared registry."""
 
-    def __init__(self, common: CommonMetrics) -> None:
+    def __init__(self, common: CommonMetrics, traffic: TrafficMetrics | None = None) -> None:
         registry = common.registry
         self.common = common
+        self.traffic = traffic
         self.decisions = Counter(
             "dccgate_router_decisions",
             "Service Requests decided, by outcome and response code.",
@@ -83,11 +89,13 @@ class RouterProcessor:
         validator: DuisValidator,
         codes: ResponseCodes,
         metrics: RouterMetrics,
+        traffic: TrafficControl | None = None,
     ) -> None:
         self._topics = topics
         self._validator = validator
         self._codes = codes
         self._metrics = metrics
+        self._traffic = traffic
         # SRV -> the pre-encoded middle of an accepted answer (code, outcome, reason).
         self._accepted_middle: dict[str, bytes] = {}
 
@@ -111,6 +119,9 @@ class RouterProcessor:
         # tests/unit/workers/test_router.py checks it equals msgspec's encoding.
         suffix = b',"rule":null,"retry_after_ms":null,"at_ms":%d}' % now_ms
         accepted = 0
+        # SECMP0067: None while no traffic management is configured (nothing throttled).
+        traffic = self._traffic.manager if self._traffic is not None else None
+        now_s = now_ms / 1000
         for records in batch.values():
             for rec in records:
                 value = rec.value
@@ -137,6 +148,17 @@ class RouterProcessor:
                 if isinstance(verdict, Rejection):
                     self._reject(out, req, key_user, verdict, now_ms, tally)
                     continue
+                if traffic is not None:
+                    # Traffic management before anomaly detection: a throttled request was
+                    # never processed, so it neither counts for ADT nor uses its counter.
+                    decision = traffic.decide(verdict.user_id, verdict.srv.srv, now_s)
+                    if decision.would_throttle:
+                        if not decision.allowed:
+                            self._throttle(out, req, verdict, decision, now_ms, tally)
+                            continue
+                        user = self._traffic.user_label(verdict.user_id)  # type: ignore[union-attr]
+                        tally.would_throttle[user] = tally.would_throttle.get(user, 0) + 1
+                    traffic.record_admitted(verdict.user_id, verdict.srv.srv, now_s)
                 record_accepted(verdict)
                 if key is None:
                     key = verdict.user_id.encode()
@@ -176,6 +198,40 @@ class RouterProcessor:
         )
         self._accepted_middle[srv.srv] = middle
         return middle
+
+    def _throttle(
+        self,
+        out: OutputBatch,
+        req: ServiceRequest,
+        verdict: Validated,
+        decision: TrafficDecision,
+        now_ms: int,
+        tally: _Tally,
+    ) -> None:
+        code = self._codes.throttled
+        out.add(
+            self._topics.user_responses,
+            verdict.user_id.encode(),
+            _encode(
+                UserResponse(
+                    request_id=req.request_id,
+                    user_id=verdict.user_id,
+                    response_code=code,
+                    outcome="throttled",
+                    reason=traffic_reason(decision),
+                    rule=decision.rule,
+                    retry_after_ms=decision.retry_after_ms,
+                    at_ms=now_ms,
+                )
+            ),
+        )
+        dk = ("throttled", code)
+        tally.decisions[dk] = tally.decisions.get(dk, 0) + 1
+        label = (
+            self._traffic.user_label(verdict.user_id) if self._traffic is not None else "other",
+            "capacity" if decision.rule == RULE_CAPACITY else "allocation",
+        )
+        tally.throttled[label] = tally.throttled.get(label, 0) + 1
 
     def _reject(
         self,
@@ -235,5 +291,10 @@ class RouterProcessor:
             m.decisions.labels(outcome, code).inc(n)
         for kind, n in report.deadlettered.items():
             m.common.deadlettered.labels(SERVICE, kind).inc(n)
+        if m.traffic is not None:
+            for (user, rule), n in report.throttled.items():
+                m.traffic.throttled.labels(user, rule).inc(n)
+            for user, n in report.would_throttle.items():
+                m.traffic.would_throttle.labels(user).inc(n)
         if report.forward_ts_ms:
             m.forward_latency.observe_ages_ms(now_ms, report.forward_ts_ms)

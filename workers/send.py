@@ -24,7 +24,7 @@ from broker.producer import BatchProducer
 from broker.settings import KafkaSettings
 from broker.topics import Topics
 
-__all__ = ["SEND_ID_HEADER", "SendResult", "send_requests"]
+__all__ = ["SEND_ID_HEADER", "SendResult", "run_send", "send_requests", "summary_table"]
 
 SEND_ID_HEADER = "dccgate-send-id"
 _CLOCK_MARGIN_MS = 5_000
@@ -126,9 +126,11 @@ async def send_requests(
     timeout_s: float = 30.0,
     out: TextIO | None = sys.stdout,
     as_json: bool = False,
+    rate_per_s: float | None = None,
 ) -> SendResult:
     """Send each of `lines` to dcc.sr.inbound and collect the answers.
 
+    With `rate_per_s`, lines go out at that pace (in 50 ms slices), else all at once.
     Returns when every line has an answer (a response or a dead letter) or after
     `timeout_s`, whichever is first.
     """
@@ -147,6 +149,7 @@ async def send_requests(
         async with BatchProducer(settings) as producer:
             await producer.prepare([topics.sr_inbound])
             batch = producer.batch()
+            pace = _Pace(rate_per_s)
             for n, raw in enumerate(lines, start=1):
                 line = raw.strip()
                 if not line:
@@ -156,6 +159,10 @@ async def send_requests(
                     topics.sr_inbound, key, line, [(SEND_ID_HEADER, f"{session}:{n}".encode())]
                 )
                 collector.expect(n, rid)
+                if pace.due():
+                    await producer.send(batch)
+                    batch = producer.batch()
+                    await pace.wait()
             await producer.send(batch)
         if collector.waiting_line:
             with contextlib.suppress(TimeoutError):
@@ -166,6 +173,28 @@ async def send_requests(
             await follower.stop()
     collector.result.missing = sorted(collector.waiting_line)
     return collector.result
+
+
+class _Pace:
+    """Paces sending at `rate_per_s` lines a second, in 50 ms slices (None: no pacing)."""
+
+    SLICE_S = 0.05
+
+    def __init__(self, rate_per_s: float | None) -> None:
+        self._per_slice = None if rate_per_s is None else max(1, round(rate_per_s * self.SLICE_S))
+        self._count = 0
+        self._start = time.monotonic()
+        self._slices = 0
+
+    def due(self) -> bool:
+        if self._per_slice is None:
+            return False
+        self._count += 1
+        return self._count % self._per_slice == 0
+
+    async def wait(self) -> None:
+        self._slices += 1
+        await asyncio.sleep(max(0.0, self._start + self._slices * self.SLICE_S - time.monotonic()))
 
 
 def _emit(out: TextIO | None, as_json: bool, kind: str, line_no: int, doc: dict[str, Any]) -> None:
@@ -185,11 +214,24 @@ def run_send(
     topics: Topics,
     timeout_s: float,
     as_json: bool,
+    rate_per_s: float | None = None,
+    summary: bool = False,
 ) -> int:
-    """CLI wrapper: exit code 0 when every line got an answer, 1 otherwise."""
+    """CLI wrapper: exit code 0 when every line got an answer, 1 otherwise. With `summary`,
+    one table of outcomes per User instead of a line per answer."""
     result = asyncio.run(
-        send_requests(lines, settings=settings, topics=topics, timeout_s=timeout_s, as_json=as_json)
+        send_requests(
+            lines,
+            settings=settings,
+            topics=topics,
+            timeout_s=timeout_s,
+            out=None if summary else sys.stdout,
+            as_json=as_json,
+            rate_per_s=rate_per_s,
+        )
     )
+    if summary:
+        sys.stdout.write(summary_table(result))
     if result.missing:
         sys.stderr.write(
             f"{len(result.missing)} of {result.sent} lines got no answer within {timeout_s:.0f} s "
@@ -203,3 +245,19 @@ def run_send(
         f"{len(result.deadlettered)} dead-lettered\n"
     )
     return 0
+
+
+def summary_table(result: SendResult) -> str:
+    """Outcomes per User (and response code), one row each, for `--summary`."""
+    counts: dict[tuple[str, str, str], int] = {}
+    for a in result.answers:
+        k = (str(a["user_id"]), str(a["outcome"]), str(a["response_code"]))
+        counts[k] = counts.get(k, 0) + 1
+    rows = [("USER ID", "OUTCOME", "CODE", "COUNT")] + [
+        (*k, str(n)) for k, n in sorted(counts.items())
+    ]
+    if result.deadlettered:
+        rows.append(("-", "dead-lettered", "-", str(len(result.deadlettered))))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return "".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n"
+                   for r in rows)  # fmt: skip

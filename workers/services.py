@@ -7,9 +7,10 @@ import contextlib
 import logging
 import secrets
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Protocol
 
 import msgspec
 from prometheus_client import CollectorRegistry
@@ -25,11 +26,12 @@ from workers.control.reader import ControlReader
 from workers.control.writer import ControlWriter
 from workers.duis import DuisValidator, load_catalogue
 from workers.http import HttpServer, build_app
-from workers.loop import ServiceLoop
+from workers.loop import LoopStatus, ServiceLoop
 from workers.metrics import CommonMetrics
 from workers.router import SERVICE as ROUTER
 from workers.router import RouterMetrics, RouterProcessor
 from workers.settings import Settings
+from workers.traffic import LoadExchange, TrafficControl, TrafficMetrics, new_peer_id
 
 __all__ = [
     "DRAIN_TIMEOUT_S",
@@ -58,25 +60,64 @@ def dccgate_version() -> str:
         return "0+unknown"
 
 
+class RouterService:
+    """A router: its consume-process-produce loop, and the load exchange on `dcc.load`
+    that gives its traffic management the system view (SECMP0067)."""
+
+    def __init__(self, loop: ServiceLoop, traffic: TrafficControl, kafka: KafkaSettings,
+                 load_topic: str) -> None:  # fmt: skip
+        self.loop = loop
+        self.traffic = traffic
+        self.name = loop.name
+        self.status = loop.status
+        self._kafka = kafka
+        self._load_topic = load_topic
+        self.exchange: LoadExchange | None = None
+
+    async def run(self, stop: asyncio.Event, *, idle_exit_s: float | None = None) -> None:
+        """Run the loop and the load exchange until `stop`."""
+        producer = BatchProducer(self._kafka)
+        await producer.start()
+        try:
+            self.exchange = LoadExchange(self._kafka, self._load_topic, self.traffic, producer)
+            exchange_stop = asyncio.Event()
+            exchange = asyncio.create_task(self.exchange.run(exchange_stop))
+            try:
+                await self.loop.run(stop, idle_exit_s=idle_exit_s)
+            finally:
+                exchange_stop.set()
+                await exchange
+        finally:
+            await producer.stop()
+
+
 def build_router(
     settings: Settings,
     kafka: KafkaSettings,
     metrics: CommonMetrics,
     *,
     group_id: str | None = None,
-) -> ServiceLoop:
-    """A router service loop: consumes dcc.sr.inbound, produces forwards and answers.
+    reader: ControlReader | None = None,
+    traffic: TrafficControl | None = None,
+) -> RouterService:
+    """A router: consumes dcc.sr.inbound, produces forwards and answers.
 
-    `group_id` defaults to `<prefix>dccgate-router`, shared by every router.
+    `group_id` defaults to `<prefix>dccgate-router`, shared by every router. With `reader`,
+    traffic management follows the configuration on dcc.control; `traffic` may be given
+    instead (the benchmark sets a policy directly).
     """
     topics = settings.topics
+    traffic = traffic or TrafficControl(new_peer_id())
+    if reader is not None:
+        reader.subscribe(traffic.apply)
     processor = RouterProcessor(
         topics=topics,
         validator=DuisValidator(load_catalogue(), replay_capacity=settings.replay_capacity),
         codes=settings.codes,
-        metrics=RouterMetrics(metrics),
+        metrics=RouterMetrics(metrics, TrafficMetrics(metrics.registry, traffic)),
+        traffic=traffic,
     )
-    return ServiceLoop(
+    loop = ServiceLoop(
         name=ROUTER,
         settings=kafka,
         input_topics=[topics.sr_inbound],
@@ -85,6 +126,7 @@ def build_router(
         processor=processor,
         metrics=metrics,
     )
+    return RouterService(loop, traffic, kafka, topics.load)
 
 
 async def prepare_topics(settings: Settings, kafka: KafkaSettings) -> None:
@@ -172,9 +214,18 @@ def _control_health(reader: ControlReader) -> dict[str, object]:
     }
 
 
+class Service(Protocol):
+    """What `_serve` runs: a named service with a status, until `stop`."""
+
+    name: str
+    status: LoopStatus
+
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+
 async def _serve(
     settings: Settings,
-    loops: list[ServiceLoop],
+    loops: Sequence[Service],
     registry: CollectorRegistry,
     stop: asyncio.Event,
     *,
@@ -228,13 +279,13 @@ async def run_worker(name: str, settings: Settings) -> None:
     async with contextlib.AsyncExitStack() as stack:
         reader = await _start_reader(settings, kafka, stack)
         admin = None
-        loops = []
+        loops: list[Service] = []
         if name == "admin":
             admin = AdminService(settings, kafka, reader)
             await admin.start()
             stack.push_async_callback(admin.stop)
         else:
-            loops.append(build_router(settings, kafka, metrics))
+            loops.append(build_router(settings, kafka, metrics, reader=reader))
         await _serve(settings, loops, registry, stop, reader=reader, admin=admin)
 
 
@@ -278,7 +329,7 @@ async def run_gateway(
             admin = AdminService(settings, kafka, reader)
             await admin.start()
             stack.push_async_callback(admin.stop)
-            loops = [build_router(settings, kafka, metrics)]
+            loops = [build_router(settings, kafka, metrics, reader=reader)]
 
             async def ready(port: int) -> None:
                 if on_ready is not None:

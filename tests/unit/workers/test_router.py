@@ -188,3 +188,81 @@ def test_one_bad_record_does_not_stop_the_batch(
     out, _ = _run(processor, records)
     assert len(_by_topic(out, TOPICS.sr_outbound)) == 2
     assert len(_by_topic(out, TOPICS.deadletter)) == 1
+
+
+def _traffic_router(shadow: bool = False) -> tuple[RouterProcessor, CollectorRegistry, Any]:
+    from throttling import Allocation, SystemView, TrafficManager, TrafficPolicy
+    from workers.traffic import TrafficControl, TrafficMetrics
+
+    registry = CollectorRegistry()
+    control = TrafficControl("peer-1")
+    control.registered_users = frozenset({USER_A})
+    policy = TrafficPolicy(
+        capacity_per_s=100,
+        operating_threshold_per_s=10,
+        default_allocation=Allocation(rate_per_s=1, burst=1),
+        shadow=shadow,
+    )
+    control.manager = TrafficManager(policy, peer_id="peer-1")
+    common = CommonMetrics(registry, version="test")
+    processor = RouterProcessor(
+        topics=TOPICS,
+        validator=DuisValidator(load_catalogue()),
+        codes=ResponseCodes(),
+        metrics=RouterMetrics(common, TrafficMetrics(registry, control)),
+        traffic=control,
+    )
+    # The system is at 50/s, User A alone at 50/s: active, and A is over its allocation.
+    for i in range(200):
+        control.manager.record_admitted(USER_A, "4.1.1", 1.0 + i / 200)
+    control.manager.update_view(
+        SystemView(at_s=5.0, admitted_per_s=50.0, user_rates={USER_A: 50.0})
+    )
+    return processor, registry, control
+
+
+def test_a_user_over_its_allocation_is_throttled_not_forwarded(
+    make_request: RequestFactory,
+) -> None:
+    processor, registry, control = _traffic_router()
+    # Each to another device, so each request's counter is its pair's first.
+    records = [
+        _record(make_request(counter=n, target=f"00-DB-00-00-00-00-00-{n:02X}"), offset=n)
+        for n in range(1, 41)
+    ]
+    out = OutputBatch({t: 3 for t in TOPICS.all()})
+    report = processor.process({TP: records}, out, 5_000)
+    answers = _answers(out)
+    throttled = [a for a in answers if a.outcome == "throttled"]
+    assert throttled
+    assert len(_by_topic(out, TOPICS.sr_outbound)) == 40 - len(throttled)
+    first = throttled[0]
+    assert first.response_code == "T1"
+    assert first.retry_after_ms is not None
+    assert first.retry_after_ms > 0
+    assert first.rule == f"traffic.allocation.{USER_A}"
+    assert "allocation of 1.0/s" in first.reason
+    assert "operating threshold of 10.0/s" in first.reason
+    processor.after_send(report, 5_000)
+    assert registry.get_sample_value(
+        "dccgate_traffic_throttled_total", {"user": USER_A, "rule": "allocation"}
+    ) == len(throttled)
+    assert registry.get_sample_value("dccgate_traffic_active") == 1.0
+    # A throttled request did not use its counter: the same RequestID may be sent again.
+    control.manager = None  # traffic management off now
+    retry = [r for r in records if msgspec.json.decode(r.value)["request_id"] == first.request_id]
+    out2, _ = _run(processor, retry)
+    assert [(a.request_id, a.outcome) for a in _answers(out2)] == [(first.request_id, "accepted")]
+
+
+def test_shadow_mode_throttles_nothing_but_counts(make_request: RequestFactory) -> None:
+    processor, registry, _ = _traffic_router(shadow=True)
+    records = [_record(make_request(counter=n), offset=n) for n in range(1, 41)]
+    out, report = _run(processor, records)
+    assert {a.outcome for a in _answers(out)} == {"accepted"}
+    assert len(_by_topic(out, TOPICS.sr_outbound)) == 40
+    processor.after_send(report, 5_000)
+    assert (
+        registry.get_sample_value("dccgate_traffic_shadow_would_throttle_total", {"user": USER_A})
+        or 0
+    ) > 0
