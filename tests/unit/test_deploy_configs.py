@@ -27,6 +27,18 @@ METRICS_IN_CODE = {
     "dccgate_batch_duration_seconds",
     "dccgate_forward_latency_seconds",
     "dccgate_assigned_partitions",
+    "dccgate_traffic_active",
+    "dccgate_traffic_active_seconds_total",
+    "dccgate_traffic_activations_total",
+    "dccgate_traffic_admitted_requests_per_second",
+    "dccgate_traffic_capacity_requests_per_second",
+    "dccgate_traffic_threshold_requests_per_second",
+    "dccgate_traffic_oversubscribed",
+    "dccgate_traffic_user_allocation_requests_per_second",
+    "dccgate_traffic_user_rate_requests_per_second",
+    "dccgate_traffic_user_limit_requests_per_second",
+    "dccgate_traffic_throttled_total",
+    "dccgate_traffic_shadow_would_throttle_total",
 }
 
 
