@@ -75,16 +75,11 @@ class OutputBatch:
         """Add one record. `partition` defaults to the key's murmur2 partition (round robin
         for a null key); `timestamp_ms` to the time the batch is sent.
 
-        This is the hot path (twice per request in the router): the partitioner is inlined.
+        This is a hot path: the partitioner is inlined.
         """
         parts = self._lists.get(topic)
         if parts is None:
-            n = self._partitions.get(topic)
-            if n is None:
-                raise BrokerError(
-                    f"topic {topic} was not prepared on this producer; call prepare()"
-                )
-            parts = self._lists[topic] = [[] for _ in range(n)]
+            parts = self.partition_lists(topic)
         if partition is None:
             if key is not None:
                 partition = (murmurhash2(key, _MURMUR2_SEED) & 0x7FFFFFFF) % len(parts)

@@ -462,16 +462,23 @@ def _decision(decision: str) -> Handler:
 
 
 _users_get, _users_put = _per_user("users")
-_alloc_get, _alloc_put = _per_user("allocations")
-_adt_user_get, _adt_user_put = _per_user("adt.users")
-_adt_dcc_get, _adt_dcc_put = _singleton("adt.dcc")
-_excl_get, _excl_put = _singleton("alerts.exclusions")
-_storm_get, _storm_put = _singleton("alerts.storm-policy")
-_traffic_get, _traffic_put = _singleton("traffic")
 
 _OP = "operator"
 _OWN = "operator, or a User token for its own User (read)"
 _OWN_W = "operator, or a User token for its own User (read and change)"
+
+
+def _item_routes(
+    kind_name: str, path: str, noun: str, who_get: str, who_put: str
+) -> tuple[Route, Route]:
+    """GET and PUT of one configuration item."""
+    kind = KINDS[kind_name]
+    get, put = _per_user(kind_name) if kind.per_user else _singleton(kind_name)
+    return (
+        Route("GET", path, get, f"Get {noun}", who_get, answer=kind.body),
+        Route("PUT", path, put, f"Set {noun}", who_put, body=kind.body, answer=kind.body),
+    )
+
 
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/users", _list_users, "List Users (a User token sees itself)", _OWN),
@@ -493,30 +500,15 @@ ROUTES: tuple[Route, ...] = (
           "List allocations (a User token sees its own)", _OWN),
     Route("GET", "/v1/adt/users", _list_per_user("adt.users"),
           "List Users' ADT values (a User token sees its own)", _OWN),
-    Route("GET", "/v1/allocations/{user_id}", _alloc_get, "Get a User's allocation (SECMP0067)",
-          _OWN, answer=KINDS["allocations"].body),
-    Route("PUT", "/v1/allocations/{user_id}", _alloc_put, "Set a User's allocation", _OP,
-          body=KINDS["allocations"].body, answer=KINDS["allocations"].body),
-    Route("GET", "/v1/adt/users/{user_id}", _adt_user_get, "Get a User's ADT values", _OWN,
-          answer=KINDS["adt.users"].body),
-    Route("PUT", "/v1/adt/users/{user_id}", _adt_user_put, "Set a User's ADT values", _OWN_W,
-          body=KINDS["adt.users"].body, answer=KINDS["adt.users"].body),
-    Route("GET", "/v1/adt/dcc", _adt_dcc_get, "Get the DCC-wide ADT values", _OP,
-          answer=KINDS["adt.dcc"].body),
-    Route("PUT", "/v1/adt/dcc", _adt_dcc_put, "Set the DCC-wide ADT values", _OP,
-          body=KINDS["adt.dcc"].body, answer=KINDS["adt.dcc"].body),
-    Route("GET", "/v1/alerts/exclusions", _excl_get, "Get the alert exclusion list (SECMP0062)",
-          _OP, answer=KINDS["alerts.exclusions"].body),
-    Route("PUT", "/v1/alerts/exclusions", _excl_put, "Set the alert exclusion list", _OP,
-          body=KINDS["alerts.exclusions"].body, answer=KINDS["alerts.exclusions"].body),
-    Route("GET", "/v1/alerts/storm-policy", _storm_get, "Get the alert-storm parameters", _OP,
-          answer=KINDS["alerts.storm-policy"].body),
-    Route("PUT", "/v1/alerts/storm-policy", _storm_put, "Set the alert-storm parameters", _OP,
-          body=KINDS["alerts.storm-policy"].body, answer=KINDS["alerts.storm-policy"].body),
-    Route("GET", "/v1/traffic", _traffic_get, "Get traffic management (SECMP0067)", _OP,
-          answer=KINDS["traffic"].body),
-    Route("PUT", "/v1/traffic", _traffic_put, "Set traffic management", _OP,
-          body=KINDS["traffic"].body, answer=KINDS["traffic"].body),
+    *_item_routes("allocations", "/v1/allocations/{user_id}", "a User's allocation (SECMP0067)",
+                  _OWN, _OP),
+    *_item_routes("adt.users", "/v1/adt/users/{user_id}", "a User's ADT values", _OWN, _OWN_W),
+    *_item_routes("adt.dcc", "/v1/adt/dcc", "the DCC-wide ADT values", _OP, _OP),
+    *_item_routes("alerts.exclusions", "/v1/alerts/exclusions",
+                  "the alert exclusion list (SECMP0062)", _OP, _OP),
+    *_item_routes("alerts.storm-policy", "/v1/alerts/storm-policy", "the alert-storm parameters",
+                  _OP, _OP),
+    *_item_routes("traffic", "/v1/traffic", "traffic management (SECMP0067)", _OP, _OP),
     Route("GET", "/v1/quarantine", _list_quarantine, "List quarantined requests", _OWN),
     Route("POST", "/v1/quarantine/{request_id}/release", _decision("release"),
           "Release a quarantined request for processing", _OWN_W),
