@@ -258,3 +258,29 @@ async def test_unknown_paths_and_methods_answer_in_json(api: Api) -> None:
     assert (status, doc) == (404, {"error": "no such path"})
     status, doc = await api.call("operator", "PATCH", "/v1/traffic")
     assert (status, doc) == (405, {"error": "method PATCH not allowed here"})
+
+
+async def test_adt_values_with_exception_windows_and_owner_checks(api: Api) -> None:
+    values = {
+        "thresholds": [{"srv": "11.3", "window_s": 86400, "max": 1000}],
+        "exceptions": [
+            {
+                "id": "firmware-rollout",
+                "start": "2026-12-01T00:00:00Z",
+                "end": "2026-12-08T00:00:00Z",
+                "thresholds": {f"user:{A}:11.3:86400": 50000},
+                "reason": "planned firmware campaign",
+            }
+        ],
+    }
+    status, doc = await api.call("A", "PUT", f"/v1/adt/users/{A}", values)
+    assert status == 200, doc
+    assert doc["exceptions"][0]["id"] == "firmware-rollout"
+    bad = {**values, "exceptions": [{**values["exceptions"][0], "thresholds": {"nope": 1}}]}
+    status, doc = await api.call("A", "PUT", f"/v1/adt/users/{A}", bad)
+    assert status == 422
+    assert "nope" in doc["error"]
+    status, doc = await api.call(
+        "operator", "PUT", "/v1/adt/dcc", {"thresholds": [{"srv": "*", "window_s": 60, "max": 1}]}
+    )
+    assert status == 422

@@ -25,7 +25,7 @@ import orjson
 from aiohttp import web
 
 from workers.control.audit import AuditLog
-from workers.control.model import KINDS, USER_ID_PATTERN, Kind
+from workers.control.model import KINDS, USER_ID_PATTERN, Kind, validate_item
 from workers.control.reader import ControlReader
 from workers.control.state import Item
 from workers.control.tokens import Principal, TokenRecord, authenticate, hash_token, new_token
@@ -153,10 +153,11 @@ def _expected_version(request: web.Request, doc: dict[str, Any]) -> int | None:
     return version
 
 
-def _convert(kind: Kind, doc: dict[str, Any]) -> msgspec.Struct:
+def _convert(kind: Kind, user_id: str | None, doc: dict[str, Any]) -> msgspec.Struct:
     try:
         body: msgspec.Struct = msgspec.convert(doc, type=kind.body)
-    except msgspec.ValidationError as exc:
+        validate_item(kind, user_id, body)
+    except (msgspec.ValidationError, ValueError) as exc:
         raise ApiError(422, f"invalid {kind.name} body: {exc}") from None
     return body
 
@@ -243,7 +244,7 @@ class AdminApi:
     ) -> web.Response:
         doc = await _read_body(request)
         expected = _expected_version(request, doc)
-        body = _convert(kind, doc)
+        body = _convert(kind, user_id, doc)
         item = await self.writer.put(
             kind.key(user_id), body, by=principal.label(), expected_version=expected
         )

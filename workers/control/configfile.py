@@ -104,15 +104,20 @@ def load_config_file(path: Path) -> ConfigFile:
         raise ConfigFileError(f"{path}: {exc} (`$` is the top of the file)") from exc
     except msgspec.DecodeError as exc:
         raise ConfigFileError(f"{path} is not valid TOML: {exc}") from exc
-    from workers.control.model import kind_of_key
+    from workers.control.model import kind_of_key, validate_item
 
-    for key in config.items():
-        if kind_of_key(key) is None:
+    for key, body in config.items().items():
+        found = kind_of_key(key)
+        if found is None:
             user_id = key.partition("/")[2]
             raise ConfigFileError(
                 f"{path}: {user_id!r} is not a User ID; write it as 8 hyphen-separated "
                 "upper-case hex octets, like 90-B3-D5-1F-30-01-00-00"
             )
+        try:
+            validate_item(found[0], found[1], body)
+        except ValueError as exc:
+            raise ConfigFileError(f"{path}: {key}: {exc}") from None
     sha = config.admin.token_sha256
     if sha is not None and (len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha)):
         raise ConfigFileError(

@@ -17,10 +17,11 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct
 
+from adt import AdtConfigError, AdtTable, AdtValues
+
 __all__ = [
     "KINDS",
     "USER_ID_PATTERN",
-    "AdtThreshold",
     "AdtValues",
     "Allocation",
     "Exclusions",
@@ -29,8 +30,8 @@ __all__ = [
     "StormPolicy",
     "Traffic",
     "User",
-    "ValueRule",
     "kind_of_key",
+    "validate_item",
 ]
 
 USER_ID_PATTERN = "^[0-9A-F]{2}(-[0-9A-F]{2}){7}$"
@@ -81,50 +82,6 @@ class Traffic(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
                 f"operating_threshold_per_s ({self.operating_threshold_per_s:g}) must not "
                 f"exceed capacity_per_s ({self.capacity_per_s:g})"
             )
-
-
-class AdtThreshold(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """A count threshold: at most `max` requests of `srv` ("*": any) in `window_s`."""
-
-    srv: _Srv
-    window_s: _WindowS
-    max: Annotated[int, Meta(ge=0, le=100_000_000)]
-    shadow: bool = False
-
-
-class ValueRule(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """A data-value rule on `body[field]` of requests for `srv`: either a numeric range
-    (`min`, `max` or both) or a date at most `max_days_ahead` days after now (SECMP0007:
-    firmware activation dates of 11.1 and 11.3)."""
-
-    srv: _SrvExact
-    field: _Field
-    min: float | None = None
-    max: float | None = None
-    max_days_ahead: Annotated[int, Meta(ge=0, le=3660)] | None = None
-    shadow: bool = False
-
-    def __post_init__(self) -> None:
-        where = f"value rule {self.srv}/{self.field}"
-        ranged = self.min is not None or self.max is not None
-        if ranged == (self.max_days_ahead is not None):
-            raise ValueError(f"{where} needs either min/max or max_days_ahead (one of the two)")
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"{where}: min ({self.min:g}) exceeds max ({self.max:g})")
-
-
-class AdtValues(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Anomaly Detection Threshold values: `PUT /v1/adt/users/{user_id}` and
-    `PUT /v1/adt/dcc` (SEC G6, Appendix AA)."""
-
-    thresholds: Annotated[list[AdtThreshold], Meta(max_length=1000)] = msgspec.field(
-        default_factory=list
-    )
-    value_rules: Annotated[list[ValueRule], Meta(max_length=1000)] = msgspec.field(
-        default_factory=list
-    )
-    shadow: bool = False
-    """Shadow mode for every rule here: count and report, quarantine nothing."""
 
 
 class Exclusions(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -210,6 +167,20 @@ def kind_of_key(key: str) -> tuple[Kind, str | None] | None:
     if user_id and not _USER_ID_RE.fullmatch(user_id):
         return None
     return kind, user_id or None
+
+
+def validate_item(kind: Kind, user_id: str | None, body: Any) -> None:
+    """Checks that need the item's owner (raise ValueError naming the problem): ADT values
+    compile for their User or for the DCC (derived rule ids unique, exception windows
+    naming real thresholds, no "*" threshold DCC-wide)."""
+    if kind.body is AdtValues:
+        try:
+            if user_id is None:
+                AdtTable.for_dcc(body)
+            else:
+                AdtTable.for_user(user_id, body)
+        except AdtConfigError as exc:
+            raise ValueError(str(exc)) from None
 
 
 def decode_body(kind: Kind, raw: bytes | str) -> Any:

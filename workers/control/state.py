@@ -22,6 +22,7 @@ from workers.control.model import (
     Traffic,
     User,
     kind_of_key,
+    validate_item,
 )
 from workers.control.tokens import TOKEN_KEY_PREFIX, TokenRecord
 
@@ -153,8 +154,9 @@ class ConfigState:
             found = kind_of_key(k)
             if found is None:
                 raise ValueError(f"no configuration kind has keys like {k!r}")
-            kind, _ = found
+            kind, user_id = found
             body = msgspec.json.decode(raw, type=kind.body)
+            validate_item(kind, user_id, body)
         except (msgspec.DecodeError, ValueError) as exc:
             self._skip(offset, f"{k}: {exc}")
             return

@@ -4,7 +4,7 @@ import msgspec
 import pytest
 
 from broker.schemas import ControlRecord
-from workers.control.model import Allocation, Traffic, ValueRule, kind_of_key
+from workers.control.model import KINDS, Allocation, Traffic, kind_of_key, validate_item
 from workers.control.state import ConfigState
 from workers.control.tokens import TokenRecord, authenticate, hash_token, new_token
 
@@ -89,17 +89,19 @@ def test_keys_map_to_kinds() -> None:
 
 
 @pytest.mark.parametrize(
-    ("body", "words"),
+    ("user_id", "body", "words"),
     [
-        ({"srv": "2.2", "field": "amount"}, "either min/max or max_days_ahead"),
-        ({"srv": "2.2", "field": "amount", "min": 5, "max": 1}, "min (5) exceeds max (1)"),
-        ({"srv": "11.3", "field": "d", "max": 5, "max_days_ahead": 30}, "one of the two"),
-        ({"srv": "2.2", "field": "bad field", "max": 5}, "field"),
+        (None, {"thresholds": [{"srv": "*", "window_s": 60, "max": 5}]}, "*"),
+        (A, {"value_rules": [{"srv": "2.2", "field": "amount", "min": 5, "max": 1}]}, "min"),
+        (A, {"thresholds": [{"srv": "7.2", "window_s": 0, "max": 5}]}, "window_s"),
     ],
 )
-def test_value_rules_are_validated(body: dict[str, object], words: str) -> None:
-    with pytest.raises(msgspec.ValidationError) as info:
-        msgspec.convert(body, type=ValueRule)
+def test_adt_values_are_validated_for_their_owner(
+    user_id: str | None, body: dict[str, object], words: str
+) -> None:
+    kind = KINDS["adt.users" if user_id else "adt.dcc"]
+    with pytest.raises((msgspec.ValidationError, ValueError)) as info:
+        validate_item(kind, user_id, msgspec.convert(body, type=kind.body))
     assert words in str(info.value)
 
 
