@@ -81,7 +81,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--log-dir", type=Path, help="where the embedded broker writes its log")
 
     worker = sub.add_parser("worker", help="one service against an existing Kafka cluster")
-    worker.add_argument("service", choices=["router", "admin"], help="which service to run")
+    worker.add_argument(
+        "service", choices=["router", "alerts", "admin"], help="which service to run"
+    )
     _common(worker)
 
     send = sub.add_parser("send", help="submit Service Requests (JSON lines) and print answers")

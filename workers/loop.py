@@ -7,6 +7,11 @@ most `max_batches_in_flight` batches are unacknowledged at once), so the CPU doe
 on broker round trips. A crash before a commit means those batches are processed again by
 whoever owns the partitions next: the duplicate window is `max_batches_in_flight` x
 `max_poll_records` input records.
+
+A processor may also have a `tick(out, now_ms)` (`TickingProcessor`): work that is due with
+no input, such as an alert storm's periodic copies. It is called when a fetch returns
+nothing, and at least every `TICK_INTERVAL_S` while input flows; its outputs go through the
+same ordered send-then-commit chain as a batch with no input offsets.
 """
 
 from __future__ import annotations
@@ -16,16 +21,19 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from broker.consumer import BatchConsumer, Record, TopicPartition
 from broker.producer import BatchProducer, OutputBatch
 from broker.settings import KafkaSettings
 from workers.metrics import CommonMetrics
 
-__all__ = ["BatchProcessor", "LoopStatus", "ServiceLoop"]
+__all__ = ["TICK_INTERVAL_S", "BatchProcessor", "LoopStatus", "ServiceLoop", "TickingProcessor"]
 
 log = logging.getLogger(__name__)
+
+TICK_INTERVAL_S = 0.5
+"""The longest time between two `tick()` calls while input keeps arriving."""
 
 
 class BatchProcessor(Protocol):
@@ -38,6 +46,15 @@ class BatchProcessor(Protocol):
 
     def after_send(self, report: object, now_ms: int) -> None:
         """Called with `process()`'s report once that batch is acknowledged and committed."""
+
+
+@runtime_checkable
+class TickingProcessor(Protocol):
+    """A processor with work that is due without input (optional: the loop checks)."""
+
+    def tick(self, out: OutputBatch, now_ms: int) -> object | None:
+        """Add what is due by `now_ms` to `out` and return a report for `after_send`, or
+        None when nothing was added."""
 
 
 class LoopStatus:
@@ -151,6 +168,8 @@ class ServiceLoop:
         last_input = time.monotonic()
         stop_wait = asyncio.ensure_future(stop.wait())
         inflight = self._inflight
+        tick = self._processor if isinstance(self._processor, TickingProcessor) else None
+        last_tick = time.monotonic()
         try:
             while not stop.is_set():
                 while inflight and inflight[0].done():
@@ -164,18 +183,25 @@ class ServiceLoop:
                     fetch.cancel()
                     break
                 batch = fetch.result()
-                if not batch:
-                    if (
-                        idle_exit_s is not None
-                        and not inflight
-                        and time.monotonic() - last_input > idle_exit_s
-                    ):
-                        return
-                    continue
-                last_input = time.monotonic()
-                while len(inflight) >= self._max_inflight:
-                    await inflight.popleft()
-                await self._start_batch(batch)
+                if batch:
+                    last_input = time.monotonic()
+                    while len(inflight) >= self._max_inflight:
+                        await inflight.popleft()
+                    await self._start_batch(batch)
+                if tick is not None and (
+                    not batch or time.monotonic() - last_tick >= TICK_INTERVAL_S
+                ):
+                    # Not held to max_batches_in_flight: a tick has no input to redo, and
+                    # waiting for a slot when nothing is due would only delay the next fetch.
+                    last_tick = time.monotonic()
+                    await self._start_batch({}, tick)
+                if (
+                    not batch
+                    and idle_exit_s is not None
+                    and not inflight
+                    and time.monotonic() - last_input > idle_exit_s
+                ):
+                    return
         except BaseException as exc:
             if not isinstance(exc, asyncio.CancelledError):
                 self.status.error = f"{type(exc).__name__}: {exc}"
@@ -184,15 +210,24 @@ class ServiceLoop:
             stop_wait.cancel()
             await self._drain()
 
-    async def _start_batch(self, batch: dict[TopicPartition, list[Record]]) -> None:
+    async def _start_batch(
+        self, batch: dict[TopicPartition, list[Record]], tick: TickingProcessor | None = None
+    ) -> None:
         """Decide the batch now; send and commit it in the background, after the batch
-        before it (commits stay in order, and a failed batch stops every later commit)."""
+        before it (commits stay in order, and a failed batch stops every later commit).
+        With `tick`, `batch` is empty and the outputs are what `tick.tick()` adds."""
         started = time.perf_counter()
-        if self.status.first_batch_started is None:
-            self.status.first_batch_started = started
         async with self._consumer.lock:
             out = self._producer.batch()
-            report = self._processor.process(batch, out, time.time_ns() // 1_000_000)
+            now_ms = time.time_ns() // 1_000_000
+            if tick is not None:
+                report = tick.tick(out, now_ms)
+                if report is None:
+                    return  # nothing due
+            else:
+                if self.status.first_batch_started is None:
+                    self.status.first_batch_started = started
+                report = self._processor.process(batch, out, now_ms)
             previous = self._inflight[-1] if self._inflight else None
             task = asyncio.create_task(self._finish_batch(batch, out, report, previous, started))
             self._inflight.append(task)
@@ -209,6 +244,12 @@ class ServiceLoop:
         await self._producer.send(out)
         if previous is not None:
             await previous
+        if not batch:
+            # A tick: nothing to commit, but its outputs were ordered like a batch's.
+            for topic, count in counts.items():
+                self._m_produced[topic].inc(count)
+            self._processor.after_send(report, time.time_ns() // 1_000_000)
+            return
         await self._consumer.commit({tp: recs[-1].offset + 1 for tp, recs in batch.items()})
         n = 0
         for tp, records in batch.items():

@@ -19,6 +19,8 @@ from broker.embedded import EmbeddedBroker
 from broker.producer import BatchProducer
 from broker.settings import KafkaSettings
 from broker.topics import ensure_topics
+from workers.alerts import SERVICE as ALERTS
+from workers.alerts import AlertMetrics, AlertProcessor
 from workers.control.api import AdminApi
 from workers.control.audit import AuditLog
 from workers.control.configfile import seed_control
@@ -37,6 +39,7 @@ __all__ = [
     "DRAIN_TIMEOUT_S",
     "WORKERS",
     "AdminService",
+    "build_alerts",
     "build_router",
     "dccgate_version",
     "install_signal_handlers",
@@ -127,6 +130,36 @@ def build_router(
         metrics=metrics,
     )
     return RouterService(loop, traffic, kafka, topics.load)
+
+
+def build_alerts(
+    settings: Settings,
+    kafka: KafkaSettings,
+    metrics: CommonMetrics,
+    *,
+    reader: ControlReader | None = None,
+    group_id: str | None = None,
+) -> ServiceLoop:
+    """The alert worker: consumes dcc.alerts.inbound, produces per-recipient alerts with
+    storm protection (SECMP0062, docs/alerts.md).
+
+    `group_id` defaults to `<prefix>dccgate-alerts`. With `reader`, the exclusion list and
+    the storm policy follow the configuration on dcc.control; without, no code is excluded
+    and every code gets `throttling.DEFAULT_STORM_PARAMS`.
+    """
+    topics = settings.topics
+    processor = AlertProcessor(topics=topics, metrics=AlertMetrics(metrics))
+    if reader is not None:
+        reader.subscribe(processor.apply)
+    return ServiceLoop(
+        name=ALERTS,
+        settings=kafka,
+        input_topics=[topics.alerts_inbound],
+        output_topics=[topics.alerts_outbound, topics.deadletter],
+        group_id=group_id or f"{settings.topic_prefix}dccgate-{ALERTS}",
+        processor=processor,
+        metrics=metrics,
+    )
 
 
 async def prepare_topics(settings: Settings, kafka: KafkaSettings) -> None:
@@ -254,11 +287,12 @@ async def _serve(
         await http.stop()
 
 
-WORKERS = ("router", "admin")
+WORKERS = ("router", "alerts", "admin")
 
 
 async def run_worker(name: str, settings: Settings) -> None:
-    """Run one service (`router` or `admin`) against `settings.bootstrap` until SIGTERM."""
+    """Run one service (`router`, `alerts` or `admin`) against `settings.bootstrap`
+    until SIGTERM."""
     if settings.bootstrap is None:
         raise ValueError("a worker needs --bootstrap HOST:PORT (or DCCGATE_BOOTSTRAP)")
     if name not in WORKERS:
@@ -284,6 +318,8 @@ async def run_worker(name: str, settings: Settings) -> None:
             admin = AdminService(settings, kafka, reader)
             await admin.start()
             stack.push_async_callback(admin.stop)
+        elif name == "alerts":
+            loops.append(build_alerts(settings, kafka, metrics, reader=reader))
         else:
             loops.append(build_router(settings, kafka, metrics, reader=reader))
         await _serve(settings, loops, registry, stop, reader=reader, admin=admin)
@@ -329,7 +365,10 @@ async def run_gateway(
             admin = AdminService(settings, kafka, reader)
             await admin.start()
             stack.push_async_callback(admin.stop)
-            loops = [build_router(settings, kafka, metrics, reader=reader)]
+            loops: list[Service] = [
+                build_router(settings, kafka, metrics, reader=reader),
+                build_alerts(settings, kafka, metrics, reader=reader),
+            ]
 
             async def ready(port: int) -> None:
                 if on_ready is not None:
