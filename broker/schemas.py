@@ -22,6 +22,7 @@ __all__ = [
     "ControlRecord",
     "DeviceAlert",
     "Outcome",
+    "QuarantinedRequest",
     "Region",
     "ServiceRequest",
     "UserResponse",
@@ -137,3 +138,26 @@ class AuditRecord(Struct, frozen=True, kw_only=True):
     version: int | None = None
     old: msgspec.Raw = msgspec.field(default_factory=lambda: _NULL)
     new: msgspec.Raw = msgspec.field(default_factory=lambda: _NULL)
+
+
+class QuarantinedRequest(Struct, frozen=True, kw_only=True, tag_field="event", tag="quarantined"):
+    """A request put in quarantine by anomaly detection, on `dcc.sr.quarantine` (key: the
+    User ID). The topic is the quarantine's ordered event log: this record opens an entry,
+    and `released` / `deleted` / `expired` events (adt.quarantine) close it.
+
+    `request` is the original Service Request, byte for byte, so that a release forwards
+    exactly what the User sent.
+    """
+
+    id: str
+    """The request's `request_id`."""
+    user_id: str
+    srv: str
+    kind: Literal["user_adt", "dcc_adt", "data_value"]
+    rule: str
+    reason: str
+    at_s: float
+    observed: int | float | str
+    limit: int | float | None = None
+    response_code: str
+    request: msgspec.Raw

@@ -15,12 +15,14 @@ import logging
 import msgspec
 from prometheus_client import Counter
 
+from adt import Breach
 from broker.consumer import Record, TopicPartition
 from broker.producer import OutputBatch, partition_for_key
-from broker.schemas import ServiceRequest, UserResponse
+from broker.schemas import QuarantinedRequest, ServiceRequest, UserResponse
 from broker.topics import Topics
 from throttling import RULE_CAPACITY, TrafficDecision
 from throttling import reason as traffic_reason
+from workers.anomaly import AdtControl
 from workers.codes import ResponseCodes
 from workers.deadletter import deadletter
 from workers.duis import DuisValidator, Rejection, Validated
@@ -34,13 +36,26 @@ log = logging.getLogger(__name__)
 SERVICE = "router"
 
 _decode_request = msgspec.json.Decoder(ServiceRequest).decode
+_QUARANTINE_CODE = {
+    "user_adt": "quarantined_user_adt",
+    "dcc_adt": "quarantined_dcc_adt",
+    "data_value": "quarantined_data_value",
+}
 _encode = msgspec.json.Encoder().encode
 
 
 class _Tally:
     """What one batch decided, counted locally and flushed into metrics after its acks."""
 
-    __slots__ = ("deadlettered", "decisions", "forward_ts_ms", "throttled", "would_throttle")
+    __slots__ = (
+        "deadlettered",
+        "decisions",
+        "forward_ts_ms",
+        "quarantined",
+        "throttled",
+        "would_quarantine",
+        "would_throttle",
+    )
 
     def __init__(self) -> None:
         self.decisions: dict[tuple[str, str], int] = {}
@@ -48,6 +63,8 @@ class _Tally:
         self.forward_ts_ms: list[int] = []
         self.throttled: dict[tuple[str, str], int] = {}
         self.would_throttle: dict[str, int] = {}
+        self.quarantined: dict[tuple[str, str], int] = {}
+        self.would_quarantine: dict[str, int] = {}
 
 
 class RouterMetrics:
@@ -61,6 +78,19 @@ class RouterMetrics:
             "dccgate_router_decisions",
             "Service Requests decided, by outcome and response code.",
             ["outcome", "code"],
+            registry=registry,
+        )
+        self.quarantined = Counter(
+            "dccgate_adt_quarantined",
+            "Requests quarantined by anomaly detection, by kind (user_adt Q1, dcc_adt Q2, "
+            "data_value Q3) and SRV.",
+            ["kind", "srv"],
+            registry=registry,
+        )
+        self.would_quarantine = Counter(
+            "dccgate_adt_shadow_would_quarantine",
+            "Breaches of ADT rules in shadow mode (the request was processed), by kind.",
+            ["kind"],
             registry=registry,
         )
         self.forward_latency = BatchHistogram(
@@ -90,12 +120,14 @@ class RouterProcessor:
         codes: ResponseCodes,
         metrics: RouterMetrics,
         traffic: TrafficControl | None = None,
+        adt: AdtControl | None = None,
     ) -> None:
         self._topics = topics
         self._validator = validator
         self._codes = codes
         self._metrics = metrics
         self._traffic = traffic
+        self._adt = adt
         # SRV -> the pre-encoded middle of an accepted answer (code, outcome, reason).
         self._accepted_middle: dict[str, bytes] = {}
 
@@ -121,6 +153,8 @@ class RouterProcessor:
         accepted = 0
         # SECMP0067: None while no traffic management is configured (nothing throttled).
         traffic = self._traffic.manager if self._traffic is not None else None
+        # SEC G6: None while no ADT values are configured at all.
+        adt = self._adt.engine if self._adt is not None and self._adt.configured else None
         now_s = now_ms / 1000
         for records in batch.values():
             for rec in records:
@@ -159,6 +193,20 @@ class RouterProcessor:
                         user = self._traffic.user_label(verdict.user_id)  # type: ignore[union-attr]
                         tally.would_throttle[user] = tally.would_throttle.get(user, 0) + 1
                     traffic.record_admitted(verdict.user_id, verdict.srv.srv, now_s)
+                if adt is not None:
+                    # Anomaly detection counts what is processed; only the excess over a
+                    # threshold (or a bad data value) is held in quarantine.
+                    found = adt.check(verdict.user_id, verdict.srv.srv, req.body_values, now_s)
+                    if found.shadow_breaches:
+                        for breach in found.shadow_breaches:
+                            tally.would_quarantine[breach.kind] = (
+                                tally.would_quarantine.get(breach.kind, 0) + 1
+                            )
+                    if found.breach is not None and found.quarantined:
+                        record_accepted(verdict)  # held, not lost: a resend is a replay
+                        self._quarantine(out, req, verdict, found.breach, value, now_ms, tally)
+                        continue
+                    adt.record_processed(verdict.user_id, verdict.srv.srv, now_s)
                 record_accepted(verdict)
                 if key is None:
                     key = verdict.user_id.encode()
@@ -198,6 +246,59 @@ class RouterProcessor:
         )
         self._accepted_middle[srv.srv] = middle
         return middle
+
+    def _quarantine(
+        self,
+        out: OutputBatch,
+        req: ServiceRequest,
+        verdict: Validated,
+        breach: Breach,
+        value: bytes,
+        now_ms: int,
+        tally: _Tally,
+    ) -> None:
+        code = getattr(self._codes, _QUARANTINE_CODE[breach.kind])
+        key = verdict.user_id.encode()
+        out.add(
+            self._topics.sr_quarantine,
+            key,
+            _encode(
+                QuarantinedRequest(
+                    id=req.request_id,
+                    user_id=verdict.user_id,
+                    srv=verdict.srv.srv,
+                    kind=breach.kind,
+                    rule=breach.rule,
+                    reason=breach.reason,
+                    at_s=now_ms / 1000,
+                    observed=breach.observed,
+                    limit=breach.limit,
+                    response_code=code,
+                    request=msgspec.Raw(value),
+                )
+            ),
+        )
+        out.add(
+            self._topics.user_responses,
+            key,
+            _encode(
+                UserResponse(
+                    request_id=req.request_id,
+                    user_id=verdict.user_id,
+                    response_code=code,
+                    outcome="quarantined",
+                    reason=f"quarantined by anomaly detection (SEC G6): {breach.reason}; "
+                    f"it is held until released (POST /v1/quarantine/{req.request_id}/release) "
+                    f"or deleted (POST /v1/quarantine/{req.request_id}/delete)",
+                    rule=breach.rule,
+                    at_ms=now_ms,
+                )
+            ),
+        )
+        dk = ("quarantined", code)
+        tally.decisions[dk] = tally.decisions.get(dk, 0) + 1
+        qk = (breach.kind, verdict.srv.srv)
+        tally.quarantined[qk] = tally.quarantined.get(qk, 0) + 1
 
     def _throttle(
         self,
@@ -296,5 +397,9 @@ class RouterProcessor:
                 m.traffic.throttled.labels(user, rule).inc(n)
             for user, n in report.would_throttle.items():
                 m.traffic.would_throttle.labels(user).inc(n)
+        for (kind, srv), n in report.quarantined.items():
+            m.quarantined.labels(kind, srv).inc(n)
+        for kind, n in report.would_quarantine.items():
+            m.would_quarantine.labels(kind).inc(n)
         if report.forward_ts_ms:
             m.forward_latency.observe_ages_ms(now_ms, report.forward_ts_ms)

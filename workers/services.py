@@ -21,6 +21,7 @@ from broker.settings import KafkaSettings
 from broker.topics import ensure_topics
 from workers.alerts import SERVICE as ALERTS
 from workers.alerts import AlertMetrics, AlertProcessor
+from workers.anomaly import AdtControl
 from workers.control.api import AdminApi
 from workers.control.audit import AuditLog
 from workers.control.configfile import seed_control
@@ -30,6 +31,7 @@ from workers.duis import DuisValidator, load_catalogue
 from workers.http import HttpServer, build_app
 from workers.loop import LoopStatus, ServiceLoop
 from workers.metrics import CommonMetrics
+from workers.quarantine import QuarantineService
 from workers.router import SERVICE as ROUTER
 from workers.router import RouterMetrics, RouterProcessor
 from workers.settings import Settings
@@ -111,20 +113,28 @@ def build_router(
     """
     topics = settings.topics
     traffic = traffic or TrafficControl(new_peer_id())
+    adt = AdtControl()
     if reader is not None:
         reader.subscribe(traffic.apply)
+        reader.subscribe(adt.apply)
     processor = RouterProcessor(
         topics=topics,
         validator=DuisValidator(load_catalogue(), replay_capacity=settings.replay_capacity),
         codes=settings.codes,
         metrics=RouterMetrics(metrics, TrafficMetrics(metrics.registry, traffic)),
         traffic=traffic,
+        adt=adt,
     )
     loop = ServiceLoop(
         name=ROUTER,
         settings=kafka,
         input_topics=[topics.sr_inbound],
-        output_topics=[topics.sr_outbound, topics.user_responses, topics.deadletter],
+        output_topics=[
+            topics.sr_outbound,
+            topics.user_responses,
+            topics.sr_quarantine,
+            topics.deadletter,
+        ],
         group_id=group_id or f"{settings.topic_prefix}dccgate-{ROUTER}",
         processor=processor,
         metrics=metrics,
@@ -203,11 +213,15 @@ class AdminService:
         self.producer = BatchProducer(kafka)
         self.audit = AuditLog(kafka, topics.audit)
         self.writer = ControlWriter(self.producer, topics, reader, self.audit)
+        self.quarantine = QuarantineService(
+            kafka, topics, self.producer, self.writer, settings.codes
+        )
         self.api = AdminApi(
             reader=reader,
             writer=self.writer,
             audit=self.audit,
             bootstrap_token_sha256=settings.admin_token_sha256,
+            quarantine=self.quarantine,
         )
         self._config = settings.config
 
@@ -215,6 +229,7 @@ class AdminService:
         """Connect, load the audit trail, and seed the configuration file's new items."""
         await self.producer.start()
         await self.audit.start()
+        await self.quarantine.start()
         if self._config is not None:
             written = await seed_control(self._config, self.reader, self.writer)
             if written:
@@ -222,6 +237,7 @@ class AdminService:
 
     async def stop(self) -> None:
         """Disconnect."""
+        await self.quarantine.stop()
         await self.audit.stop()
         await self.producer.stop()
 

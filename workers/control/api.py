@@ -30,6 +30,7 @@ from workers.control.reader import ControlReader
 from workers.control.state import Item
 from workers.control.tokens import Principal, TokenRecord, authenticate, hash_token, new_token
 from workers.control.writer import ControlWriter, VersionConflictError
+from workers.quarantine import DecisionRefusedError
 
 __all__ = ["ROUTES", "AdminApi", "QuarantineView", "Route"]
 
@@ -454,7 +455,10 @@ def _decision(decision: str) -> Handler:
         # The owner is the USER part of the RequestID: checked before anything is looked up,
         # so a User learns nothing about another User's requests.
         _need_user_access(principal, request_id.partition(":")[0])
-        result = await api.quarantine.decide(request_id, decision, principal)
+        try:
+            result = await api.quarantine.decide(request_id, decision, principal)
+        except DecisionRefusedError as exc:
+            raise ApiError(409, str(exc)) from None
         if result is None:
             raise ApiError(404, f"no quarantined request {request_id}")
         return _json(result)

@@ -266,3 +266,84 @@ def test_shadow_mode_throttles_nothing_but_counts(make_request: RequestFactory) 
         registry.get_sample_value("dccgate_traffic_shadow_would_throttle_total", {"user": USER_A})
         or 0
     ) > 0
+
+
+def _adt_router(
+    values: dict[str, Any], dcc: dict[str, Any] | None = None
+) -> tuple[RouterProcessor, CollectorRegistry]:
+    from adt import convert_values
+    from workers.anomaly import AdtControl
+
+    control = AdtControl()
+    control.engine.set_user_values(USER_A, convert_values(values))
+    if dcc is not None:
+        control.engine.set_dcc_values(convert_values(dcc))
+    control.configured = True
+    registry = CollectorRegistry()
+    processor = RouterProcessor(
+        topics=TOPICS,
+        validator=DuisValidator(load_catalogue()),
+        codes=ResponseCodes(),
+        metrics=RouterMetrics(CommonMetrics(registry, version="test")),
+        adt=control,
+    )
+    return processor, registry
+
+
+def test_only_the_excess_over_a_user_adt_is_quarantined(make_request: RequestFactory) -> None:
+    from broker.schemas import QuarantinedRequest
+
+    processor, registry = _adt_router({"thresholds": [{"srv": "7.2", "window_s": 3600, "max": 3}]})
+    records = [
+        _record(make_request(counter=n, srv="7.2", cv=4, body={"n": n}), offset=n)
+        for n in range(1, 6)
+    ]
+    out, report = _run(processor, records)
+    answers = _answers(out)
+    assert [a.outcome for a in answers] == ["accepted"] * 3 + ["quarantined"] * 2
+    held = answers[3]
+    assert held.response_code == "Q1"
+    assert held.rule == f"user:{USER_A}:7.2:3600"
+    assert "/release" in held.reason
+    assert len(_by_topic(out, TOPICS.sr_outbound)) == 3
+    quarantine = [
+        msgspec.json.decode(r[1], type=QuarantinedRequest)
+        for r in _by_topic(out, TOPICS.sr_quarantine)
+    ]
+    assert [q.id for q in quarantine] == [answers[3].request_id, answers[4].request_id]
+    assert bytes(quarantine[0].request) == records[3].value  # the original bytes, for release
+    assert (quarantine[0].observed, quarantine[0].limit) == (4, 3)
+    processor.after_send(report, 5_000)
+    assert (
+        registry.get_sample_value(
+            "dccgate_adt_quarantined_total", {"kind": "user_adt", "srv": "7.2"}
+        )
+        == 2
+    )
+
+
+def test_a_data_value_out_of_range_is_quarantined_q3(make_request: RequestFactory) -> None:
+    processor, _ = _adt_router(
+        {"value_rules": [{"srv": "2.2", "field": "amount", "min": 0, "max": 500}]}
+    )
+    ok = make_request(counter=1, srv="2.2", body={"amount": 20})
+    bad = make_request(counter=2, srv="2.2", body={"amount": 5000})
+    out, _ = _run(processor, [_record(ok), _record(bad, offset=1)])
+    assert [(a.outcome, a.response_code) for a in _answers(out)] == [
+        ("accepted", "I99"),
+        ("quarantined", "Q3"),
+    ]
+
+
+def test_shadow_adt_rules_count_but_quarantine_nothing(make_request: RequestFactory) -> None:
+    processor, registry = _adt_router(
+        {"thresholds": [{"srv": "7.2", "window_s": 3600, "max": 1}], "shadow": True}
+    )
+    records = [_record(make_request(counter=n, srv="7.2", cv=4), offset=n) for n in range(1, 4)]
+    out, report = _run(processor, records)
+    assert {a.outcome for a in _answers(out)} == {"accepted"}
+    processor.after_send(report, 5_000)
+    assert (
+        registry.get_sample_value("dccgate_adt_shadow_would_quarantine_total", {"kind": "user_adt"})
+        == 2
+    )

@@ -1,0 +1,176 @@
+"""Anomaly detection end to end: a User's ADT on 7.2 (Disable Supply), a burst, the excess
+quarantined, released and deleted by the User through the API, released ones forwarded once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+import orjson
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import CollectorRegistry
+
+from broker.settings import KafkaSettings
+from tests.integration.helpers import read_topic
+from workers.control.reader import ControlReader
+from workers.metrics import CommonMetrics
+from workers.send import send_requests
+from workers.services import AdminService, build_router
+from workers.settings import Settings
+
+pytestmark = pytest.mark.usefixtures("topics_ready")
+
+A = "90-B3-D5-1F-30-01-00-00"
+B = "90-B3-D5-1F-30-02-00-00"
+OPERATOR = "quarantine-test-operator"
+
+
+class Gateway:
+    def __init__(self, client: TestClient, admin: AdminService) -> None:
+        self.client = client
+        self.admin = admin
+        self.tokens: dict[str, str] = {"operator": OPERATOR}
+
+    async def call(self, who: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {self.tokens[who]}"}
+        data = None if body is None else msgspec.json.encode(body)
+        async with self.client.request(method, path, data=data, headers=headers) as resp:
+            return resp.status, await resp.json()
+
+
+@pytest.fixture
+async def gateway(settings: Settings, kafka: KafkaSettings) -> AsyncIterator[Gateway]:
+    settings = msgspec.structs.replace(settings, admin_token=OPERATOR)
+    reader = ControlReader(kafka, settings.topics.control)
+    await reader.start()
+    await reader.wait_caught_up()
+    admin = AdminService(settings, kafka, reader)
+    await admin.start()
+    router = build_router(settings, kafka, CommonMetrics(CollectorRegistry(), version="t"),
+                          reader=reader)  # fmt: skip
+    stop = asyncio.Event()
+    task = asyncio.create_task(router.run(stop))
+    app = web.Application()
+    admin.api.install(app)
+    try:
+        async with TestClient(TestServer(app)) as client:
+            gw = Gateway(client, admin)
+            for name, user in (("A", A), ("B", B)):
+                assert (await gw.call("operator", "PUT", f"/v1/users/{user}",
+                                      {"name": name, "roles": ["IS", "GS"]}))[0] == 200  # fmt: skip
+                _, doc = await gw.call("operator", "POST", f"/v1/users/{user}/tokens")
+                gw.tokens[name] = doc["token"]
+            yield gw
+    finally:
+        stop.set()
+        await task
+        await admin.stop()
+        await reader.stop()
+
+
+def _disable_supply(counter: int) -> bytes:
+    return orjson.dumps({
+        "request_id": f"{A}:00-DB-00-00-00-00-00-{counter:02X}:{counter}",
+        "user_role": "IS", "srv": "7.2", "command_variant": 4, "body": {},
+    })  # fmt: skip
+
+
+async def test_the_user_decides_on_its_quarantined_requests(
+    gateway: Gateway, settings: Settings, kafka: KafkaSettings
+) -> None:
+    gw = gateway
+    values = {"thresholds": [{"srv": "7.2", "window_s": 3600, "max": 3}]}
+    assert (await gw.call("A", "PUT", f"/v1/adt/users/{A}", values))[0] == 200
+    result = await send_requests(
+        [_disable_supply(n) for n in range(1, 7)],
+        settings=kafka, topics=settings.topics, timeout_s=20, out=None,
+    )  # fmt: skip
+    outcomes = collections.Counter((a["outcome"], a["response_code"]) for a in result.answers)
+    assert outcomes == {("accepted", "I99"): 3, ("quarantined", "Q1"): 3}
+    held = sorted(a["request_id"] for a in result.answers if a["outcome"] == "quarantined")
+
+    # The quarantine service sees them (it follows dcc.sr.quarantine).
+    for _ in range(50):
+        status, doc = await gw.call("A", "GET", "/v1/quarantine")
+        if len(doc["items"]) == 3:
+            break
+        await asyncio.sleep(0.1)
+    assert sorted(i["id"] for i in doc["items"]) == held
+    assert doc["items"][0]["rule"] == f"user:{A}:7.2:3600"
+    assert (await gw.call("B", "GET", f"/v1/quarantine?user_id={A}"))[0] == 403
+    assert (await gw.call("B", "POST", f"/v1/quarantine/{held[0]}/release"))[0] == 403
+
+    status, doc = await gw.call("A", "POST", f"/v1/quarantine/{held[0]}/release")
+    assert (status, doc["state"]) == (200, "released")
+    status, doc = await gw.call("A", "POST", f"/v1/quarantine/{held[0]}/release")
+    assert status == 409
+    assert "final" in doc["error"]
+    status, doc = await gw.call("A", "POST", f"/v1/quarantine/{held[1]}/delete")
+    assert (status, doc["state"]) == (200, "deleted")
+    status, doc = await gw.call("operator", "POST", f"/v1/quarantine/{held[2]}/release")
+    assert (status, doc["state"]) == (200, "released")
+    assert (await gw.call("A", "GET", "/v1/quarantine"))[1]["items"] == []
+
+    forwards = await read_topic(kafka, settings.topics.sr_outbound, expect=5)
+    forwarded = collections.Counter(orjson.loads(r.value)["request_id"] for r in forwards)
+    assert sorted(forwarded) == sorted(
+        {
+            *held[:1],
+            *held[2:],
+            *(a["request_id"] for a in result.answers if a["outcome"] == "accepted"),
+        }
+    )
+    assert set(forwarded.values()) == {1}  # each released request forwarded once
+
+    answers = await read_topic(kafka, settings.topics.user_responses, expect=9)
+    final = collections.Counter(
+        orjson.loads(r.value)["response_code"]
+        for r in answers
+        if orjson.loads(r.value)["request_id"] in held
+    )
+    assert final == {"Q1": 3, "Q4": 2, "Q5": 1}
+
+    _, audit = await gw.call("operator", "GET", "/v1/audit?key_prefix=quarantine/")
+    assert sorted(r["action"] for r in audit["records"]) == [
+        "quarantine.delete",
+        "quarantine.release",
+        "quarantine.release",
+    ]
+
+
+async def test_a_restarted_quarantine_service_remembers_every_decision(
+    gateway: Gateway, settings: Settings, kafka: KafkaSettings
+) -> None:
+    gw = gateway
+    values = {"thresholds": [{"srv": "7.2", "window_s": 3600, "max": 0}]}
+    assert (await gw.call("A", "PUT", f"/v1/adt/users/{A}", values))[0] == 200
+    result = await send_requests([_disable_supply(n) for n in range(1, 3)], settings=kafka,
+                                 topics=settings.topics, timeout_s=20, out=None)  # fmt: skip
+    held = sorted(a["request_id"] for a in result.answers)
+    for _ in range(50):
+        if len(gw.admin.quarantine.list(A)) == 2:
+            break
+        await asyncio.sleep(0.1)
+    assert (await gw.call("A", "POST", f"/v1/quarantine/{held[0]}/delete"))[0] == 200
+    # A second admin process rebuilds the book from dcc.sr.quarantine.
+    other = AdminService(msgspec.structs.replace(settings, admin_token=OPERATOR), kafka,
+                         gw.admin.reader)  # fmt: skip
+    await other.start()
+    try:
+        for _ in range(50):
+            if (
+                other.quarantine.book.get(held[0])
+                and other.quarantine.book.get(held[0]).state == "deleted"
+            ):  # type: ignore[union-attr]
+                break
+            await asyncio.sleep(0.1)
+        assert [e["id"] for e in other.quarantine.list(A)] == [held[1]]
+        assert other.quarantine.book.get(held[0]).state == "deleted"  # type: ignore[union-attr]
+    finally:
+        await other.stop()
