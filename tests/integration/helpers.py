@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import subprocess
 import time
+import urllib.error
+import urllib.request
 import uuid
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry
@@ -17,6 +22,8 @@ from workers.loop import ServiceLoop
 from workers.metrics import CommonMetrics
 from workers.services import build_router
 from workers.settings import Settings
+
+T = TypeVar("T")
 
 
 async def read_topic(
@@ -64,3 +71,76 @@ async def running_router(
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
+
+
+def _describe(what: str | Callable[[], str]) -> str:
+    return what if isinstance(what, str) else what()
+
+
+def wait_until(
+    check: Callable[[], T | None],
+    *,
+    timeout_s: float,
+    what: str | Callable[[], str],
+    step_s: float = 0.05,
+) -> T:
+    """Poll `check` until it returns something truthy and return it; fail the test with
+    `what` after `timeout_s` (a deadline so a hung service fails instead of stalling CI,
+    not a speed assertion). OSError from `check` (a server not listening yet) counts as
+    not yet."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with contextlib.suppress(OSError):
+            result = check()
+            if result:
+                return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{_describe(what)} (waited {timeout_s:g} s)")
+        time.sleep(step_s)
+
+
+async def wait_until_async(
+    check: Callable[[], T | None],
+    *,
+    timeout_s: float,
+    what: str | Callable[[], str],
+    step_s: float = 0.05,
+) -> T:
+    """`wait_until` for async tests: sleeps without blocking the event loop."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with contextlib.suppress(OSError):
+            result = check()
+            if result:
+                return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{_describe(what)} (waited {timeout_s:g} s)")
+        await asyncio.sleep(step_s)
+
+
+def health(port: int) -> tuple[int, dict[str, Any]]:
+    """GET /healthz on 127.0.0.1:port: (status, body)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def wait_healthy(
+    port: int,
+    proc: subprocess.Popen[bytes],
+    log: Path,
+    *,
+    ready: Callable[[dict[str, Any]], bool] = lambda doc: doc["status"] == "ok",
+    timeout_s: float = 30.0,
+) -> dict[str, Any]:
+    """Wait until the process `proc` serving HTTP on `port` is healthy (and `ready`);
+    fail with its log if it exits or does not get there in `timeout_s`."""
+
+    def check() -> dict[str, Any] | None:
+        assert proc.poll() is None, log.read_text()
+        status, doc = health(port)
+        return doc if status == 200 and ready(doc) else None
+
+    return wait_until(check, timeout_s=timeout_s, what=lambda: f"not healthy:\n{log.read_text()}")

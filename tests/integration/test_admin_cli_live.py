@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from broker.embedded import free_port
+from tests.integration.helpers import wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 DCCGATE = [sys.executable, "-m", "workers.cli"]
@@ -54,16 +54,7 @@ def gateway_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         )  # fmt: skip
     url = f"http://127.0.0.1:{http_port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert gateway.poll() is None, log.read_text()
-            try:
-                if _status(f"{url}/healthz") == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, f"not healthy in 30 s:\n{log.read_text()}"
-            time.sleep(0.1)
+        wait_healthy(http_port, gateway, log)
         yield url
     finally:
         gateway.send_signal(signal.SIGTERM)

@@ -3,13 +3,10 @@ the inputs, no 500. Runs against a real `dccgate run` with the embedded broker."
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +16,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
 from broker.embedded import free_port
+from tests.integration.helpers import wait_healthy
 
 pytestmark = pytest.mark.slow
 
@@ -39,17 +37,7 @@ def gateway_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         )  # fmt: skip
     url = f"http://127.0.0.1:{http_port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, log.read_text()
-            try:
-                with urllib.request.urlopen(f"{url}/healthz", timeout=2) as resp:
-                    if json.loads(resp.read())["status"] == "ok":
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
+        wait_healthy(http_port, proc, log)
         yield url
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -22,6 +22,7 @@ from broker.follower import TopicFollower
 from broker.producer import BatchProducer
 from broker.schemas import DeviceAlert
 from broker.settings import KafkaSettings
+from tests.integration.helpers import wait_until_async
 from workers.alerts import STORM_HEADER
 from workers.control.model import Exclusions, StormParams, StormPolicy
 from workers.control.reader import ControlReader
@@ -128,13 +129,19 @@ async def test_alert_storm_is_reduced_and_everything_else_is_delivered(
         started = time.monotonic()
         await _send(kafka, settings.topics.alerts_inbound)
         sent_s = time.monotonic() - started
+
         # Wait for the storm's final copy (one per recipient): 1 to 2 periods after its
         # last alert, once everything before it is out.
-        deadline = time.monotonic() + 60
-        while finals() < len(RECIPIENTS) or task.done():
+        def final_copies_out() -> bool:
             assert not task.done(), task.exception()
-            assert time.monotonic() < deadline, f"no final copy: {len(received)} records"
-            await asyncio.sleep(0.1)
+            return finals() >= len(RECIPIENTS)
+
+        await wait_until_async(
+            final_copies_out,
+            timeout_s=60,
+            what=lambda: f"no final copy: {len(received)} records",
+            step_s=0.1,
+        )
         done_s = time.monotonic() - started
         await asyncio.sleep(0.5)  # anything extra (a second storm's copies) shows up too
     finally:

@@ -7,13 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from broker.embedded import EmbeddedBroker, free_port
+from tests.integration.helpers import wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "docs" / "examples" / "quickstart.jsonl"
@@ -26,22 +26,6 @@ def _get(url: str) -> tuple[int, bytes]:
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> dict[str, object]:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, log.read_text()
-        try:
-            status, body = _get(url)
-        except OSError:
-            time.sleep(0.1)
-            continue
-        doc = json.loads(body)
-        if status == 200 and doc["services"]["router"]["assigned_partitions"]:
-            return dict(doc)
-        time.sleep(0.1)
-    raise AssertionError(f"not healthy in 30 s:\n{log.read_text()}")
 
 
 def test_run_then_send_shows_every_kind_of_answer(tmp_path: Path) -> None:
@@ -69,7 +53,12 @@ def test_run_then_send_shows_every_kind_of_answer(tmp_path: Path) -> None:
             stderr=subprocess.STDOUT,
         )
     try:
-        health = _wait_healthy(f"http://127.0.0.1:{http_port}/healthz", gateway, log)
+        health = wait_healthy(
+            http_port,
+            gateway,
+            log,
+            ready=lambda d: bool(d["services"]["router"]["assigned_partitions"]),
+        )
         assert health["embedded_broker"] is True
         sent = subprocess.run(
             [*DCCGATE, "send", str(QUICKSTART), "--kafka-port", str(kafka_port), "--timeout", "20"],

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from broker.embedded import free_port
+from tests.integration.helpers import wait_healthy
 
 pytestmark = pytest.mark.slow
 
@@ -51,18 +52,7 @@ def _start(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
 
 
 def _health(port: int, proc: subprocess.Popen[bytes], log: Path) -> dict[str, Any]:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, log.read_text()
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
-                doc: dict[str, Any] = json.loads(resp.read())
-                if doc["status"] == "ok":
-                    return doc
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"not healthy within 30 s:\n{log.read_text()}")
+    return wait_healthy(port, proc, log)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:

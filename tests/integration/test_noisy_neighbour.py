@@ -28,6 +28,7 @@ from broker.follower import TopicFollower
 from broker.producer import BatchProducer, partition_for_key
 from broker.settings import KafkaSettings
 from broker.topics import ensure_topics
+from tests.integration.helpers import wait_until_async
 from workers.control.model import Allocation, Traffic, User
 from workers.control.reader import ControlReader
 from workers.services import AdminService
@@ -166,24 +167,23 @@ async def test_noisy_neighbour_is_held_to_its_share(
     await follower.start()
     try:
         # Both routers up, each with one partition.
-        deadline = time.monotonic() + 30
-        while True:
+        def shared() -> bool:
             assert all(r.poll() is None for r in routers), (tmp_path / "router-0.log").read_text()
-            try:
-                if all(_metric(p, "dccgate_assigned_partitions\\{service=\"router\"\\}") == 1
-                       for p in ports):  # fmt: skip
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "routers did not share the partitions"
-            await asyncio.sleep(0.1)
+            return all(
+                _metric(p, 'dccgate_assigned_partitions\\{service="router"\\}') == 1 for p in ports
+            )
+
+        await wait_until_async(
+            shared, timeout_s=30, what="routers did not share the partitions", step_s=0.1
+        )
         stop_a_at = 4.0
         await _send(kafka, settings.topics.sr_inbound, users, stop_a_at)
         # After A stops, traffic management switches off within the documented 2 s.
-        off_deadline = time.monotonic() + 2.0 + (SEND_S - stop_a_at)
-        while any(_metric(p, "dccgate_traffic_active") for p in ports):
-            assert time.monotonic() < off_deadline, "traffic management stayed active"
-            await asyncio.sleep(0.05)
+        await wait_until_async(
+            lambda: not any(_metric(p, "dccgate_traffic_active") for p in ports),
+            timeout_s=2.0 + (SEND_S - stop_a_at),
+            what="traffic management stayed active",
+        )
         await asyncio.sleep(1.0)
     finally:
         await follower.stop()
