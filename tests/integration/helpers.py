@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import msgspec
 from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry
 
@@ -144,3 +145,52 @@ def wait_healthy(
         return doc if status == 200 and ready(doc) else None
 
     return wait_until(check, timeout_s=timeout_s, what=lambda: f"not healthy:\n{log.read_text()}")
+
+
+class ApiClient:
+    """The admin API as named principals call it: `tokens[who]` (None: no token)."""
+
+    def __init__(self, client: Any, admin: Any, operator_token: str) -> None:
+        self.client = client
+        self.admin = admin
+        self.reader = admin.reader
+        self.tokens: dict[str, str | None] = {"operator": operator_token, "none": None}
+
+    async def call(
+        self, who: str, method: str, path: str, body: Any = None, **kw: Any
+    ) -> tuple[int, Any]:
+        """One request as `who`: (status, decoded JSON answer)."""
+        headers = dict(kw.pop("headers", {}))
+        token = self.tokens[who]
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        data = body if isinstance(body, (bytes, str)) or body is None else msgspec.json.encode(body)
+        async with self.client.request(method, path, data=data, headers=headers) as resp:
+            return resp.status, await resp.json()
+
+
+@contextlib.asynccontextmanager
+async def admin_api(
+    settings: Settings, kafka: KafkaSettings, operator_token: str
+) -> AsyncIterator[ApiClient]:
+    """A control reader, the admin service and its API in this event loop."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from workers.control.reader import ControlReader
+    from workers.services import AdminService
+
+    settings = msgspec.structs.replace(settings, admin_token=operator_token)
+    reader = ControlReader(kafka, settings.topics.control)
+    await reader.start()
+    await reader.wait_caught_up()
+    admin = AdminService(settings, kafka, reader)
+    await admin.start()
+    app = web.Application()
+    admin.api.install(app)
+    try:
+        async with TestClient(TestServer(app)) as client:
+            yield ApiClient(client, admin, operator_token)
+    finally:
+        await admin.stop()
+        await reader.stop()

@@ -5,14 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import msgspec
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 
 from broker.settings import KafkaSettings
-from workers.control.reader import ControlReader
-from workers.services import AdminService
+from tests.integration.helpers import ApiClient, admin_api
 from workers.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("topics_ready")
@@ -23,51 +19,21 @@ C = "90-B3-D5-1F-30-03-00-00"
 OPERATOR = "op-secret-for-tests"
 
 
-class Api:
-    """A client with the tokens of an operator, User A and User B."""
-
-    def __init__(self, client: TestClient, reader: ControlReader) -> None:
-        self.client = client
-        self.reader = reader
-        self.tokens: dict[str, str | None] = {"operator": OPERATOR, "none": None}
-
-    async def call(
-        self, who: str, method: str, path: str, body: Any = None, **kw: Any
-    ) -> tuple[int, Any]:
-        headers = dict(kw.pop("headers", {}))
-        token = self.tokens[who]
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
-        data = body if isinstance(body, (bytes, str)) or body is None else msgspec.json.encode(body)
-        async with self.client.request(method, path, data=data, headers=headers) as resp:
-            return resp.status, await resp.json()
+Api = ApiClient
 
 
 @pytest.fixture
 async def api(settings: Settings, kafka: KafkaSettings) -> AsyncIterator[Api]:
-    settings = msgspec.structs.replace(settings, admin_token=OPERATOR)
-    reader = ControlReader(kafka, settings.topics.control)
-    await reader.start()
-    await reader.wait_caught_up()
-    admin = AdminService(settings, kafka, reader)
-    await admin.start()
-    app = web.Application()
-    admin.api.install(app)
-    try:
-        async with TestClient(TestServer(app)) as client:
-            api = Api(client, reader)
-            for user in (A, B, C):
-                body = {"name": f"User {user[-5:]}", "roles": ["IS"]}
-                status, _ = await api.call("operator", "PUT", f"/v1/users/{user}", body)
-                assert status == 200
-            for name, user in (("A", A), ("B", B)):
-                status, doc = await api.call("operator", "POST", f"/v1/users/{user}/tokens")
-                assert status == 201
-                api.tokens[name] = doc["token"]
-            yield api
-    finally:
-        await admin.stop()
-        await reader.stop()
+    async with admin_api(settings, kafka, OPERATOR) as api:
+        for user in (A, B, C):
+            body = {"name": f"User {user[-5:]}", "roles": ["IS"]}
+            status, _ = await api.call("operator", "PUT", f"/v1/users/{user}", body)
+            assert status == 200
+        for name, user in (("A", A), ("B", B)):
+            status, doc = await api.call("operator", "POST", f"/v1/users/{user}/tokens")
+            assert status == 201
+            api.tokens[name] = doc["token"]
+        yield api
 
 
 ALLOCATION = {"rate_per_s": 10, "burst": 20}

@@ -7,18 +7,14 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import AsyncIterator
-from typing import Any
 
 import msgspec
 import orjson
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
 from broker.settings import KafkaSettings
-from tests.integration.helpers import read_topic
-from workers.control.reader import ControlReader
+from tests.integration.helpers import ApiClient, admin_api, read_topic
 from workers.metrics import CommonMetrics
 from workers.send import send_requests
 from workers.services import AdminService, build_router
@@ -31,47 +27,26 @@ B = "90-B3-D5-1F-30-02-00-00"
 OPERATOR = "quarantine-test-operator"
 
 
-class Gateway:
-    def __init__(self, client: TestClient, admin: AdminService) -> None:
-        self.client = client
-        self.admin = admin
-        self.tokens: dict[str, str] = {"operator": OPERATOR}
-
-    async def call(self, who: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        headers = {"Authorization": f"Bearer {self.tokens[who]}"}
-        data = None if body is None else msgspec.json.encode(body)
-        async with self.client.request(method, path, data=data, headers=headers) as resp:
-            return resp.status, await resp.json()
+Gateway = ApiClient
 
 
 @pytest.fixture
 async def gateway(settings: Settings, kafka: KafkaSettings) -> AsyncIterator[Gateway]:
-    settings = msgspec.structs.replace(settings, admin_token=OPERATOR)
-    reader = ControlReader(kafka, settings.topics.control)
-    await reader.start()
-    await reader.wait_caught_up()
-    admin = AdminService(settings, kafka, reader)
-    await admin.start()
-    router = build_router(settings, kafka, CommonMetrics(CollectorRegistry(), version="t"),
-                          reader=reader)  # fmt: skip
-    stop = asyncio.Event()
-    task = asyncio.create_task(router.run(stop))
-    app = web.Application()
-    admin.api.install(app)
-    try:
-        async with TestClient(TestServer(app)) as client:
-            gw = Gateway(client, admin)
+    async with admin_api(settings, kafka, OPERATOR) as gw:
+        router = build_router(settings, kafka, CommonMetrics(CollectorRegistry(), version="t"),
+                              reader=gw.reader)  # fmt: skip
+        stop = asyncio.Event()
+        task = asyncio.create_task(router.run(stop))
+        try:
             for name, user in (("A", A), ("B", B)):
                 assert (await gw.call("operator", "PUT", f"/v1/users/{user}",
                                       {"name": name, "roles": ["IS", "GS"]}))[0] == 200  # fmt: skip
                 _, doc = await gw.call("operator", "POST", f"/v1/users/{user}/tokens")
                 gw.tokens[name] = doc["token"]
             yield gw
-    finally:
-        stop.set()
-        await task
-        await admin.stop()
-        await reader.stop()
+        finally:
+            stop.set()
+            await task
 
 
 def _disable_supply(counter: int) -> bytes:
