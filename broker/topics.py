@@ -27,6 +27,8 @@ __all__ = [
     "SR_INBOUND",
     "SR_OUTBOUND",
     "SR_QUARANTINE",
+    "STATE_ALERTS",
+    "STATE_ROUTER",
     "TOPIC_NAMES",
     "USER_RESPONSES",
     "TopicSpec",
@@ -46,6 +48,10 @@ CONTROL = "dcc.control"
 LOAD = "dcc.load"
 DEADLETTER = "dcc.deadletter"
 AUDIT = "dcc.audit"
+# Changelogs of worker state (STYLE: quix-streams' changelog-backed state): the router's
+# ADT counters per User, the alert worker's storm windows per device partition.
+STATE_ROUTER = "dcc.state.router"
+STATE_ALERTS = "dcc.state.alerts"
 
 TOPIC_NAMES: tuple[str, ...] = (
     SR_INBOUND,
@@ -58,6 +64,8 @@ TOPIC_NAMES: tuple[str, ...] = (
     LOAD,
     DEADLETTER,
     AUDIT,
+    STATE_ROUTER,
+    STATE_ALERTS,
 )
 
 _DAY_MS = 24 * 3600 * 1000
@@ -71,6 +79,9 @@ _CONFIGS: Mapping[str, Mapping[str, str]] = {
     SR_QUARANTINE: {"retention.ms": str(30 * _DAY_MS)},
     # Audit history must outlive the compaction of dcc.control: about 13 months.
     AUDIT: {"retention.ms": str(400 * _DAY_MS)},
+    # Only the newest snapshot per key matters; on Apache Kafka compaction keeps the topic small.
+    STATE_ROUTER: {"cleanup.policy": "compact"},
+    STATE_ALERTS: {"cleanup.policy": "compact"},
 }
 
 # Topics whose order must be total (one partition): the control log is applied in order.
@@ -102,6 +113,8 @@ class Topics(msgspec.Struct, frozen=True, kw_only=True):
     load: str
     deadletter: str
     audit: str
+    state_router: str
+    state_alerts: str
 
     @classmethod
     def with_prefix(cls, prefix: str = "") -> Topics:
@@ -117,6 +130,8 @@ class Topics(msgspec.Struct, frozen=True, kw_only=True):
             load=prefix + LOAD,
             deadletter=prefix + DEADLETTER,
             audit=prefix + AUDIT,
+            state_router=prefix + STATE_ROUTER,
+            state_alerts=prefix + STATE_ALERTS,
         )
 
     def all(self) -> tuple[str, ...]:

@@ -18,6 +18,8 @@ def test_the_contract_topics() -> None:
         "dcc.load",
         "dcc.deadletter",
         "dcc.audit",
+        "dcc.state.router",
+        "dcc.state.alerts",
     )
     assert Topics.with_prefix("").all() == TOPIC_NAMES
 
@@ -34,6 +36,9 @@ def test_specs_partitions_and_configs() -> None:
     assert specs["p." + CONTROL].partitions == 1
     assert specs["p.dcc.load"].partitions == 1
     assert specs["p." + CONTROL].configs == {"cleanup.policy": "compact"}
+    # State changelogs are co-partitioned with the input they follow, and compacted.
+    assert specs["p.dcc.state.router"].partitions == 12
+    assert specs["p.dcc.state.alerts"].configs == {"cleanup.policy": "compact"}
 
 
 def test_specs_carry_replication_and_min_insync() -> None:
