@@ -69,6 +69,10 @@ class BatchConsumer:
         self._consumer = AIOKafkaConsumer(group_id=group_id, **settings.consumer_kwargs())
         self.lock = asyncio.Lock()
         self.assigned: frozenset[TopicPartition] = frozenset()
+        # Partitions kept paused until `release` (state being restored), and whether
+        # everything is paused for backpressure (`set_paused`).
+        self._held: set[TopicPartition] = set()
+        self._paused_all = False
         self.on_assign = on_assign
         self.on_revoke = on_revoke
 
@@ -101,6 +105,40 @@ class BatchConsumer:
             timeout_ms=timeout_ms, max_records=max_records
         )
         return result
+
+    def set_paused(self, paused: bool) -> None:
+        """Pause (or resume) fetching from every assigned partition. Paused, `getmany`
+        returns nothing but the consumer stays in its group (heartbeats and polls go on),
+        so a worker whose queue is full applies backpressure into Kafka instead of dropping.
+        Partitions assigned later while paused are paused at the next call."""
+        consumer = self._consumer
+        self._paused_all = paused
+        if paused:
+            assigned = consumer.assignment()
+            if assigned and not assigned <= consumer.paused():
+                consumer.pause(*assigned)
+                log.debug("input paused: a queue is full (backpressure)")
+        else:
+            resume = consumer.paused() - self._held
+            if resume:
+                consumer.resume(*resume)
+                log.debug("input resumed")
+
+    def hold(self, partitions: Iterable[TopicPartition]) -> None:
+        """Fetch nothing from `partitions` until `release` (e.g. while their state is
+        restored); records already fetched for them are not handed out."""
+        tps = set(partitions) & self._consumer.assignment()
+        self._held |= tps
+        if tps:
+            self._consumer.pause(*tps)
+
+    def release(self, partitions: Iterable[TopicPartition]) -> None:
+        """Undo `hold` (they stay paused while `set_paused(True)` is in force)."""
+        tps = set(partitions) & self._held
+        self._held -= tps
+        tps &= self._consumer.assignment()
+        if tps and not self._paused_all:
+            self._consumer.resume(*tps)
 
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> bool:
         """Commit `offsets` (the next offset to read per partition).

@@ -4,6 +4,10 @@ For the logs every process needs all of (the configuration on `dcc.control`, the
 trail): each process reads every partition from the beginning, then keeps up. "Caught up"
 is judged against the fetch's high watermark, which every broker reports correctly (the
 embedded broker's ListOffsets "latest" is wrong, so `end_offsets()` is not used).
+
+A follower may also follow some partitions only (the alert worker follows the partitions of
+`dcc.sr.outbound` that match its own input partitions), and `read_to_end` reads partitions
+once, up to their high watermark (a changelog restored on partition assignment).
 """
 
 from __future__ import annotations
@@ -11,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+import time
+import uuid
+from collections.abc import Callable, Iterable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -20,7 +26,7 @@ from broker.consumer import Record, start_offsets_at
 from broker.errors import BrokerError
 from broker.settings import KafkaSettings
 
-__all__ = ["TopicFollower"]
+__all__ = ["TopicFollower", "partition_counts", "read_to_end"]
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +38,8 @@ class TopicFollower:
     time as `start_offsets_at` does) and hands each fetched batch to `on_records`.
 
     `on_records` runs in the event loop and must not block. `applied[p]` is the next offset
-    to read in partition p once its batch has been handed over.
+    to read in partition p once its batch has been handed over. `partitions`: follow only
+    these (default: every partition of the topic).
     """
 
     def __init__(
@@ -43,12 +50,14 @@ class TopicFollower:
         *,
         name: str,
         from_ms: int | None = None,
+        partitions: Iterable[int] | None = None,
     ) -> None:
         self._settings = settings
         self._topic = topic
         self._on_records = on_records
         self._name = name
         self._from_ms = from_ms
+        self._only = None if partitions is None else frozenset(partitions)
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._caught_up = asyncio.Event()
@@ -63,9 +72,11 @@ class TopicFollower:
         try:
             await consumer.start()
             partitions = await _partitions(consumer, self._topic)
-        except KafkaError as exc:
+        except (KafkaError, BrokerError) as exc:
             await consumer.stop()
             raise BrokerError(f"cannot follow {self._topic}: {exc}") from exc
+        if self._only is not None:
+            partitions &= self._only
         tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
         self.applied = dict.fromkeys(partitions, 0)
@@ -130,6 +141,74 @@ class TopicFollower:
             if highwater is None or await consumer.position(tp) < highwater:
                 return False
         return True
+
+
+async def read_to_end(
+    settings: KafkaSettings,
+    topic: str,
+    partitions: Iterable[int],
+    *,
+    name: str,
+    timeout_s: float = 60.0,
+) -> list[Record]:
+    """Every record of `partitions` of `topic`, from the first up to the high watermark
+    seen when reading starts, in order per partition. Raises BrokerError if that takes
+    longer than `timeout_s`."""
+    wanted = sorted(set(partitions))
+    if not wanted:
+        return []
+    kwargs = settings.consumer_kwargs()
+    kwargs["client_id"] = f"{settings.client_id}-{name}-{uuid.uuid4().hex[:6]}"
+    consumer = AIOKafkaConsumer(group_id=None, **kwargs)
+    records: list[Record] = []
+    try:
+        await consumer.start()
+        tps = [TopicPartition(topic, p) for p in wanted]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        # The high watermark when the first fetch answer came: read up to there.
+        ends: dict[TopicPartition, int] = {}
+        done: set[TopicPartition] = set()
+        deadline = time.monotonic() + timeout_s
+        while len(done) < len(tps):
+            if time.monotonic() > deadline:
+                raise BrokerError(
+                    f"reading {topic} partitions {wanted} took over {timeout_s:.0f} s; "
+                    "check the cluster, or that the topic is not enormous"
+                )
+            batch = await consumer.getmany(*tps, timeout_ms=200, max_records=10_000)
+            for tp in tps:
+                if tp in done:
+                    continue
+                records.extend(batch.get(tp, ()))
+                if tp not in ends:
+                    highwater = consumer.highwater(tp)
+                    if highwater is None:
+                        continue  # no fetch answer for it yet
+                    ends[tp] = highwater
+                if await consumer.position(tp) >= ends[tp]:
+                    done.add(tp)
+                    consumer.pause(tp)
+        return [r for r in records if r.offset < ends[TopicPartition(topic, r.partition)]]
+    except KafkaError as exc:
+        raise BrokerError(f"cannot read {topic} partitions {wanted}: {exc}") from exc
+    finally:
+        await consumer.stop()
+
+
+async def partition_counts(settings: KafkaSettings, topics: Iterable[str]) -> dict[str, int]:
+    """The partition count of each of `topics` (BrokerError if one does not exist)."""
+    consumer = AIOKafkaConsumer(group_id=None, **settings.consumer_kwargs())
+    try:
+        await consumer.start()
+        return {topic: len(await _partitions(consumer, topic)) for topic in topics}
+    except KafkaError as exc:
+        raise BrokerError(f"cannot read the metadata of {sorted(topics)}: {exc}") from exc
+    finally:
+        # aiokafka's group-less consumer cancels a background task in stop() and re-raises
+        # its CancelledError if that task never ran: let it run once first.
+        await asyncio.sleep(0)
+        await consumer.stop()
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:

@@ -21,10 +21,13 @@ __all__ = [
     "AuditRecord",
     "ControlRecord",
     "DeviceAlert",
+    "DeviceStormState",
     "Outcome",
     "QuarantinedRequest",
     "Region",
     "ServiceRequest",
+    "StormCopyRecord",
+    "StormRecord",
     "UserResponse",
 ]
 
@@ -107,6 +110,48 @@ class DeviceAlert(Struct, frozen=True, kw_only=True):
     payload: str = ""
     throttled_alert_count: _NonNegInt | None = None
     throttled_alert_sequence_id: str | None = None
+
+
+class StormRecord(Struct, frozen=True, kw_only=True):
+    """One running alert storm of a device, as the alert worker snapshots it (SECMP0062;
+    `throttling.StormState` plus where it stands in the input)."""
+
+    alert_code: str
+    """Canonical form (upper case, no 0x)."""
+    sequence_id: str
+    due_ms: _NonNegInt
+    """The storm's next period boundary, epoch milliseconds."""
+    pending: _NonNegInt
+    """Alerts since the previous boundary, held until `due_ms` decides."""
+    suppressed: _NonNegInt
+    """The storm's suppressed alerts so far."""
+    latest: DeviceAlert
+    """The storm's latest alert (the next copy's body)."""
+    start_offset: _NonNegInt
+    """Input offset of the alert that started the storm."""
+    through_offset: _NonNegInt
+    """Input offset of the latest alert counted in this state (`latest`)."""
+
+
+class StormCopyRecord(Struct, frozen=True, kw_only=True):
+    """A storm copy decided with the state it is snapshotted with, until it is known to be
+    written (a restore sends it again: a repeat, recognisable by sequence ID and boundary)."""
+
+    alert: DeviceAlert
+    """The copy as written to `dcc.alerts.outbound`, throttled fields set."""
+    final: bool
+    boundary_ms: _NonNegInt
+
+
+class DeviceStormState(Struct, frozen=True, kw_only=True):
+    """A device's storms on `dcc.state.alerts` (key: the device ID, partition: that of the
+    device's alerts on `dcc.alerts.inbound`). A null value (tombstone): none."""
+
+    device_id: str
+    storms: list[StormRecord] = msgspec.field(default_factory=list)
+    copies: list[StormCopyRecord] = msgspec.field(default_factory=list)
+    at_ms: _NonNegInt = 0
+    """When the snapshot was taken."""
 
 
 class ControlRecord(Struct, frozen=True, kw_only=True):

@@ -26,6 +26,7 @@ from throttling.storm import (
     StormParams,
     StormPolicy,
     StormReason,
+    StormState,
     StormStats,
     normalize_alert_code,
 )
@@ -77,6 +78,7 @@ __all__ = [
     "StormParams",
     "StormPolicy",
     "StormReason",
+    "StormState",
     "StormStats",
     "SystemView",
     "TrafficDecision",

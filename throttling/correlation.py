@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
+from collections.abc import Callable
 from typing import Final, Generic, Literal, TypeVar
 
 import msgspec
@@ -281,6 +282,22 @@ class FirmwareActivationRule(Generic[T]):
         dropped = self._dropped
         self._dropped = []
         return CorrelationRelease(released=released, dropped=dropped)
+
+    def discard(self, keep: Callable[[T], bool]) -> int:
+        """Forget every held alert for which keep(item) is False, without releasing or
+        dropping it (it is another owner's now, e.g. after a Kafka rebalance); return how
+        many went. A pass over every held alert: for rare events."""
+        gone = 0
+        for held in self._held:
+            if not held.settled and not keep(held.item):
+                held.settled = True
+                waiting = self._by_device[held.device_id]
+                waiting.remove(held)
+                if not waiting:
+                    del self._by_device[held.device_id]
+                gone += 1
+        self._live -= gone
+        return gone
 
     def stats(self) -> CorrelationStats:
         """A snapshot of the counters."""

@@ -34,7 +34,7 @@ a deployment that must cap them names a region).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Final, Generic, NamedTuple, TypeVar
 
 import msgspec
@@ -287,6 +287,19 @@ class RegionalGate(Generic[T]):
         lane = self._lane(region)
         oldest = [q[0][0] for q in (lane.priority, lane.normal) if q]
         return max(0.0, now_s - min(oldest)) if oldest else 0.0
+
+    def discard(self, keep: Callable[[T], bool]) -> int:
+        """Remove every queued item for which keep(item) is False (they are another
+        owner's now, e.g. after a Kafka rebalance); return how many went. Costs a pass over
+        every queue: for rare events, not per alert."""
+        gone = 0
+        for lane in (*self._lanes.values(), self._unlimited):
+            for name in ("priority", "normal"):
+                queue: deque[tuple[float, T]] = getattr(lane, name)
+                kept = deque(entry for entry in queue if keep(entry[1]))
+                gone += len(queue) - len(kept)
+                setattr(lane, name, kept)
+        return gone
 
     def regions(self) -> Iterable[str]:
         """The configured region names, in policy order."""

@@ -42,6 +42,13 @@ after a boundary its storm has not yet passed settles the boundary first (the co
 for the next `flush`), so the outputs do not depend on how often `flush` is called, only
 their latency does. The one exception is a storm cut short by the key cap (`StormGuard`).
 
+State across restarts: `storm_state` exports a running storm and `restore_storm` puts it
+back into another guard (a restarted worker, or the new owner of a partition), which then
+continues it under the same sequence ID, boundaries and counts. Windows are not exported:
+a key in a window starts afresh, at most `max_alerts` more alerts forwarded, like a burst
+straddling two windows. How a caller makes the export durable and consistent with its input
+is the caller's business (workers/alerts.py, docs/alerts.md).
+
 Alert codes are compared in canonical form (`normalize_alert_code`: upper case, no `0x`);
 codes with no parameters of their own get the default, so unknown codes (MP090's
 non-mandated alerts) pass through and are protected like any other.
@@ -64,6 +71,7 @@ __all__ = [
     "StormParams",
     "StormPolicy",
     "StormReason",
+    "StormState",
     "StormStats",
     "normalize_alert_code",
 ]
@@ -169,6 +177,25 @@ class StormCopy(msgspec.Struct, Generic[T], frozen=True, kw_only=True):
     final: bool
     suppressed_total: int
     at_s: float
+
+
+class StormState(msgspec.Struct, Generic[T], frozen=True, kw_only=True):
+    """A running storm as `StormGuard.storm_state` exports it and `restore_storm` takes it
+    back, so that another guard continues it.
+
+    device_id and alert_code (canonical) name the key. sequence_id: the storm's. due_s: its
+    next period boundary. pending: alerts since the previous boundary, all held until
+    `due_s` decides (>= 0). suppressed: the storm's suppressed alerts so far (>= 0).
+    latest: the storm's latest alert, the caller's object.
+    """
+
+    device_id: str
+    alert_code: str
+    sequence_id: str
+    due_s: float
+    pending: int
+    suppressed: int
+    latest: T
 
 
 class StormStats(msgspec.Struct, frozen=True, kw_only=True):
@@ -471,6 +498,54 @@ class StormGuard(Generic[T]):
             evicted_keys=self._evicted,
             storms_cut_short=self._cut_short,
         )
+
+    # --- state across restarts ------------------------------------------------------------
+
+    def storm_state(self, device_id: str, alert_code: str) -> StormState[T] | None:
+        """The storm of (device_id, alert_code) as it is now, or None if the key is not in
+        a storm. alert_code in any form (it is normalised)."""
+        storm = self._storms.get(f"{device_id}|{normalize_alert_code(alert_code)}")
+        if storm is None:
+            return None
+        return StormState(
+            device_id=storm.device_id,
+            alert_code=storm.alert_code,
+            sequence_id=storm.sequence_id,
+            due_s=storm.due_s,
+            pending=storm.pending,
+            suppressed=storm.suppressed,
+            latest=storm.latest,
+        )
+
+    def restore_storm(self, state: StormState[T]) -> None:
+        """Continue a storm exported by `storm_state` (of this or another guard): same
+        sequence ID, next boundary and counts. A window or storm of the key held now is
+        replaced. A boundary already passed is settled by the next `flush` (or `decide` of
+        the key), as if `flush` had run at it."""
+        if state.pending < 0 or state.suppressed < 0:
+            raise ValueError(
+                f"a storm's pending and suppressed counts cannot be negative, got "
+                f"{state.pending} and {state.suppressed} for {state.sequence_id}"
+            )
+        code = normalize_alert_code(state.alert_code)
+        key = f"{state.device_id}|{code}"
+        new_key = self._windows.pop(key, None) is None and key not in self._storms
+        if new_key and len(self._windows) + len(self._storms) >= self._max_keys:
+            self._make_room(state.due_s)
+        storm = _Storm(key, state.device_id, code, state.latest, state.sequence_id, state.due_s)
+        storm.pending = state.pending
+        storm.suppressed = state.suppressed
+        self._storms[key] = storm
+        heapq.heappush(self._heap, (storm.due_s, next(self._seq), storm))
+
+    def forget_storm(self, device_id: str, alert_code: str) -> None:
+        """Drop the storm of (device_id, alert_code) without any copy: another guard owns
+        it now (its state was handed over with `storm_state`)."""
+        self._storms.pop(f"{device_id}|{normalize_alert_code(alert_code)}", None)
+
+    def clear_windows(self) -> None:
+        """Forget every open window (their keys start afresh); storms are kept."""
+        self._windows.clear()
 
     # --- internals --------------------------------------------------------------------------
 

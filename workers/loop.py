@@ -12,6 +12,18 @@ A processor may also have a `tick(out, now_ms)` (`TickingProcessor`): work that 
 no input, such as an alert storm's periodic copies. It is called when a fetch returns
 nothing, and at least every `TICK_INTERVAL_S` while input flows; its outputs go through the
 same ordered send-then-commit chain as a batch with no input offsets.
+
+Two more optional abilities (the alert worker has both):
+
+- `HoldingProcessor`: it keeps some input records beyond their batch (alerts delayed by
+  regional capacity, or held by a correlation rule). The loop then never commits an offset
+  past the lowest one still held (`held_floor()`), so a crash redelivers every held record
+  (at-least-once); a tick that releases held records commits the offsets they held back.
+  While `wants_input()` is False (a full queue) the loop pauses its partitions and keeps
+  ticking instead of fetching: backpressure into Kafka, nothing dropped.
+- `StagedProcessor`: records that must be written only once the batch's outputs are
+  acknowledged (a changelog of state that says "these outputs were made"). Each follow-up
+  stage is sent and acknowledged before the next one and before the commit.
 """
 
 from __future__ import annotations
@@ -20,7 +32,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol, runtime_checkable
 
 from broker.consumer import BatchConsumer, Record, TopicPartition
@@ -28,7 +40,15 @@ from broker.producer import BatchProducer, OutputBatch
 from broker.settings import KafkaSettings
 from workers.metrics import CommonMetrics
 
-__all__ = ["TICK_INTERVAL_S", "BatchProcessor", "LoopStatus", "ServiceLoop", "TickingProcessor"]
+__all__ = [
+    "TICK_INTERVAL_S",
+    "BatchProcessor",
+    "HoldingProcessor",
+    "LoopStatus",
+    "ServiceLoop",
+    "StagedProcessor",
+    "TickingProcessor",
+]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +75,30 @@ class TickingProcessor(Protocol):
     def tick(self, out: OutputBatch, now_ms: int) -> object | None:
         """Add what is due by `now_ms` to `out` and return a report for `after_send`, or
         None when nothing was added."""
+
+
+@runtime_checkable
+class HoldingProcessor(Protocol):
+    """A processor that holds input records beyond their batch (optional: the loop checks)."""
+
+    def held_floor(self) -> Mapping[TopicPartition, int]:
+        """Per partition, the lowest input offset still held (not yet added to an output
+        batch); partitions with nothing held are absent. The loop commits no further."""
+
+    def wants_input(self) -> bool:
+        """False while no more input can be taken (a queue is full): the loop pauses its
+        partitions and keeps calling `tick` until this is True again."""
+
+
+@runtime_checkable
+class StagedProcessor(Protocol):
+    """A processor with records to write only after a batch's outputs are acknowledged."""
+
+    def follow_up(self, report: object, stage: int, out: OutputBatch) -> bool:
+        """Add the records of follow-up `stage` (0, 1, ...) of the batch or tick that
+        returned `report`, whose outputs (and those of every earlier batch) are now
+        acknowledged; return False, adding nothing, when there is no such stage. Each
+        stage is acknowledged before the next is asked for and before the commit."""
 
 
 class LoopStatus:
@@ -111,6 +155,12 @@ class ServiceLoop:
         self._on_revoke_hook = on_revoke
         self._inflight: deque[asyncio.Task[None]] = deque()
         self._max_inflight = settings.max_batches_in_flight
+        self._holding = processor if isinstance(processor, HoldingProcessor) else None
+        self._staged = processor if isinstance(processor, StagedProcessor) else None
+        # Per partition: the end offset of the latest batch decided, and the latest offset
+        # handed to a commit (commits only move forward; see _commit_targets).
+        self._decided: dict[TopicPartition, int] = {}
+        self._targets: dict[TopicPartition, int] = {}
         self._consumer = BatchConsumer(
             settings,
             input_topics,
@@ -130,7 +180,13 @@ class ServiceLoop:
         self.status.assigned = partitions
         self._m_assigned.set(len(partitions))
         if self._on_assign_hook is not None:
-            await self._on_assign_hook(partitions)
+            # aiokafka may hand out records of the new partitions while this hook still
+            # runs: hold them until it is done (their state is restored first).
+            self._consumer.hold(partitions)
+            try:
+                await self._on_assign_hook(partitions)
+            finally:
+                self._consumer.release(partitions)
 
     async def run(self, stop: asyncio.Event, *, idle_exit_s: float | None = None) -> None:
         """Process batches until `stop` is set (the batch in flight is finished and
@@ -159,6 +215,9 @@ class ServiceLoop:
     async def _revoked(self, partitions: frozenset[TopicPartition]) -> None:
         # Called with the consumer lock held: finish what is in flight before letting go.
         await self._drain()
+        for tp in partitions:
+            self._decided.pop(tp, None)
+            self._targets.pop(tp, None)
         if self._on_revoke_hook is not None:
             await self._on_revoke_hook(partitions)
 
@@ -169,11 +228,15 @@ class ServiceLoop:
         stop_wait = asyncio.ensure_future(stop.wait())
         inflight = self._inflight
         tick = self._processor if isinstance(self._processor, TickingProcessor) else None
+        holding = self._holding
         last_tick = time.monotonic()
         try:
             while not stop.is_set():
                 while inflight and inflight[0].done():
                     inflight.popleft().result()  # raises if that batch failed
+                if holding is not None:
+                    # Backpressure: a full queue stops the fetching, never drops a record.
+                    self._consumer.set_paused(not holding.wants_input())
                 fetch = asyncio.ensure_future(
                     self._consumer.getmany(timeout_ms=poll_ms, max_records=max_records)
                 )
@@ -199,6 +262,7 @@ class ServiceLoop:
                     not batch
                     and idle_exit_s is not None
                     and not inflight
+                    and not (holding is not None and holding.held_floor())
                     and time.monotonic() - last_input > idle_exit_s
                 ):
                     return
@@ -228,9 +292,30 @@ class ServiceLoop:
                 if self.status.first_batch_started is None:
                     self.status.first_batch_started = started
                 report = self._processor.process(batch, out, now_ms)
+            commits = self._commit_targets(batch)
             previous = self._inflight[-1] if self._inflight else None
-            task = asyncio.create_task(self._finish_batch(batch, out, report, previous, started))
+            task = asyncio.create_task(
+                self._finish_batch(batch, out, report, previous, started, commits)
+            )
             self._inflight.append(task)
+
+    def _commit_targets(
+        self, batch: dict[TopicPartition, list[Record]]
+    ) -> dict[TopicPartition, int]:
+        """The offsets to commit once this step's outputs are acknowledged: per partition
+        the end of the latest batch decided, but never past a record still held."""
+        decided = self._decided
+        for tp, records in batch.items():
+            decided[tp] = records[-1].offset + 1
+        floors = self._holding.held_floor() if self._holding is not None else {}
+        targets = self._targets
+        commits: dict[TopicPartition, int] = {}
+        for tp, end in decided.items():
+            floor = floors.get(tp)
+            target = end if floor is None or floor > end else floor
+            if target > targets.get(tp, -1):
+                targets[tp] = commits[tp] = target
+        return commits
 
     async def _finish_batch(
         self,
@@ -239,18 +324,31 @@ class ServiceLoop:
         report: object,
         previous: asyncio.Task[None] | None,
         started: float,
+        commits: Mapping[TopicPartition, int],
     ) -> None:
         counts = dict(out.counts)
         await self._producer.send(out)
         if previous is not None:
             await previous
+        if self._staged is not None:
+            stage = 0
+            while True:
+                follow = self._producer.batch()
+                if not self._staged.follow_up(report, stage, follow):
+                    break
+                for topic, count in follow.counts.items():
+                    counts[topic] = counts.get(topic, 0) + count
+                await self._producer.send(follow)
+                stage += 1
+        if commits:
+            await self._consumer.commit(commits)
         if not batch:
-            # A tick: nothing to commit, but its outputs were ordered like a batch's.
+            # A tick: its outputs were ordered like a batch's; it commits only the offsets
+            # that held records it released kept back.
             for topic, count in counts.items():
                 self._m_produced[topic].inc(count)
             self._processor.after_send(report, time.time_ns() // 1_000_000)
             return
-        await self._consumer.commit({tp: recs[-1].offset + 1 for tp, recs in batch.items()})
         n = 0
         for tp, records in batch.items():
             self._m_consumed[tp.topic].inc(len(records))

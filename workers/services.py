@@ -20,7 +20,7 @@ from broker.producer import BatchProducer
 from broker.settings import KafkaSettings
 from broker.topics import ensure_topics
 from workers.alerts import SERVICE as ALERTS
-from workers.alerts import AlertMetrics, AlertProcessor
+from workers.alerts import AlertService
 from workers.anomaly import AdtControl
 from workers.control.api import AdminApi
 from workers.control.audit import AuditLog
@@ -149,27 +149,24 @@ def build_alerts(
     *,
     reader: ControlReader | None = None,
     group_id: str | None = None,
-) -> ServiceLoop:
+) -> AlertService:
     """The alert worker: consumes dcc.alerts.inbound, produces per-recipient alerts with
-    storm protection (SECMP0062, docs/alerts.md).
+    storm protection (SECMP0062), regional capacity and the MP102 rule (docs/alerts.md).
 
-    `group_id` defaults to `<prefix>dccgate-alerts`. With `reader`, the exclusion list and
-    the storm policy follow the configuration on dcc.control; without, no code is excluded
-    and every code gets `throttling.DEFAULT_STORM_PARAMS`.
+    `group_id` defaults to `<prefix>dccgate-alerts`. With `reader`, the exclusion list, the
+    storm policy, the regional capacities and the MP102 rule follow the configuration on
+    dcc.control; without, no code is excluded, every code gets
+    `throttling.DEFAULT_STORM_PARAMS`, and neither capacity nor the rule applies.
     """
-    topics = settings.topics
-    processor = AlertProcessor(topics=topics, metrics=AlertMetrics(metrics))
-    if reader is not None:
-        reader.subscribe(processor.apply)
-    return ServiceLoop(
-        name=ALERTS,
-        settings=kafka,
-        input_topics=[topics.alerts_inbound],
-        output_topics=[topics.alerts_outbound, topics.deadletter],
-        group_id=group_id or f"{settings.topic_prefix}dccgate-{ALERTS}",
-        processor=processor,
+    service = AlertService(
+        topics=settings.topics,
+        kafka=kafka,
         metrics=metrics,
+        group_id=group_id or f"{settings.topic_prefix}dccgate-{ALERTS}",
     )
+    if reader is not None:
+        reader.subscribe(service.processor.apply)
+    return service
 
 
 async def prepare_topics(settings: Settings, kafka: KafkaSettings) -> None:

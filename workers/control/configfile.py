@@ -21,6 +21,8 @@ from workers.control.model import (
     AdtValues,
     Allocation,
     Exclusions,
+    Mp102Rule,
+    RegionalCapacity,
     StormPolicy,
     Traffic,
     User,
@@ -56,10 +58,15 @@ class AdtSection(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True)
 
 
 class AlertsSection(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """`[alerts.exclusions]` and `[alerts.storm-policy]`."""
+    """`[alerts.exclusions]`, `[alerts.storm-policy]`, `[alerts.regional-capacity]` and
+    `[alerts.mp102]`."""
 
     exclusions: Exclusions | None = None
     storm_policy: StormPolicy | None = msgspec.field(default=None, name="storm-policy")
+    regional_capacity: RegionalCapacity | None = msgspec.field(
+        default=None, name="regional-capacity"
+    )
+    mp102: Mp102Rule | None = None
 
 
 class ConfigFile(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -86,6 +93,8 @@ class ConfigFile(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True)
             "adt.dcc": self.adt.dcc,
             "alerts.exclusions": self.alerts.exclusions,
             "alerts.storm-policy": self.alerts.storm_policy,
+            "alerts.regional-capacity": self.alerts.regional_capacity,
+            "alerts.mp102": self.alerts.mp102,
             "traffic": self.traffic,
         }
         out.update({KINDS[k].key(): v for k, v in singles.items() if v is not None})

@@ -26,6 +26,9 @@ __all__ = [
     "Allocation",
     "Exclusions",
     "Kind",
+    "Mp102Rule",
+    "RegionCapacity",
+    "RegionalCapacity",
     "StormParams",
     "StormPolicy",
     "Traffic",
@@ -43,6 +46,8 @@ _Rate = Annotated[float, Meta(ge=0, le=1_000_000)]
 _Field = Annotated[str, Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
 _AlertCode = Annotated[str, Meta(pattern=r"^([0-9A-F]{4}|N[0-9]{1,4}|[A-Z]{1,4}[0-9]{1,4})$")]
 _WindowS = Annotated[int, Meta(ge=1, le=31 * 24 * 3600)]
+_Region = Literal["north", "central", "south"]
+_Count = Annotated[int, Meta(ge=1, le=10_000_000)]
 
 
 class _Body(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -106,6 +111,59 @@ class StormPolicy(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
     per_code: dict[_AlertCode, StormParams] = msgspec.field(default_factory=dict)
 
 
+class RegionCapacity(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One CSP region's capacity for forwarded alerts: `rate_per_s` with bursts of `burst`;
+    above it up to `max_queued` normal and `max_priority_queued` priority alerts wait."""
+
+    rate_per_s: Annotated[float, Meta(gt=0, le=10_000_000)]
+    burst: _Count
+    max_queued: _Count = 100_000
+    max_priority_queued: _Count = 100_000
+
+
+class RegionalCapacity(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Forwarded-alert capacity per CSP region, priority first:
+    `PUT /v1/alerts/regional-capacity`. Regions not listed are not limited."""
+
+    regions: dict[_Region, RegionCapacity]
+    unknown_region: _Region | None = None
+    """The region whose capacity carries alerts with no region; None: not limited."""
+    high_priority_codes: Annotated[list[_AlertCode], Meta(max_length=10_000)] = msgspec.field(
+        default_factory=list
+    )
+    """Alert codes released first, besides the excluded codes."""
+
+    def __post_init__(self) -> None:
+        if self.unknown_region is not None and self.unknown_region not in self.regions:
+            raise ValueError(
+                f"unknown_region {self.unknown_region!r} has no capacity in regions "
+                f"{sorted(self.regions)}; add it to regions or leave unknown_region null"
+            )
+
+
+_Codes = Annotated[list[_AlertCode], Meta(min_length=1, max_length=100)]
+
+
+class Mp102Rule(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The MP102 rule: outage alerts after an 11.3 Activate Firmware are held, and dropped
+    if a restore alert follows: `PUT /v1/alerts/mp102`. Off unless `enabled`."""
+
+    enabled: bool = False
+    watch_s: Annotated[int, Meta(ge=1, le=7 * 24 * 3600)] = 1800
+    hold_s: Annotated[int, Meta(ge=1, le=24 * 3600)] = 600
+    outage_codes: _Codes = msgspec.field(default_factory=lambda: ["AD1"])
+    restore_codes: _Codes = msgspec.field(default_factory=lambda: ["8F35", "8F36"])
+    max_watched: _Count = 100_000
+    max_held: _Count = 100_000
+
+    def __post_init__(self) -> None:
+        both = sorted(set(self.outage_codes) & set(self.restore_codes))
+        if both:
+            raise ValueError(
+                f"codes {both} are both outage_codes and restore_codes; remove them from one"
+            )
+
+
 @dataclass(frozen=True, slots=True)
 class Kind:
     """One kind of configuration item.
@@ -154,6 +212,14 @@ KINDS: Mapping[str, Kind] = {
             user_writable=False,
         ),
         Kind("traffic", Traffic, per_user=False, user_readable=False, user_writable=False),
+        Kind(
+            "alerts.regional-capacity",
+            RegionalCapacity,
+            per_user=False,
+            user_readable=False,
+            user_writable=False,
+        ),
+        Kind("alerts.mp102", Mp102Rule, per_user=False, user_readable=False, user_writable=False),
     )
 }
 

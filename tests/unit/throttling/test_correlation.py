@@ -116,6 +116,21 @@ def test_watches_are_bounded_and_expire() -> None:
     assert r.stats().watched_now == 0
 
 
+def test_discard_forgets_held_alerts_without_releasing_or_dropping_them() -> None:
+    r = rule()
+    r.note_firmware_activation(METER, 0.0)
+    r.note_firmware_activation(OTHER, 0.0)
+    r.offer(METER, "AD1", "keep", 1.0)
+    r.offer(OTHER, "AD1", "gone-1", 1.0)
+    r.offer(OTHER, "AD1", "gone-2", 2.0)
+    assert r.discard(lambda item: item == "keep") == 2
+    assert r.stats().held_now == 1
+    assert r.offer(OTHER, "8F35", "restored", 3.0) == "release"
+    out = r.release_due(10_000.0)
+    assert ([h.item for h in out.released], out.dropped) == (["keep"], [])
+    assert r.stats().held_now == 0
+
+
 def test_turning_the_rule_off_releases_everything_held() -> None:
     r = rule()
     r.note_firmware_activation(METER, 0.0)

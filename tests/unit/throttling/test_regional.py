@@ -102,6 +102,18 @@ def test_a_full_queue_refuses_and_keeps_nothing() -> None:
     assert g.offer("north", "c", False, 2.0)
 
 
+def test_discard_removes_queued_items_of_another_owner() -> None:
+    g = gate(rate_per_s=1.0, burst=1)
+    for name in ("p0-a", "p1-b", "p0-c"):
+        g.offer("north", name, False, 0.0)
+    g.offer("south", "p1-d", True, 0.0)
+    g.offer(None, "p1-e", False, 0.0)
+    assert g.discard(lambda item: item.startswith("p0")) == 3
+    assert (g.depth("north"), g.depth("south"), g.depth(None)) == (2, 0, 0)
+    assert items(g.poll(0.0)) == ["p0-a"]
+    assert items(g.poll(1.0)) == ["p0-c"]
+
+
 def test_alerts_with_no_region_use_the_unlimited_lane_by_default() -> None:
     g = gate(rate_per_s=1.0, burst=1)
     for n in range(50):

@@ -15,6 +15,7 @@ from throttling.storm import (
     StormGuard,
     StormParams,
     StormPolicy,
+    StormState,
     normalize_alert_code,
 )
 
@@ -323,6 +324,64 @@ def test_a_storm_cut_short_and_restarted_at_once_gets_a_new_sequence_id() -> Non
     ]
 
 
+# --- state across restarts ------------------------------------------------------------------
+
+
+def test_an_exported_storm_continues_in_another_guard_under_its_sequence_id() -> None:
+    first = guard(max_alerts=1, period_s=10)
+    first.decide(DEVICE, "8F35", "a", 0.0)
+    first.decide(DEVICE, "8F35", "b", 1.0)  # storm at 1, boundary at 11
+    first.decide(DEVICE, "8F35", "c", 2.0)
+    assert first.storm_state(DEVICE, "8f35") == StormState(
+        device_id=DEVICE, alert_code="8F35", sequence_id=f"{DEVICE}:8F35:1000", due_s=11.0,
+        pending=2, suppressed=0, latest="c",
+    )  # fmt: skip
+    assert first.storm_state(DEVICE, "8F36") is None
+    assert first.storm_state(OTHER, "8F35") is None
+    state = first.storm_state(DEVICE, "8F35")
+    assert state is not None
+    second = guard(max_alerts=1, period_s=10)
+    second.decide(DEVICE, "8F35", "x", 3.0)  # a window of the key: replaced
+    second.restore_storm(state)
+    assert (second.tracked_keys, second.active_storms) == (1, 1)
+    assert not second.decide(DEVICE, "8F35", "d", 4.0).forward
+    copies = second.flush(100.0)
+    assert [(c.item, c.final, c.throttled_alert_count, c.at_s) for c in copies] == [
+        ("d", False, 2, 11.0),
+        ("d", True, 2, 21.0),
+    ]
+    assert {c.throttled_alert_sequence_id for c in copies} == {f"{DEVICE}:8F35:1000"}
+
+
+def test_forget_storm_hands_a_storm_over_without_copies_and_clear_windows_keeps_storms() -> None:
+    g = guard(max_alerts=1, period_s=10)
+    g.decide(DEVICE, "8F35", "a", 0.0)
+    g.decide(DEVICE, "8F35", "b", 1.0)
+    g.decide(OTHER, "8F35", "c", 1.0)  # a window
+    g.clear_windows()
+    assert (g.tracked_keys, g.active_storms) == (1, 1)
+    g.forget_storm(DEVICE, "0x8f35")
+    assert g.flush(100.0) == []
+    assert g.tracked_keys == 0
+
+
+def test_restore_refuses_negative_counts_and_respects_the_cap() -> None:
+    g = guard(max_alerts=1, period_s=10, max_keys=1)
+    bad = StormState(device_id=DEVICE, alert_code="8F35", sequence_id="s", due_s=1.0,
+                     pending=-1, suppressed=0, latest="a")  # fmt: skip
+    with pytest.raises(ValueError, match="cannot be negative"):
+        g.restore_storm(bad)
+    g.decide(OTHER, "8F35", "w", 0.0)  # one window: the cap is reached
+    g.restore_storm(msgspec_replace(bad, pending=1))
+    assert (g.tracked_keys, g.active_storms) == (1, 1)
+
+
+def msgspec_replace(state: StormState[str], **changes: object) -> StormState[str]:
+    import msgspec
+
+    return msgspec.structs.replace(state, **changes)
+
+
 # --- properties ------------------------------------------------------------------------------
 
 # (seconds since the previous alert, device index, code index); the gaps include 0 and whole
@@ -361,10 +420,12 @@ def _run(
     alerts: list[tuple[float, int, int]],
     *,
     flush_every_alert: bool,
+    final_flush: bool = True,
+    start: tuple[float, int] = (0.0, 0),
 ) -> _Run:
     run = _Run()
-    t = 0.0
-    for n, (gap, dev, code_index) in enumerate(alerts):
+    t, first = start
+    for n, (gap, dev, code_index) in enumerate(alerts, start=first):
         t += gap
         device, code = f"dev-{dev}", CODES[code_index]
         run.alerts.append((t, device, code))
@@ -379,7 +440,8 @@ def _run(
                 run.started.append(n)
             if g.is_excluded(code):
                 run.excluded_suppressed += 1
-    _collect(run, g.flush(t + 1000.0))
+    if final_flush:
+        _collect(run, g.flush(t + 1000.0))
     return run
 
 
@@ -485,6 +547,41 @@ def test_copies_do_not_depend_on_how_often_flush_is_called(
     assert sorted(often.periodic + often.finals, key=_order) == sorted(
         rarely.periodic + rarely.finals, key=_order
     )
+
+
+@settings(max_examples=200, deadline=None)
+@given(_alerts, _params, st.integers(0, 150))
+def test_a_restart_with_exported_storms_continues_them_unchanged(
+    alerts: list[tuple[float, int, int]], params: StormParams, restart_at: int
+) -> None:
+    # Without a restart, and with one after alert `restart_at` (its storms exported into a
+    # new guard, its windows lost): the storms running at the restart give the same copies.
+    whole = _run(StormGuard(StormPolicy(default=params)), alerts, flush_every_alert=True)
+    before = StormGuard[int](StormPolicy(default=params))
+    head = _run(before, alerts[:restart_at], flush_every_alert=True, final_flush=False)
+    states = [
+        state
+        for dev, code in itertools.product(range(3), CODES)
+        if (state := before.storm_state(f"dev-{dev}", code)) is not None
+    ]
+    after = StormGuard[int](StormPolicy(default=params))
+    for state in states:
+        after.restore_storm(state)
+    t0 = sum(gap for gap, _, _ in alerts[:restart_at])
+    tail = _run(after, alerts[restart_at:], flush_every_alert=True, start=(t0, restart_at))
+    running = {s.sequence_id for s in states}
+
+    def copies(*runs: _Run) -> list[StormCopy[int]]:
+        found = [c for r in runs for c in r.periodic + r.finals]
+        return sorted((c for c in found if c.throttled_alert_sequence_id in running), key=_order)
+
+    assert copies(head, tail) == copies(whole)
+    # And the accounting still holds across the restart, every key alike.
+    received = Counter(_key(whole, n) for n in range(len(alerts)))
+    forwarded = Counter(_key(whole, n) for n in head.immediate + tail.immediate)
+    for c in head.periodic + tail.periodic:
+        forwarded[c.device_id, c.alert_code] += 1 + c.throttled_alert_count
+    assert forwarded == received
 
 
 def _order(c: StormCopy[int]) -> tuple[float, str, bool]:

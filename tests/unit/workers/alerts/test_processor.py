@@ -95,8 +95,9 @@ def test_alert_goes_to_every_recipient_unchanged(
     assert sorted(r[0] for r in records) == sorted([SUPPLIER.encode(), DNO.encode()])
     assert all(r[1] == raw for r in records)
     processor.after_send(report, 5_000)
-    assert registry.get_sample_value("dccgate_alerts_received_total", {"region": "north"}) == 1
-    assert registry.get_sample_value("dccgate_alerts_forwarded_total", {"region": "north"}) == 2
+    labels = {"region": "north", "alert_code": "8F1F"}
+    assert registry.get_sample_value("dccgate_alerts_received_total", labels) == 1
+    assert registry.get_sample_value("dccgate_alerts_forwarded_total", labels) == 2
 
 
 def test_duplicate_recipients_get_one_copy_and_inbound_throttle_fields_are_cleared(
@@ -177,7 +178,9 @@ def test_storm_is_suppressed_and_counted_then_copies_carry_the_counts(
     processor.after_send(report, 25_000)
     assert registry.get_sample_value("dccgate_alerts_active_storms") == 0
     # Accounting: 3 at once + 1 periodic copy + its 6 suppressed = the 10 received.
-    assert registry.get_sample_value("dccgate_alerts_received_total", {"region": "north"}) == 10
+    labels = {"region": "north", "alert_code": "8F1F"}
+    assert registry.get_sample_value("dccgate_alerts_received_total", labels) == 10
+    assert registry.get_sample_value("dccgate_alerts_forwarded_total", labels) == (3 + 1 + 1) * 2
 
 
 def test_clock_going_backwards_is_held(alerts: tuple[AlertProcessor, CollectorRegistry]) -> None:

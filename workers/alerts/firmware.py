@@ -1,0 +1,137 @@
+"""The 11.3 Activate Firmware requests the MP102 rule needs, read from `dcc.sr.outbound`.
+
+The router writes every Service Request it forwards to `dcc.sr.outbound`, keyed by the
+RequestID's TARGET (the device ID, as DUIS writes it: upper-case hex octets and hyphens).
+That topic has as many partitions as `dcc.alerts.inbound` and both use Kafka's murmur2
+partitioner, so the 11.3 requests to a device are in the partition with the number of the
+device's alerts, **provided the alert's key is the same device ID, byte for byte**. The feed
+therefore follows only the partitions of `dcc.sr.outbound` whose numbers the worker owns on
+`dcc.alerts.inbound` (or every partition if the partition counts differ), from `watch_s`
+ago, so a restarted worker knows the activations of the last `watch_s` seconds again.
+
+An 11.3 request names the meter (ESME); the Power Outage Alert AD1 comes from the hub,
+whose ID differs. docs/alerts.md says what follows for the rule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+
+import msgspec
+from prometheus_client import Counter
+
+from broker.consumer import Record
+from broker.errors import BrokerError
+from broker.follower import TopicFollower
+from broker.settings import KafkaSettings
+
+__all__ = ["ACTIVATE_FIRMWARE", "FirmwareFeed"]
+
+log = logging.getLogger(__name__)
+
+ACTIVATE_FIRMWARE = "11.3"
+"""The DUIS Service Reference Variant of Activate Firmware."""
+_NEEDLE = b'"11.3"'
+
+
+class _Head(msgspec.Struct):
+    """The two fields the feed reads of a forwarded Service Request (others are skipped)."""
+
+    request_id: str
+    srv: str
+
+
+_decode_head = msgspec.json.Decoder(_Head).decode
+
+Note = Callable[[str, float], None]
+
+
+class FirmwareFeed:
+    """Follows `dcc.sr.outbound` for the MP102 rule.
+
+    Parameters:
+        kafka: client settings.
+        topic: the full name of `dcc.sr.outbound`.
+        note: called with (device ID, seconds since the epoch the request was forwarded)
+            for every 11.3 request read.
+        seen: counts them.
+    """
+
+    def __init__(self, kafka: KafkaSettings, topic: str, note: Note, seen: Counter) -> None:
+        self._kafka = kafka
+        self._topic = topic
+        self._note = note
+        self._seen = seen
+        self._follower: TopicFollower | None = None
+        self._following: tuple[frozenset[int] | None, int | None] = (frozenset(), None)
+        self._lock = asyncio.Lock()
+
+    async def follow(
+        self, partitions: Iterable[int] | None, watch_s: int | None, *, wait_s: float = 10.0
+    ) -> None:
+        """Follow `partitions` (None: all) from `watch_s` seconds ago, and wait up to
+        `wait_s` until what was there is read; stop following if `watch_s` is None (the
+        rule is off) or there is no partition. Does nothing if that is already so."""
+        wanted = (None if partitions is None else frozenset(partitions), watch_s)
+        async with self._lock:
+            if wanted == self._following:
+                return
+            await self._stop()
+            self._following = wanted
+            parts, watch = wanted
+            if watch is None or (parts is not None and not parts):
+                return
+            from_ms = time.time_ns() // 1_000_000 - watch * 1000
+            follower = TopicFollower(
+                self._kafka, self._topic, self._on_records, name="mp102",
+                from_ms=from_ms, partitions=parts,
+            )  # fmt: skip
+            try:
+                await follower.start()
+            except BrokerError as exc:
+                self._following = (frozenset(), None)
+                log.error("MP102 rule: cannot follow %s, activations unseen: %s", self._topic, exc)
+                return
+            self._follower = follower
+            try:
+                await follower.wait_caught_up(wait_s)
+            except TimeoutError:
+                log.warning(
+                    "MP102 rule: %s not read up to date within %.0f s; going on while it is",
+                    self._topic,
+                    wait_s,
+                )
+
+    async def stop(self) -> None:
+        """Stop following."""
+        async with self._lock:
+            await self._stop()
+            self._following = (frozenset(), None)
+
+    async def _stop(self) -> None:
+        if self._follower is not None:
+            await self._follower.stop()
+            self._follower = None
+
+    def _on_records(self, records: list[Record]) -> None:
+        n = 0
+        for rec in records:
+            value = rec.value
+            if value is None or _NEEDLE not in value:
+                continue  # cheap: most requests are not 11.3
+            try:
+                head = _decode_head(value)
+            except msgspec.DecodeError:
+                continue  # the router forwards only decodable requests; never stop here
+            if head.srv != ACTIVATE_FIRMWARE:
+                continue
+            parts = head.request_id.split(":")
+            if len(parts) != 3:
+                continue
+            self._note(parts[1], rec.timestamp / 1000)
+            n += 1
+        if n:
+            self._seen.inc(n)
