@@ -41,6 +41,8 @@ ADT = {"thresholds": [{"srv": "7.2", "window_s": 3600, "max": 100}], "value_rule
 TRAFFIC = {"capacity_per_s": 1000, "operating_threshold_per_s": 800}
 STORM = {"default": {"window_s": 60, "max_alerts": 10, "period_s": 300}}
 EXCLUSIONS = {"alert_codes": ["8F3F"]}
+REGIONAL = {"regions": {"north": {"rate_per_s": 100, "burst": 200}}, "high_priority_codes": ["AD1"]}
+MP102 = {"enabled": True, "hold_s": 300}
 
 # (method, path, body, expected status for operator, User A (the owner), User B, no token)
 MATRIX: list[tuple[str, str, Any, int, int, int, int]] = [
@@ -63,6 +65,10 @@ MATRIX: list[tuple[str, str, Any, int, int, int, int]] = [
     ("GET", "/v1/alerts/exclusions", None, 200, 403, 403, 401),
     ("PUT", "/v1/alerts/storm-policy", STORM, 200, 403, 403, 401),
     ("GET", "/v1/alerts/storm-policy", None, 200, 403, 403, 401),
+    ("PUT", "/v1/alerts/regional-capacity", REGIONAL, 200, 403, 403, 401),
+    ("GET", "/v1/alerts/regional-capacity", None, 200, 403, 403, 401),
+    ("PUT", "/v1/alerts/mp102", MP102, 200, 403, 403, 401),
+    ("GET", "/v1/alerts/mp102", None, 200, 403, 403, 401),
     ("PUT", "/v1/traffic", TRAFFIC, 200, 403, 403, 401),
     ("GET", "/v1/traffic", None, 200, 403, 403, 401),
     ("GET", "/v1/quarantine", None, 200, 200, 200, 401),
@@ -250,3 +256,30 @@ async def test_adt_values_with_exception_windows_and_owner_checks(api: Api) -> N
         "operator", "PUT", "/v1/adt/dcc", {"thresholds": [{"srv": "*", "window_s": 60, "max": 1}]}
     )
     assert status == 422
+
+
+async def test_regional_capacity_and_mp102_bodies_are_checked(api: Api) -> None:
+    cases = [
+        ("/v1/alerts/regional-capacity", {"regions": {"mars": {"rate_per_s": 1, "burst": 1}}},
+         "regions"),
+        ("/v1/alerts/regional-capacity", {"regions": {"north": {"rate_per_s": 0, "burst": 1}}},
+         "rate_per_s"),
+        ("/v1/alerts/regional-capacity", {"regions": {}, "unknown_region": "south"},
+         "unknown_region 'south' has no capacity"),
+        ("/v1/alerts/regional-capacity", {**REGIONAL, "high_priority_codes": ["8f3f"]},
+         "high_priority_codes"),
+        ("/v1/alerts/mp102", {"enabled": True, "watch_s": 0}, "watch_s"),
+        ("/v1/alerts/mp102", {"outage_codes": ["AD1"], "restore_codes": ["AD1"]},
+         "both outage_codes and restore_codes"),
+        ("/v1/alerts/mp102", {"enabled": "yes"}, "enabled"),
+    ]  # fmt: skip
+    for path, body, words in cases:
+        status, doc = await api.call("operator", "PUT", path, body)
+        assert (status, words in doc["error"]) == (422, True), doc
+    status, doc = await api.call("operator", "PUT", "/v1/alerts/mp102", {})
+    assert status == 200
+    assert doc == {
+        "enabled": False, "watch_s": 1800, "hold_s": 600, "outage_codes": ["AD1"],
+        "restore_codes": ["8F35", "8F36"], "max_watched": 100000, "max_held": 100000,
+        "version": 1,
+    }  # fmt: skip

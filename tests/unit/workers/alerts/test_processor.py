@@ -1,97 +1,56 @@
-from __future__ import annotations
+"""workers.alerts.processor: decode, storm protection, fan-out, copies, configuration."""
 
-from typing import Any
+from __future__ import annotations
 
 import msgspec
 import pytest
-from aiokafka.structs import ConsumerRecord, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from broker.producer import OutputBatch
-from broker.schemas import DeviceAlert
-from broker.topics import Topics
-from throttling import DEFAULT_STORM_PARAMS, StormGuard, StormParams, StormPolicy
+from tests.unit.workers.alerts.helpers import (
+    DEVICE,
+    DNO,
+    SUPPLIER,
+    TOPICS,
+    TP,
+    alert_value,
+    alerts,
+    by_topic,
+    new_out,
+    outbound,
+    run_batch,
+)
+from throttling import (
+    DEFAULT_STORM_PARAMS,
+    CorrelationPolicy,
+    RegionalPolicy,
+    RegionCapacity,
+    StormParams,
+    StormPolicy,
+)
 from workers.alerts import (
     STORM_HEADER,
     AlertMetrics,
     AlertProcessor,
+    correlation_policy_from_config,
+    device_key,
+    regional_policy_from_config,
     storm_policy_from_config,
 )
 from workers.control import model
 from workers.control.state import ConfigSnapshot, Item
 from workers.metrics import CommonMetrics
 
-TOPICS = Topics.with_prefix("")
-TP = TopicPartition(TOPICS.alerts_inbound, 0)
-DEVICE = "00-DB-12-34-56-78-9A-BC"
-SUPPLIER = "90-B3-D5-1F-30-01-00-00"
-DNO = "90-B3-D5-1F-30-02-00-00"
-POLICY = StormPolicy(default=StormParams(window_s=60, max_alerts=3, period_s=10))
-
-
-def _alert(code: str = "8F1F", *, n: int = 0, recipients: list[str] | None = None,
-           device: str = DEVICE, region: str | None = "north", **extra: Any) -> bytes:  # fmt: skip
-    doc: dict[str, Any] = {
-        "device_id": device,
-        "alert_code": code,
-        "recipients": [SUPPLIER, DNO] if recipients is None else recipients,
-        "raised_at_ms": 1_000 + n,
-        "payload": f"p{n}",
-        **extra,
-    }
-    if region is not None:
-        doc["region"] = region
-    return msgspec.json.encode(doc)
-
-
-def _record(value: bytes | None, *, offset: int = 0) -> Any:
-    return ConsumerRecord(
-        TOPICS.alerts_inbound, 0, offset, 1_000, 0, DEVICE.encode(), value, None, 0, 0, []
-    )
-
-
-@pytest.fixture
-def alerts() -> tuple[AlertProcessor, CollectorRegistry]:
-    registry = CollectorRegistry()
-    processor = AlertProcessor(
-        topics=TOPICS,
-        metrics=AlertMetrics(CommonMetrics(registry, version="test")),
-        guard=StormGuard(POLICY),
-    )
-    return processor, registry
-
-
-def _out() -> OutputBatch:
-    return OutputBatch({t: 3 for t in TOPICS.all()})
-
-
-def _run(
-    processor: AlertProcessor, values: list[bytes | None], now_ms: int = 5_000
-) -> tuple[OutputBatch, object]:
-    out = _out()
-    records = [_record(v, offset=i) for i, v in enumerate(values)]
-    report = processor.process({TP: records}, out, now_ms)
-    return out, report
-
-
-def _by_topic(out: OutputBatch, topic: str) -> list[tuple[Any, ...]]:
-    return [r for parts in out._lists.get(topic, []) for r in parts]
-
-
-def _outbound(out: OutputBatch) -> list[tuple[bytes, DeviceAlert, dict[str, bytes]]]:
-    return [
-        (r[0], msgspec.json.decode(r[1], type=DeviceAlert), dict(r[2]))
-        for r in _by_topic(out, TOPICS.alerts_outbound)
-    ]
+__all__ = ["alerts"]  # the fixture, imported from the helpers
 
 
 def test_alert_goes_to_every_recipient_unchanged(
     alerts: tuple[AlertProcessor, CollectorRegistry],
 ) -> None:
     processor, registry = alerts
-    raw = _alert()
-    out, report = _run(processor, [raw])
-    records = _by_topic(out, TOPICS.alerts_outbound)
+    raw = alert_value()
+    out, report = run_batch(processor, [raw])
+    records = by_topic(out, TOPICS.alerts_outbound)
     assert sorted(r[0] for r in records) == sorted([SUPPLIER.encode(), DNO.encode()])
     assert all(r[1] == raw for r in records)
     processor.after_send(report, 5_000)
@@ -104,10 +63,10 @@ def test_duplicate_recipients_get_one_copy_and_inbound_throttle_fields_are_clear
     alerts: tuple[AlertProcessor, CollectorRegistry],
 ) -> None:
     processor, _ = alerts
-    raw = _alert(recipients=[SUPPLIER, SUPPLIER, ""], region=None, throttled_alert_count=7,
+    raw = alert_value(recipients=[SUPPLIER, SUPPLIER, ""], region=None, throttled_alert_count=7,
                  throttled_alert_sequence_id="forged")  # fmt: skip
-    out, _ = _run(processor, [raw])
-    [(key, alert, _)] = _outbound(out)
+    out, _ = run_batch(processor, [raw])
+    [(key, alert, _)] = outbound(out)
     assert key == SUPPLIER.encode()
     assert (alert.throttled_alert_count, alert.throttled_alert_sequence_id) == (None, None)
 
@@ -118,18 +77,18 @@ def test_duplicate_recipients_get_one_copy_and_inbound_throttle_fields_are_clear
         (b"{broken", "invalid_json"),
         (None, "invalid_json"),
         (b'{"device_id": "x"}', "invalid_schema"),
-        (_alert(region="mars"), "invalid_schema"),
-        (_alert(recipients=[]), "no_recipients"),
-        (_alert(recipients=[""]), "no_recipients"),
+        (alert_value(region="mars"), "invalid_schema"),
+        (alert_value(recipients=[]), "no_recipients"),
+        (alert_value(recipients=[""]), "no_recipients"),
     ],
 )
 def test_bad_alerts_are_dead_lettered(
     alerts: tuple[AlertProcessor, CollectorRegistry], value: bytes | None, kind: str
 ) -> None:
     processor, registry = alerts
-    out, report = _run(processor, [value])
-    assert _by_topic(out, TOPICS.alerts_outbound) == []
-    [dead] = _by_topic(out, TOPICS.deadletter)
+    out, report = run_batch(processor, [value])
+    assert by_topic(out, TOPICS.alerts_outbound) == []
+    [dead] = by_topic(out, TOPICS.deadletter)
     assert dead[1] == value
     assert dict(dead[2])["dccgate-dlq-kind"] == kind.encode()
     processor.after_send(report, 5_000)
@@ -142,8 +101,8 @@ def test_storm_is_suppressed_and_counted_then_copies_carry_the_counts(
 ) -> None:
     processor, registry = alerts
     # 10 alerts at t=5 s: 3 forwarded, 7 suppressed (the storm starts at the 4th).
-    out, report = _run(processor, [_alert(n=i) for i in range(10)], now_ms=5_000)
-    assert len(_outbound(out)) == 3 * 2
+    out, report = run_batch(processor, [alert_value(n=i) for i in range(10)], now_ms=5_000)
+    assert len(outbound(out)) == 3 * 2
     processor.after_send(report, 5_000)
     # Held back, but counted only once the boundary decides which one goes out.
     assert (
@@ -152,12 +111,12 @@ def test_storm_is_suppressed_and_counted_then_copies_carry_the_counts(
     assert registry.get_sample_value("dccgate_alerts_active_storms") == 1
     assert registry.get_sample_value("dccgate_alerts_tracked_keys") == 1
     # Nothing due before the period ends.
-    assert processor.tick(_out(), 14_999) is None
+    assert processor.tick(new_out(), 14_999) is None
     # At t0 + period: the latest alert goes out with the 6 others of the period.
-    out = _out()
+    out = new_out()
     report = processor.tick(out, 15_000)
     assert report is not None
-    periodic = _outbound(out)
+    periodic = outbound(out)
     assert {k for k, _, _ in periodic} == {SUPPLIER.encode(), DNO.encode()}
     for _, alert, headers in periodic:
         assert alert.payload == "p9"
@@ -167,9 +126,9 @@ def test_storm_is_suppressed_and_counted_then_copies_carry_the_counts(
     processor.after_send(report, 15_000)
     assert registry.get_sample_value("dccgate_alerts_suppressed_total", {"alert_code": "8F1F"}) == 6
     # A quiet period: the storm ends with a final copy carrying the storm's total.
-    out = _out()
+    out = new_out()
     report = processor.tick(out, 25_000)
-    final = _outbound(out)
+    final = outbound(out)
     assert len(final) == 2
     for _, alert, headers in final:
         assert (alert.payload, alert.throttled_alert_count) == ("p9", 6)
@@ -185,10 +144,10 @@ def test_storm_is_suppressed_and_counted_then_copies_carry_the_counts(
 
 def test_clock_going_backwards_is_held(alerts: tuple[AlertProcessor, CollectorRegistry]) -> None:
     processor, _ = alerts
-    _run(processor, [_alert(n=i) for i in range(5)], now_ms=5_000)
+    run_batch(processor, [alert_value(n=i) for i in range(5)], now_ms=5_000)
     # The wall clock steps back: no boundary passes, nothing breaks.
-    assert processor.tick(_out(), 1_000) is None
-    assert processor.tick(_out(), 15_000) is not None
+    assert processor.tick(new_out(), 1_000) is None
+    assert processor.tick(new_out(), 15_000) is not None
 
 
 def test_excluded_code_passes_in_full_and_unknown_codes_get_the_default(
@@ -196,11 +155,11 @@ def test_excluded_code_passes_in_full_and_unknown_codes_get_the_default(
 ) -> None:
     processor, registry = alerts
     processor.set_exclusions(["8f3f"], version=4)
-    out, report = _run(processor, [_alert("0x8F3F", n=i) for i in range(50)])
-    assert len(_outbound(out)) == 100
-    out, report = _run(processor, [_alert("ZZ99", n=i) for i in range(10)])
-    assert len(_outbound(out)) == 3 * 2
-    report = processor.tick(_out(), 15_000)
+    out, report = run_batch(processor, [alert_value("0x8F3F", n=i) for i in range(50)])
+    assert len(outbound(out)) == 100
+    out, report = run_batch(processor, [alert_value("ZZ99", n=i) for i in range(10)])
+    assert len(outbound(out)) == 3 * 2
+    report = processor.tick(new_out(), 15_000)
     processor.after_send(report, 15_000)
     assert (
         registry.get_sample_value("dccgate_alerts_suppressed_total", {"alert_code": "other"}) == 6
@@ -210,7 +169,12 @@ def test_excluded_code_passes_in_full_and_unknown_codes_get_the_default(
 
 
 def _snapshot(**items: msgspec.Struct) -> ConfigSnapshot:
-    keys = {"exclusions": "alerts.exclusions", "storm_policy": "alerts.storm-policy"}
+    keys = {
+        "exclusions": "alerts.exclusions",
+        "storm_policy": "alerts.storm-policy",
+        "regional": "alerts.regional-capacity",
+        "mp102": "alerts.mp102",
+    }
     return ConfigSnapshot(
         offset=0,
         items={
@@ -253,3 +217,148 @@ def test_default_processor_uses_the_default_policy() -> None:
     )
     assert processor.guard.policy.default == DEFAULT_STORM_PARAMS
     assert processor.guard.exclusions == frozenset()
+
+
+# --- regional capacity and the MP102 rule ------------------------------------------------------
+
+
+def _codes(out: OutputBatch) -> list[str]:
+    return [a.alert_code for _, a, _ in outbound(out)]
+
+
+def test_regional_capacity_sends_priority_first_and_holds_the_commit_back(
+    alerts: tuple[AlertProcessor, CollectorRegistry],
+) -> None:
+    processor, registry = alerts
+    processor.set_exclusions(["8F3F"])
+    capacity = RegionCapacity(rate_per_s=1.0, burst=2)
+    processor.set_capacity(
+        RegionalPolicy(regions={"north": capacity}, high_priority_codes=frozenset({"8F36"}))
+    )
+    values = [alert_value("8F35", device=f"00-DB-00-00-00-00-00-{i:02X}", n=i) for i in range(4)]
+    values += [alert_value("8F36", n=4), alert_value("8F3F", n=5)]
+    out, report = run_batch(processor, values, now_ms=5_000)
+    # Two may go now (the burst): the high-priority and the excluded code, not the others.
+    assert sorted(_codes(out)) == ["8F36", "8F36", "8F3F", "8F3F"]
+    assert processor.held_floor() == {TP: 0}
+    processor.after_send(report, 5_000)
+    assert registry.get_sample_value("dccgate_alerts_regional_queued", {"region": "north"}) == 4
+    assert registry.get_sample_value("dccgate_alerts_held") == 4
+    # One a second after that, oldest first; each release lets the commit move on.
+    floors, sent = [], []
+    for t in range(6_000, 10_000, 1_000):
+        out = new_out()
+        report = processor.tick(out, t)
+        assert report is not None
+        processor.after_send(report, t)
+        sent += [a.payload for _, a, _ in outbound(out)][::2]
+        floors.append(processor.held_floor().get(TP))
+    assert sent == ["p0", "p1", "p2", "p3"]
+    assert floors == [1, 2, 3, None]
+    delay = {"region": "north"}
+    assert registry.get_sample_value("dccgate_alerts_regional_delay_seconds_count", delay) == 6
+    assert registry.get_sample_value("dccgate_alerts_regional_delay_seconds_sum", delay) == 10.0
+
+
+def test_a_full_regional_queue_stops_the_input_and_loses_nothing(
+    alerts: tuple[AlertProcessor, CollectorRegistry],
+) -> None:
+    processor, registry = alerts
+    capacity = RegionCapacity(rate_per_s=2.0, burst=1, max_queued=2)
+    processor.set_capacity(RegionalPolicy(regions={"south": capacity}))
+    values = [
+        alert_value("8F35", device=f"00-DB-00-00-00-00-00-{i:02X}", n=i, region="south")
+        for i in range(8)
+    ]
+    out, _ = run_batch(processor, values, now_ms=0)
+    assert not processor.wants_input()
+    assert registry.get_sample_value("dccgate_alerts_input_paused") == 1
+    sent = [a.payload for _, a, _ in outbound(out)][::2]
+    t = 0
+    while not processor.wants_input() or processor.held_floor():
+        t += 500
+        out = new_out()
+        processor.tick(out, t)
+        sent += [a.payload for _, a, _ in outbound(out)][::2]
+    assert sent == [f"p{i}" for i in range(8)]
+    assert t == 3_500  # 2 a second after the first
+    assert registry.get_sample_value("dccgate_alerts_input_paused") == 0
+
+
+def test_mp102_holds_an_outage_after_firmware_activation_and_drops_it_on_restore(
+    alerts: tuple[AlertProcessor, CollectorRegistry],
+) -> None:
+    processor, registry = alerts
+    processor.set_mp102(CorrelationPolicy(enabled=True, watch_s=1800, hold_s=600))
+    # 11.3 forwarded to the meter (the feed passes the RequestID's TARGET).
+    processor.note_firmware_activation(DEVICE, 4.0)
+    out, report = run_batch(processor, [alert_value("AD1", n=0, device=DEVICE.lower())])
+    assert outbound(out) == []
+    assert processor.held_floor() == {TP: 0}
+    processor.after_send(report, 5_000)
+    assert registry.get_sample_value("dccgate_alerts_mp102_held") == 1
+    out, report = run_batch(processor, [alert_value("8F35", n=1)], now_ms=200_000, first=1)
+    assert _codes(out) == ["8F35", "8F35"]  # the restore goes on; the outage is dropped
+    assert processor.held_floor() == {}
+    processor.after_send(report, 200_000)
+    assert registry.get_sample_value("dccgate_alerts_mp102_dropped_total") == 1
+    # Another device, no activation: its outage alert goes at once.
+    out, _ = run_batch(processor, [alert_value("AD1", device="00-DB-00-00-00-00-00-01")], first=2)
+    assert _codes(out) == ["AD1", "AD1"]
+
+
+def test_mp102_releases_an_outage_late_when_no_restore_follows(
+    alerts: tuple[AlertProcessor, CollectorRegistry],
+) -> None:
+    processor, registry = alerts
+    processor.set_mp102(CorrelationPolicy(enabled=True, watch_s=1800, hold_s=600))
+    processor.note_firmware_activation(DEVICE, 4.0)
+    run_batch(processor, [alert_value("AD1", n=0)], now_ms=5_000)
+    assert processor.tick(new_out(), 604_000) is None
+    out = new_out()
+    report = processor.tick(out, 605_000)
+    assert _codes(out) == ["AD1", "AD1"]
+    processor.after_send(report, 605_000)
+    assert registry.get_sample_value("dccgate_alerts_mp102_released_total") == 1
+    assert processor.held_floor() == {}
+
+
+def test_new_configuration_kinds_are_mapped_and_followed(
+    alerts: tuple[AlertProcessor, CollectorRegistry],
+) -> None:
+    processor, _ = alerts
+    changes: list[int | None] = []
+    processor._on_mp102_change = lambda: changes.append(processor.mp102_watch_s)
+    regional = model.RegionalCapacity(
+        regions={"north": model.RegionCapacity(rate_per_s=5, burst=10)},
+        unknown_region="north",
+        high_priority_codes=["8F36"],
+    )
+    mp102 = model.Mp102Rule(enabled=True, watch_s=60, hold_s=30)
+    processor.apply(_snapshot(regional=regional, mp102=mp102))
+    assert processor.outlet.gate.policy == RegionalPolicy(
+        regions={"north": RegionCapacity(rate_per_s=5, burst=10)},
+        unknown_region="north",
+        high_priority_codes=frozenset({"8F36"}),
+    )
+    assert processor.outlet.rule.policy == CorrelationPolicy(enabled=True, watch_s=60, hold_s=30)
+    assert changes == [60]
+    processor.apply(_snapshot())
+    assert not processor.outlet.active
+    assert changes == [60, None]
+    assert regional_policy_from_config(None) == RegionalPolicy()
+    assert correlation_policy_from_config(None) == CorrelationPolicy()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "00-DB-12-34-56-78-9A-BC",
+        "00-db-12-34-56-78-9a-bc",
+        "00DB123456789ABC",
+        " 00:DB:12:34:56:78:9A:BC ",
+    ],
+)
+def test_device_ids_are_compared_in_the_form_duis_writes_them(raw: str) -> None:
+    assert device_key(raw) == DEVICE
+    assert device_key("not-an-eui") == "NOT-AN-EUI"

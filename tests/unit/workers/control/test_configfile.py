@@ -14,6 +14,8 @@ def test_the_shipped_example_loads() -> None:
     keys = set(config.items())
     assert "traffic" in keys
     assert "alerts.storm-policy" in keys
+    assert "alerts.regional-capacity" in keys
+    assert "alerts.mp102" in keys
     assert "users/90-B3-D5-1F-30-01-00-00" in keys
     assert config.admin.token_sha256 is not None
 
@@ -28,6 +30,20 @@ def test_the_shipped_example_loads() -> None:
             "$.alerts.storm-policy.default.window_s",
         ),
         ("[trafic]\ncapacity_per_s = 1\n", "trafic"),
+        (
+            "[alerts.regional-capacity]\nregions = {mars = {rate_per_s = 1, burst = 1}}\n",
+            "$.alerts.regional-capacity.regions",
+        ),
+        (
+            "[alerts.regional-capacity]\nunknown_region = 'north'\n"
+            "regions = {south = {rate_per_s = 1, burst = 1}}\n",
+            "unknown_region 'north' has no capacity",
+        ),
+        ("[alerts.mp102]\nenabled = true\nhold_s = 0\n", "$.alerts.mp102.hold_s"),
+        (
+            "[alerts.mp102]\noutage_codes = ['AD1']\nrestore_codes = ['AD1']\n",
+            "both outage_codes and restore_codes",
+        ),
         ("[admin]\ntoken_sha256 = 'abc'\n", "64 lower-case hex"),
         ("this is = = not toml", "not valid TOML"),
         ('[users."90-B3-D5-1F-30-01-00-00"]\nname = "x"\nroles = ["XX"]\n', "roles"),
