@@ -11,30 +11,29 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from collections.abc import AsyncIterator
-from typing import Any
 
-import msgspec
-import orjson
 import pytest
-from prometheus_client import CollectorRegistry
 
-from broker.follower import TopicFollower
 from broker.producer import BatchProducer
-from broker.schemas import DeviceAlert
 from broker.settings import KafkaSettings
+from tests.integration.alerts_helpers import (
+    DNO,
+    SUPPLIER,
+    Outbound,
+    OutboundWatch,
+    alert,
+    configured,
+    device,
+    running_alerts,
+    storm_seen,
+)
 from tests.integration.helpers import read_topic, wait_until_async
 from workers.alerts import STORM_HEADER
 from workers.control.model import Exclusions, StormParams, StormPolicy
-from workers.control.reader import ControlReader
-from workers.metrics import CommonMetrics
-from workers.services import AdminService, build_alerts
 from workers.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("topics_ready")
 
-SUPPLIER = "90-B3-D5-1F-30-01-00-00"
-DNO = "90-B3-D5-1F-30-02-00-00"
 RECIPIENTS = [SUPPLIER, DNO]
 ROGUE = "00-DB-FF-FF-FF-FF-00-01"
 TAMPERED = "00-DB-FF-FF-FF-FF-00-02"
@@ -42,46 +41,12 @@ STORM_N, NORMAL_N, EXCLUDED_N = 100_000, 10_000, 1_000
 MAX_ALERTS = 5
 CHUNKS = 20
 SEND_S = 3.0
-
-
-@pytest.fixture
-async def reader(kafka: KafkaSettings, settings: Settings) -> AsyncIterator[ControlReader]:
-    """A control reader with the storm policy and the exclusion list written through the
-    admin service's writer, as the admin API does."""
-    settings = msgspec.structs.replace(settings, admin_token="x")
-    reader = ControlReader(kafka, settings.topics.control)
-    await reader.start()
-    await reader.wait_caught_up()
-    admin = AdminService(settings, kafka, reader)
-    await admin.start()
-    try:
-        params = StormParams(window_s=60, max_alerts=MAX_ALERTS, period_s=1)
-        await admin.writer.put("alerts.storm-policy", StormPolicy(default=params),
-                               by="test", expected_version=None)  # fmt: skip
-        await admin.writer.put("alerts.exclusions", Exclusions(alert_codes=["8F3F"]),
-                               by="test", expected_version=None)  # fmt: skip
-        for _ in range(300):
-            snap = reader.snapshot
-            if snap.storm_policy is not None and snap.exclusions is not None:
-                break
-            await asyncio.sleep(0.05)
-        yield reader
-    finally:
-        await admin.stop()
-        await reader.stop()
-
-
-def _alert(device: str, code: str, n: int) -> bytes:
-    return orjson.dumps(
-        {
-            "device_id": device,
-            "alert_code": code,
-            "recipients": RECIPIENTS,
-            "region": "south",
-            "raised_at_ms": 1_700_000_000_000 + n,
-            "payload": f"{code}-{n}",
-        }
-    )
+CONFIG = {
+    "alerts.storm-policy": StormPolicy(
+        default=StormParams(window_s=60, max_alerts=MAX_ALERTS, period_s=1)
+    ),
+    "alerts.exclusions": Exclusions(alert_codes=["8F3F"]),
+}
 
 
 async def _send(kafka: KafkaSettings, topic: str) -> None:
@@ -91,42 +56,24 @@ async def _send(kafka: KafkaSettings, topic: str) -> None:
         for c in range(CHUNKS):
             batch = producer.batch()
             for i in range(c * STORM_N // CHUNKS, (c + 1) * STORM_N // CHUNKS):
-                batch.add(topic, ROGUE.encode(), _alert(ROGUE, "8F1F", i))
+                batch.add(topic, ROGUE.encode(), alert(ROGUE, "8F1F", i))
             for i in range(c * NORMAL_N // CHUNKS, (c + 1) * NORMAL_N // CHUNKS):
-                device = f"00-DB-00-00-00-00-{i // 256:02X}-{i % 256:02X}"
-                batch.add(topic, device.encode(), _alert(device, "8F35", i))
+                batch.add(topic, device(i).encode(), alert(device(i), "8F35", i))
             for i in range(c * EXCLUDED_N // CHUNKS, (c + 1) * EXCLUDED_N // CHUNKS):
-                batch.add(topic, TAMPERED.encode(), _alert(TAMPERED, "8F3F", i))
+                batch.add(topic, TAMPERED.encode(), alert(TAMPERED, "8F3F", i))
             await producer.send(batch)
             # Spread over about 3 periods, so the storm has several periodic copies.
             await asyncio.sleep(SEND_S / CHUNKS)
 
 
 async def test_alert_storm_is_reduced_and_everything_else_is_delivered(
-    settings: Settings, kafka: KafkaSettings, reader: ControlReader
+    settings: Settings, kafka: KafkaSettings
 ) -> None:
-    registry = CollectorRegistry()
-    loop = build_alerts(settings, kafka, CommonMetrics(registry, version="test"), reader=reader)
-    received: list[tuple[bytes, DeviceAlert, dict[str, bytes]]] = []
-
-    def on_records(records: list[Any]) -> None:
-        received.extend(
-            (r.key, msgspec.json.decode(r.value, type=DeviceAlert), dict(r.headers or ()))
-            for r in records
-        )
-
-    def finals() -> int:
-        return sum(1 for _, _, h in received if h.get(STORM_HEADER) == b"final")
-
-    follower = TopicFollower(kafka, settings.topics.alerts_outbound, on_records, name="test")
-    await follower.start()
-    stop = asyncio.Event()
-    task = asyncio.create_task(loop.run(stop))
-    try:
-        for _ in range(300):
-            if loop.status.assigned:
-                break
-            await asyncio.sleep(0.05)
+    async with (
+        configured(settings, kafka, CONFIG) as (reader, _),
+        OutboundWatch(kafka, settings) as watch,
+        running_alerts(settings, kafka, reader) as (_, registry, task),
+    ):
         started = time.monotonic()
         await _send(kafka, settings.topics.alerts_inbound)
         sent_s = time.monotonic() - started
@@ -135,25 +82,20 @@ async def test_alert_storm_is_reduced_and_everything_else_is_delivered(
         # last alert, once everything before it is out.
         def final_copies_out() -> bool:
             assert not task.done(), task.exception()
-            return finals() >= len(RECIPIENTS)
+            finals = sum(1 for _, _, h in watch.records if h.get(STORM_HEADER) == b"final")
+            return finals >= len(RECIPIENTS)
 
         await wait_until_async(
             final_copies_out,
             timeout_s=60,
-            what=lambda: f"no final copy: {len(received)} records",
+            what=lambda: f"no final copy: {len(watch.records)} records",
             step_s=0.1,
         )
         done_s = time.monotonic() - started
         await asyncio.sleep(0.5)  # anything extra (a second storm's copies) shows up too
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
-        await follower.stop()
 
-    by_device: dict[str, list[tuple[bytes, DeviceAlert, dict[str, bytes]]]] = (
-        collections.defaultdict(list)
-    )
-    for rec in received:
+    by_device: dict[str, list[Outbound]] = collections.defaultdict(list)
+    for rec in watch.records:
         by_device[rec[1].device_id].append(rec)
     # Normal traffic: every alert to every recipient, untouched.
     normal = [r for d, recs in by_device.items() if d not in (ROGUE, TAMPERED) for r in recs]
@@ -166,38 +108,21 @@ async def test_alert_storm_is_reduced_and_everything_else_is_delivered(
     tampered = by_device[TAMPERED]
     assert len(tampered) == EXCLUDED_N * len(RECIPIENTS)
     assert all(a.throttled_alert_sequence_id is None for _, a, _ in tampered)
-    # The storm, per recipient (its records are in one partition, in order).
+    # The storm, per recipient (its records are in one partition, in order): one storm,
+    # reduced to MAX_ALERTS at once and one copy a second, every alert accounted for.
     for user in RECIPIENTS:
-        storm = [(a, h) for k, a, h in by_device[ROGUE] if k == user.encode()]
-        at_once = [a for a, h in storm if STORM_HEADER not in h]
-        periodic = [a for a, h in storm if h.get(STORM_HEADER) == b"periodic"]
-        final = [a for a, h in storm if h.get(STORM_HEADER) == b"final"]
-        sequences = {a.throttled_alert_sequence_id for a in periodic + final}
-        assert len(final) == len(sequences) >= 1
-        assert len(periodic) >= 2
-        assert len(at_once) == MAX_ALERTS * len(sequences)
-        assert all(a.throttled_alert_count is None for a in at_once)
-        suppressed = sum(a.throttled_alert_count or 0 for a in periodic)
-        # Every alert received was forwarded at once, as a periodic copy, or suppressed
-        # and counted on a periodic copy; the final copy repeats the storm's total.
-        assert len(at_once) + len(periodic) + suppressed == STORM_N
-        for seq in sequences:
-            copies = [a for a in periodic if a.throttled_alert_sequence_id == seq]
-            [last] = [a for a in final if a.throttled_alert_sequence_id == seq]
-            counts = sum(a.throttled_alert_count or 0 for a in copies)
-            assert last.throttled_alert_count == counts
-            assert (last.payload, last.raised_at_ms) == (
-                copies[-1].payload,
-                copies[-1].raised_at_ms,
-            )
-        assert final[-1].payload == f"8F1F-{STORM_N - 1}"
+        seen = storm_seen([r for r in by_device[ROGUE] if r[0] == user.encode()], STORM_N,
+                          MAX_ALERTS)  # fmt: skip
+        assert (len(seen.sequences), seen.repeats) == (1, 0)
+        assert seen.periodic >= 2
+        assert seen.last_payload == f"8F1F-{STORM_N - 1}"
         print(
-            f"{user}: {len(at_once)} at once, {len(periodic)} periodic, {suppressed} "
+            f"{user}: {seen.at_once} at once, {seen.periodic} periodic, {seen.suppressed} "
             f"suppressed, sent in {sent_s:.2f} s, final copy after {done_s:.2f} s"
         )
-    assert registry.get_sample_value(
-        "dccgate_alerts_suppressed_total", {"alert_code": "8F1F"}
-    ) == float(suppressed)
+    assert registry.get_sample_value("dccgate_alerts_suppressed_total", {"alert_code": "8F1F"}) == (
+        STORM_N - MAX_ALERTS - seen.periodic
+    )
 
     def received(code: str) -> float | None:
         labels = {"region": "south", "alert_code": code}

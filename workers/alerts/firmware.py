@@ -9,6 +9,12 @@ therefore follows only the partitions of `dcc.sr.outbound` whose numbers the wor
 `dcc.alerts.inbound` (or every partition if the partition counts differ), from `watch_s`
 ago, so a restarted worker knows the activations of the last `watch_s` seconds again.
 
+Only the requests that make the device activate are noted: command variant 5, 6 or 7 (the
+signed pre-command, sent over the WAN or delivered locally); a CV 4 request goes to the DCC's
+Transform service, not to the device. A future-dated activation (`activation_datetime` in
+the body, ISO 8601, UTC without a zone as in DUIS) is noted at that time, so the rule's watch
+runs from the forward until `watch_s` after the activation.
+
 An 11.3 request names the meter (ESME); the Power Outage Alert AD1 comes from the hub,
 whose ID differs. docs/alerts.md says what follows for the rule.
 """
@@ -19,6 +25,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 from prometheus_client import Counter
@@ -35,13 +43,22 @@ log = logging.getLogger(__name__)
 ACTIVATE_FIRMWARE = "11.3"
 """The DUIS Service Reference Variant of Activate Firmware."""
 _NEEDLE = b'"11.3"'
+# The signed pre-command of a critical request: to the device over the WAN (5, 7) or
+# delivered locally (6). CV 4 goes to the DCC's Transform service (DOMAIN.md section 2.2).
+_TO_DEVICE = frozenset({5, 6, 7})
+
+
+class _Body(msgspec.Struct):
+    activation_datetime: Any = None  # checked below: a wrong type must not hide the request
 
 
 class _Head(msgspec.Struct):
-    """The two fields the feed reads of a forwarded Service Request (others are skipped)."""
+    """The fields the feed reads of a forwarded Service Request (others are skipped)."""
 
     request_id: str
     srv: str
+    command_variant: int = 0
+    body: _Body | None = None
 
 
 _decode_head = msgspec.json.Decoder(_Head).decode
@@ -126,12 +143,28 @@ class FirmwareFeed:
                 head = _decode_head(value)
             except msgspec.DecodeError:
                 continue  # the router forwards only decodable requests; never stop here
-            if head.srv != ACTIVATE_FIRMWARE:
+            if head.srv != ACTIVATE_FIRMWARE or head.command_variant not in _TO_DEVICE:
                 continue
             parts = head.request_id.split(":")
             if len(parts) != 3:
                 continue
-            self._note(parts[1], rec.timestamp / 1000)
+            at_s = rec.timestamp / 1000
+            when = head.body.activation_datetime if head.body is not None else None
+            if isinstance(when, str):
+                at_s = max(at_s, _epoch_s(when, at_s))
+            self._note(parts[1], at_s)
             n += 1
         if n:
             self._seen.inc(n)
+
+
+def _epoch_s(text: str, default_s: float) -> float:
+    """An ISO 8601 date-time in seconds since the epoch (UTC if it has no zone), or
+    `default_s` if it cannot be read."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        return default_s
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()

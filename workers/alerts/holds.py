@@ -141,13 +141,14 @@ class Outlet:
     answers True at once and holds nothing. See the module docstring.
     """
 
-    __slots__ = ("_gate_on", "_overflow", "_rule_on", "gate", "held", "rule")
+    __slots__ = ("_gate_on", "_overflow", "_priority_overflow", "_rule_on", "gate", "held", "rule")
 
     def __init__(self) -> None:
         self.rule: FirmwareActivationRule[Pending] = FirmwareActivationRule()
         self.gate: RegionalGate[Pending] = RegionalGate(RegionalPolicy())
         self.held = HeldOffsets()
         self._overflow: deque[Pending] = deque()
+        self._priority_overflow = 0  # priority alerts in the overflow
         self._rule_on = False
         self._gate_on = False
 
@@ -190,9 +191,14 @@ class Outlet:
 
     def _enqueue(self, item: Pending, now_s: float) -> None:
         # An alert refused by a full queue waits in the overflow, and so does every alert
-        # after it, so none overtakes another of its queue.
-        if self._overflow or not self.gate.offer(item.alert.region, item, item.priority, now_s):
-            self._overflow.append(item)
+        # of its rank after it, so none overtakes another of its queue; a priority alert
+        # still overtakes normal alerts waiting in the overflow.
+        overflow = self._overflow
+        if overflow and (not item.priority or self._priority_overflow):
+            overflow.append(item)
+        elif not self.gate.offer(item.alert.region, item, item.priority, now_s):
+            overflow.append(item)
+            self._priority_overflow += item.priority
 
     def due(
         self, now_s: float, delays: dict[str, list[float]]
@@ -228,7 +234,7 @@ class Outlet:
             while overflow and gate.offer(
                 overflow[0].alert.region, overflow[0], overflow[0].priority, now_s
             ):
-                overflow.popleft()
+                self._priority_overflow -= overflow.popleft().priority
         return ready, correlated.dropped, len(correlated.released)
 
     def discard(self, partitions: Iterable[TopicPartition]) -> None:
@@ -242,6 +248,7 @@ class Outlet:
         self.gate.discard(keep)
         self.rule.discard(keep)
         self._overflow = deque(item for item in self._overflow if keep(item))
+        self._priority_overflow = sum(item.priority for item in self._overflow)
         self.held.drop(gone)
 
     def depth(self) -> int:

@@ -148,3 +148,15 @@ def test_discard_forgets_what_another_worker_owns_now() -> None:
         ready += [i.offset for i in outlet.due(float(t), {})[0]]
     assert ready == [4]
     assert outlet.wants_input()
+
+
+def test_a_priority_alert_overtakes_normal_alerts_waiting_in_the_overflow() -> None:
+    outlet = Outlet()
+    outlet.set_capacity(_capacity(rate=1.0, burst=1, max_queued=1))
+    for offset in (1, 2, 3):
+        outlet.offer(_item(offset), 0.0)  # 1 queued, 2 and 3 in the overflow
+    outlet.offer(_item(4, priority=True), 0.0)
+    released: list[int] = []
+    for t in range(6):
+        released += [i.offset for i in outlet.due(float(t), {})[0]]
+    assert released == [4, 1, 2, 3]
