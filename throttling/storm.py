@@ -517,11 +517,16 @@ class StormGuard(Generic[T]):
             latest=storm.latest,
         )
 
-    def restore_storm(self, state: StormState[T]) -> None:
+    def restore_storm(self, state: StormState[T], now_s: float) -> None:
         """Continue a storm exported by `storm_state` (of this or another guard): same
         sequence ID, next boundary and counts. A window or storm of the key held now is
-        replaced. A boundary already passed is settled by the next `flush` (or `decide` of
-        the key), as if `flush` had run at it."""
+        replaced.
+
+        If its next boundary passed while no guard held the storm (`state.due_s` <= now_s,
+        e.g. during a restart), that boundary moves to now_s + period_s: the alerts of the
+        time in between are still to be decided (they wait in Kafka), and deciding the
+        boundary before they are counted would end the storm for want of alerts, and
+        forward its next alerts afresh. Copies stay at least period_s apart."""
         if state.pending < 0 or state.suppressed < 0:
             raise ValueError(
                 f"a storm's pending and suppressed counts cannot be negative, got "
@@ -531,8 +536,9 @@ class StormGuard(Generic[T]):
         key = f"{state.device_id}|{code}"
         new_key = self._windows.pop(key, None) is None and key not in self._storms
         if new_key and len(self._windows) + len(self._storms) >= self._max_keys:
-            self._make_room(state.due_s)
-        storm = _Storm(key, state.device_id, code, state.latest, state.sequence_id, state.due_s)
+            self._make_room(now_s)
+        due_s = state.due_s if state.due_s > now_s else now_s + self._rule(code).period_s
+        storm = _Storm(key, state.device_id, code, state.latest, state.sequence_id, due_s)
         storm.pending = state.pending
         storm.suppressed = state.suppressed
         self._storms[key] = storm

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -18,6 +20,7 @@ import msgspec
 from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry
 
+from broker.embedded import EmbeddedBroker
 from broker.settings import KafkaSettings
 from workers.loop import ServiceLoop
 from workers.metrics import CommonMetrics
@@ -72,6 +75,37 @@ async def running_router(
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
+
+
+def start_worker(
+    service: str,
+    broker: EmbeddedBroker,
+    settings: Settings,
+    log: Path,
+    *,
+    max_poll_records: int = 500,
+    max_batches_in_flight: int = 2,
+) -> subprocess.Popen[bytes]:
+    """A real `dccgate worker SERVICE` process on the session broker, with this test's
+    topic prefix and quick group settings, logging to `log` (appended)."""
+    env = {
+        **os.environ,
+        "DCCGATE_BOOTSTRAP": broker.bootstrap,
+        "DCCGATE_TOPIC_PREFIX": settings.topic_prefix,
+        "DCCGATE_HTTP_PORT": "0",
+        "DCCGATE_SESSION_TIMEOUT_MS": "1000",
+        "DCCGATE_HEARTBEAT_INTERVAL_MS": "100",
+        "DCCGATE_FETCH_MAX_WAIT_MS": "20",
+        "DCCGATE_MAX_POLL_RECORDS": str(max_poll_records),
+        "DCCGATE_MAX_BATCHES_IN_FLIGHT": str(max_batches_in_flight),
+    }
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "workers.cli", "worker", service],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def _describe(what: str | Callable[[], str]) -> str:

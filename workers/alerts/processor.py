@@ -348,12 +348,13 @@ class AlertProcessor:
 
     # --- partitions -------------------------------------------------------------------------
 
-    def restore(self, records: Iterable[Record]) -> int:
+    def restore(self, records: Iterable[Record], now_ms: int) -> int:
         """Take back the running storms of newly assigned partitions from their changelog
-        records (dcc.state.alerts, oldest first); return how many storms came back. Copies
-        a snapshot still carried are sent again at the next step (repeats, see state.py)."""
+        records (dcc.state.alerts, oldest first) at wall-clock `now_ms`; return how many
+        storms came back. Copies a snapshot still carried are sent again at the next step
+        (repeats, see state.py)."""
         before = self._guard.active_storms
-        self._again.extend(self._book.restore(records, self._guard))
+        self._again.extend(self._book.restore(records, self._guard, self._now_s(now_ms)))
         restored = self._guard.active_storms - before
         self._metrics.storms_restored.inc(restored)
         return restored

@@ -125,7 +125,7 @@ class AlertService:
                 # Going on without the state: running storms are caught again afresh.
                 log.error("storm state not restored for %s: %s", sorted(new), exc)
             else:
-                restored = self.processor.restore(records)
+                restored = self.processor.restore(records, time.time_ns() // 1_000_000)
                 log.info(
                     "storm state of %d partitions restored in %.2f s: %d records, %d storms",
                     len(new), time.monotonic() - started, len(records), restored,

@@ -162,7 +162,7 @@ class StormBook:
         return device.tp, _encode(value), bare
 
     def restore(
-        self, records: Iterable[Record], guard: StormGuard[DeviceAlert]
+        self, records: Iterable[Record], guard: StormGuard[DeviceAlert], now_s: float
     ) -> list[tuple[TopicPartition, StormCopyRecord]]:
         """Apply a changelog read back (oldest first; the newest record per key wins) and
         return the copies to send again. `records` are from `dcc.state.alerts`; each is
@@ -194,7 +194,8 @@ class StormBook:
                         pending=storm.pending,
                         suppressed=storm.suppressed,
                         latest=storm.latest,
-                    )
+                    ),
+                    now_s,
                 )
                 device.codes[code] = [storm.start_offset, storm.through_offset]
                 device.replay[code] = (storm.start_offset, storm.through_offset)

@@ -342,7 +342,7 @@ def test_an_exported_storm_continues_in_another_guard_under_its_sequence_id() ->
     assert state is not None
     second = guard(max_alerts=1, period_s=10)
     second.decide(DEVICE, "8F35", "x", 3.0)  # a window of the key: replaced
-    second.restore_storm(state)
+    second.restore_storm(state, 3.0)
     assert (second.tracked_keys, second.active_storms) == (1, 1)
     assert not second.decide(DEVICE, "8F35", "d", 4.0).forward
     copies = second.flush(100.0)
@@ -351,6 +351,24 @@ def test_an_exported_storm_continues_in_another_guard_under_its_sequence_id() ->
         ("d", True, 2, 21.0),
     ]
     assert {c.throttled_alert_sequence_id for c in copies} == {f"{DEVICE}:8F35:1000"}
+
+
+def test_a_boundary_passed_while_nobody_held_the_storm_waits_a_period_after_the_restore() -> None:
+    first = guard(max_alerts=1, period_s=10)
+    first.decide(DEVICE, "8F35", "a", 0.0)
+    first.decide(DEVICE, "8F35", "b", 1.0)  # storm at 1, boundary at 11
+    state = first.storm_state(DEVICE, "8F35")
+    assert state is not None
+    second = guard(max_alerts=1, period_s=10)
+    second.restore_storm(state, 50.0)  # restored long after its boundary
+    assert second.flush(59.0) == []
+    # The alerts that waited meanwhile are counted in the storm, not in a fresh window.
+    assert not second.decide(DEVICE, "8F35", "c", 55.0).forward
+    copies = second.flush(100.0)
+    assert [(c.item, c.final, c.throttled_alert_count, c.at_s) for c in copies] == [
+        ("c", False, 1, 60.0),
+        ("c", True, 1, 70.0),
+    ]
 
 
 def test_forget_storm_hands_a_storm_over_without_copies_and_clear_windows_keeps_storms() -> None:
@@ -370,9 +388,9 @@ def test_restore_refuses_negative_counts_and_respects_the_cap() -> None:
     bad = StormState(device_id=DEVICE, alert_code="8F35", sequence_id="s", due_s=1.0,
                      pending=-1, suppressed=0, latest="a")  # fmt: skip
     with pytest.raises(ValueError, match="cannot be negative"):
-        g.restore_storm(bad)
+        g.restore_storm(bad, 0.0)
     g.decide(OTHER, "8F35", "w", 0.0)  # one window: the cap is reached
-    g.restore_storm(msgspec_replace(bad, pending=1))
+    g.restore_storm(msgspec_replace(bad, pending=1), 0.0)
     assert (g.tracked_keys, g.active_storms) == (1, 1)
 
 
@@ -565,9 +583,9 @@ def test_a_restart_with_exported_storms_continues_them_unchanged(
         if (state := before.storm_state(f"dev-{dev}", code)) is not None
     ]
     after = StormGuard[int](StormPolicy(default=params))
-    for state in states:
-        after.restore_storm(state)
     t0 = sum(gap for gap, _, _ in alerts[:restart_at])
+    for state in states:
+        after.restore_storm(state, t0)
     tail = _run(after, alerts[restart_at:], flush_every_alert=True, start=(t0, restart_at))
     running = {s.sequence_id for s in states}
 

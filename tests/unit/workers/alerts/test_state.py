@@ -101,7 +101,7 @@ def test_a_restored_storm_continues_and_skips_the_alerts_it_counted() -> None:
     # A crash; the next owner restores the snapshot and reads the input again from the
     # last commit, offset 0 here, with three new alerts after it.
     second, registry = _processor()
-    assert second.restore(_state_records(snap)) == 1
+    assert second.restore(_state_records(snap), 5_500) == 1
     values = [alert_value(n=i) for i in range(13)]
     out, report = run_batch(second, values, now_ms=6_000)
     # 0-2 were forwarded at once before the storm: forwarded again (at-least-once);
@@ -122,7 +122,7 @@ def test_copies_in_a_snapshot_are_sent_again_after_a_restore() -> None:
     with_copy, copies, _ = _stages(first, report)
     # A crash after the snapshot with the copy was written, maybe before the copy was.
     second, _ = _processor()
-    second.restore(_state_records(with_copy))
+    second.restore(_state_records(with_copy), 15_050)
     report = second.tick(new_out(), 15_100)
     assert report is not None
     _, again, again_bare = _stages(second, report)
@@ -139,7 +139,7 @@ def test_the_newest_snapshot_per_device_wins_and_a_tombstone_forgets() -> None:
     [old] = _state_records(_stages(first, report)[0])
     tombstone = record(None, topic=STATE, key=DEVICE.encode(), offset=1)
     second, _ = _processor()
-    assert second.restore([old, tombstone]) == 0
+    assert second.restore([old, tombstone], 5_500) == 0
     assert second.guard.active_storms == 0
 
 
