@@ -11,11 +11,13 @@ power event a whole region's devices alert at once. Per region (`north`, `centra
 - **normal**: everything else.
 
 `poll(now_s)` releases what the buckets allow, the priority queue first: a normal alert is
-never released while a priority alert of its region waits. Nothing is dropped. Each queue
-holds at most its configured length; when it is full, `offer` refuses the alert (returns
-False) and keeps nothing, so the caller must hold that alert, stop consuming (pause its
-Kafka partitions), keep calling `poll`, and offer the same alert again: backpressure into
-Kafka, where waiting costs no memory.
+never released while a priority alert of its region waits. `take` lets an alert pass at
+once, without queueing, while its region has a token free and nothing of its rank waits:
+priority only matters once alerts wait. Nothing is dropped. Each queue holds at most its
+configured length; when it is full, `offer` refuses the alert (returns False) and keeps
+nothing, so the caller must hold that alert, stop consuming (pause its Kafka partitions),
+keep calling `poll`, and offer the same alert again: backpressure into Kafka, where waiting
+costs no memory.
 
 Bounds, for a region with rate r and queue lengths Qp (priority) and Qn (normal):
 
@@ -240,6 +242,23 @@ class RegionalGate(Generic[T]):
                 return False
             lane.normal.append((now_s, item))
         return True
+
+    def take(self, region: str | None, priority: bool, now_s: float) -> str | None:
+        """Let one alert of `region` pass at once, without queueing it, if it would not
+        overtake an alert of its rank or above that waits and a token is free (taken).
+        Returns the lane's name ("unlimited" for the unlimited lane), or None: then `offer`
+        it. The fast path while a region is under its capacity; the rate bound holds."""
+        lane = self._lanes.get(region) if region is not None else None
+        if lane is None:
+            lane = self._fallback
+        if lane.priority or (lane.normal and not priority):
+            return None
+        if lane is not self._unlimited:
+            lane.refill(now_s)
+            if lane.tokens < 1.0:
+                return None
+            lane.tokens -= 1.0
+        return lane.name
 
     def poll(self, now_s: float) -> list[ReleasedAlert[T]]:
         """Release what each region's capacity allows by now_s: priority alerts first, each

@@ -101,11 +101,16 @@ def _parser() -> argparse.ArgumentParser:
         "--summary", action="store_true", help="print outcomes per User instead of each answer"
     )
 
-    bench = sub.add_parser("bench", help="measure the router against a plain pass-through loop")
+    bench = sub.add_parser(
+        "bench", help="measure the router (or the alert worker) against a pass-through loop"
+    )
     _common(bench, http=False)
     bench.add_argument("--messages", type=int, default=200_000, help="input records (200000)")
     bench.add_argument("--repeat", type=int, default=3, help="runs of each loop, alternating (3)")
     bench.add_argument("--json", action="store_true", help="end with one JSON line of results")
+    bench.add_argument(
+        "--service", choices=["router", "alerts"], default="router", help="what to measure"
+    )
 
     from workers.admin_cli import add_admin_parser
 
@@ -210,7 +215,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "bench":
         from workers.bench import run_bench
 
-        return run_bench(settings, messages=args.messages, repeat=args.repeat, as_json=args.json)
+        return run_bench(
+            settings, messages=args.messages, repeat=args.repeat, as_json=args.json,
+            service=args.service,
+        )  # fmt: skip
     raise AssertionError(args.command)  # argparse allows nothing else
 
 

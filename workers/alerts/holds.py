@@ -177,17 +177,31 @@ class Outlet:
         """False while alerts wait for room in a full regional queue (backpressure)."""
         return not self._overflow
 
-    def offer(self, item: Pending, now_s: float) -> bool:
-        """True: write `item` now. False: it is held and comes back from `due` (or is
-        dropped there as an MP102 false alarm)."""
+    def offer(self, item: Pending, now_s: float) -> str | None:
+        """Where `item` goes: None, it is held and comes back from `due` (or is dropped
+        there as an MP102 false alarm); otherwise write it now: "" with no regional
+        capacity configured, else the name of the regional lane that let it pass."""
         if self._rule_on and self.rule.offer(item.device_key, item.code, item, now_s) == "held":
             self.held.hold(item.tp, item.offset)
-            return False
+            return None
         if not self._gate_on:
-            return True
+            return ""
+        lane = self.take(item.alert.region, item.priority, now_s)
+        if lane is None:
+            self.wait(item, now_s)
+        return lane
+
+    def take(self, region: str | None, priority: bool, now_s: float) -> str | None:
+        """The regional lane that lets an alert pass at once, or None (then `wait` it):
+        the fast path while its region is under capacity. Regional capacity must be on."""
+        if self._overflow and (not priority or self._priority_overflow):
+            return None  # it would overtake an alert of its rank waiting in the overflow
+        return self.gate.take(region, priority, now_s)
+
+    def wait(self, item: Pending, now_s: float) -> None:
+        """Queue `item` for its region's capacity (it comes back from `due`)."""
         self.held.hold(item.tp, item.offset)
         self._enqueue(item, now_s)
-        return False
 
     def _enqueue(self, item: Pending, now_s: float) -> None:
         # An alert refused by a full queue waits in the overflow, and so does every alert

@@ -46,15 +46,23 @@ class RegionHistogram(Collector):
 
     def observe_many(self, region: str, values: Iterable[float]) -> None:
         """Add each of `values` (seconds) for `region`."""
-        counts = self._counts.get(region)
-        if counts is None:
-            counts = self._counts[region] = [0] * (len(self._bounds) + 1)
-            self._sums[region] = 0.0
+        counts = self._counts_of(region)
         bounds, total = self._bounds, 0.0
         for v in values:
             counts[bisect.bisect_left(bounds, v)] += 1
             total += v
         self._sums[region] += total
+
+    def observe_zeros(self, region: str, n: int) -> None:
+        """Add `n` observations of 0 for `region` (alerts that did not wait)."""
+        self._counts_of(region)[0] += n
+
+    def _counts_of(self, region: str) -> list[int]:
+        counts = self._counts.get(region)
+        if counts is None:
+            counts = self._counts[region] = [0] * (len(self._bounds) + 1)
+            self._sums[region] = 0.0
+        return counts
 
     def collect(self) -> Iterator[HistogramMetricFamily]:
         family = HistogramMetricFamily(self._name, self._doc, labels=["region"])

@@ -177,6 +177,7 @@ class _Tally:
         "forwarded",
         "mp102_dropped",
         "mp102_released",
+        "passed",
         "received",
         "stages",
         "suppressed",
@@ -188,6 +189,7 @@ class _Tally:
         self.suppressed: dict[str, int] = {}
         self.deadlettered: dict[str, int] = {}
         self.delays: dict[str, list[float]] = {}
+        self.passed: dict[str, int] = {}  # per lane: let through at once, no delay
         self.mp102_dropped = 0
         self.mp102_released = 0
         self.stages: list[list[_StageRecord]] = []
@@ -434,20 +436,47 @@ class AlertProcessor:
                             alert, throttled_alert_count=None, throttled_alert_sequence_id=None
                         )
                     )
-                if outlet.active:
-                    item = Pending(
-                        alert, value, tp, rec.offset, region=region, label=label,
-                        priority=self._priority(alert.alert_code), since_s=now_s,
-                    )  # fmt: skip
-                    if outlet.rule_on:
-                        item.device_key = device_key(alert.device_id)
-                        item.code = normalize_alert_code(alert.alert_code)
-                    if not outlet.offer(item, now_s):
-                        continue
+                if outlet.active and not self._let_out(alert, value, tp, rec.offset, now_s,
+                                                        (region, label), tally):  # fmt: skip
+                    continue
                 n = self._write(outbound, alert, value, ())
                 _add(forwarded, (region, label), n)
         self._step(out, now_s, now_ms, tally)
         return tally
+
+    def _let_out(
+        self,
+        alert: DeviceAlert,
+        value: bytes,
+        tp: TopicPartition,
+        offset: int,
+        now_s: float,
+        labels: tuple[str, str],
+        tally: _Tally,
+    ) -> bool:
+        """The MP102 rule and regional capacity: True to write the alert now, False when it
+        is held (it comes back from `Outlet.due`)."""
+        outlet = self._outlet
+        priority = self._priority(alert.alert_code)
+        region, label = labels
+        if outlet.rule_on:
+            item = Pending(
+                alert, value, tp, offset, region=region, label=label, priority=priority,
+                since_s=now_s, device_key=device_key(alert.device_id),
+                code=normalize_alert_code(alert.alert_code),
+            )  # fmt: skip
+            lane = outlet.offer(item, now_s)
+        else:
+            # The fast path while the region is under its capacity: nothing to hold.
+            lane = outlet.take(alert.region, priority, now_s)
+            if lane is None:
+                outlet.wait(Pending(alert, value, tp, offset, region=region, label=label,
+                                    priority=priority, since_s=now_s), now_s)  # fmt: skip
+        if lane is None:
+            return False
+        if lane:
+            _add(tally.passed, lane)
+        return True
 
     def tick(self, out: OutputBatch, now_ms: int) -> _Tally | None:
         """What is due by now with no input (the loop calls this when no input arrives,
@@ -628,6 +657,8 @@ class AlertProcessor:
             m.common.deadlettered.labels(SERVICE, kind).inc(n)
         for lane, delays in tally.delays.items():
             m.regional_delay.observe_many(lane, delays)
+        for lane, n in tally.passed.items():
+            m.regional_delay.observe_zeros(lane, n)
         if tally.mp102_dropped:
             m.mp102_dropped.inc(tally.mp102_dropped)
         if tally.mp102_released:

@@ -102,6 +102,20 @@ def test_a_full_queue_refuses_and_keeps_nothing() -> None:
     assert g.offer("north", "c", False, 2.0)
 
 
+def test_take_passes_at_once_while_a_token_is_free_and_nothing_of_its_rank_waits() -> None:
+    g = gate(rate_per_s=1.0, burst=2)
+    assert g.take("north", False, 0.0) == "north"
+    assert g.take("north", False, 0.0) == "north"
+    assert g.take("north", False, 0.0) is None  # no token left: offer it
+    g.offer("north", "n", False, 0.0)
+    assert g.take("north", False, 5.0) is None  # a normal alert waits: no overtaking
+    assert g.take("north", True, 5.0) == "north"  # a priority alert may overtake it
+    g.offer("north", "p", True, 5.0)
+    assert g.take("north", True, 5.0) is None  # a priority alert waits
+    assert g.take(None, False, 0.0) == "unlimited"
+    assert items(g.poll(6.0)) == ["p", "n"]
+
+
 def test_discard_removes_queued_items_of_another_owner() -> None:
     g = gate(rate_per_s=1.0, burst=1)
     for name in ("p0-a", "p1-b", "p0-c"):
@@ -212,7 +226,10 @@ class _Trace:
     """Replays ops against a gate, re-offering refused alerts after each poll
     (the backpressure contract), then drains; records every release."""
 
-    def __init__(self, g: RegionalGate[int], ops: list[Op]) -> None:
+    def __init__(self, g: RegionalGate[int], ops: list[Op], *, take: bool = False) -> None:
+        # take: try `take` first for every alert, as the worker does, and `offer` only if
+        # it does not pass (a pass counts as a release by a poll at the same time).
+        self._take = take
         self.offered: dict[int, tuple[str | None, bool]] = {}
         self.accepted_at: dict[int, float] = {}
         # Steps order offers and polls that share a timestamp.
@@ -242,6 +259,13 @@ class _Trace:
 
     def _offer(self, g: RegionalGate[int], n: int, t: float) -> bool:
         region, priority = self.offered[n]
+        lane = g.take(region, priority, t) if self._take else None
+        if lane is not None:
+            self.accepted_at[n] = t
+            self.accepted_step[n] = len(self.accepted_step) + len(self.poll_steps)
+            self.poll_steps.append(len(self.accepted_step) + len(self.poll_steps))
+            self.polls.append((t, [ReleasedAlert(n, 0.0, lane)]))
+            return True
         if g.offer(region, n, priority, t):
             self.accepted_at[n] = t
             self.accepted_step[n] = len(self.accepted_step) + len(self.poll_steps)
@@ -260,10 +284,10 @@ class _Trace:
 
 
 @settings(max_examples=300, deadline=None)
-@given(_ops, _capacity)
-def test_nothing_offered_is_lost(ops: list[Op], capacity: RegionCapacity) -> None:
+@given(_ops, _capacity, st.booleans())
+def test_nothing_offered_is_lost(ops: list[Op], capacity: RegionCapacity, take: bool) -> None:
     g: RegionalGate[int] = RegionalGate(RegionalPolicy(regions=dict.fromkeys(REGIONS, capacity)))
-    trace = _Trace(g, ops)
+    trace = _Trace(g, ops, take=take)
     released = [r.item for _, batch in trace.polls for r in batch]
     assert sorted(released) == list(range(len(trace.offered)))
     for t, batch in trace.polls:
@@ -272,12 +296,12 @@ def test_nothing_offered_is_lost(ops: list[Op], capacity: RegionCapacity) -> Non
 
 
 @settings(max_examples=300, deadline=None)
-@given(_ops, _capacity)
+@given(_ops, _capacity, st.booleans())
 def test_priority_alerts_never_wait_behind_normal_ones(
-    ops: list[Op], capacity: RegionCapacity
+    ops: list[Op], capacity: RegionCapacity, take: bool
 ) -> None:
     g: RegionalGate[int] = RegionalGate(RegionalPolicy(regions=dict.fromkeys(REGIONS, capacity)))
-    trace = _Trace(g, ops)
+    trace = _Trace(g, ops, take=take)
     order = {r.item: i for i, r in enumerate(r for _, batch in trace.polls for r in batch)}
     for step, (_, batch) in zip(trace.poll_steps, trace.polls, strict=True):
         for r in batch:
@@ -298,12 +322,12 @@ def test_priority_alerts_never_wait_behind_normal_ones(
 
 
 @settings(max_examples=300, deadline=None)
-@given(_ops, _capacity)
+@given(_ops, _capacity, st.booleans())
 def test_released_rate_stays_within_rate_times_t_plus_burst(
-    ops: list[Op], capacity: RegionCapacity
+    ops: list[Op], capacity: RegionCapacity, take: bool
 ) -> None:
     g: RegionalGate[int] = RegionalGate(RegionalPolicy(regions=dict.fromkeys(REGIONS, capacity)))
-    trace = _Trace(g, ops)
+    trace = _Trace(g, ops, take=take)
     for region in REGIONS:
         counts = [(t, sum(1 for r in batch if r.region == region)) for t, batch in trace.polls]
         for i, (start, _) in enumerate(counts):

@@ -70,40 +70,44 @@ def _capacity(rate: float = 1.0, burst: int = 1, max_queued: int = 10) -> Region
 def test_with_nothing_configured_every_alert_goes_at_once() -> None:
     outlet = Outlet()
     assert not outlet.active
-    assert outlet.offer(_item(1), 0.0)
+    assert outlet.offer(_item(1), 0.0) == ""
     assert outlet.held.floor() == {}
 
 
 def test_regional_capacity_delays_holds_and_releases_priority_first() -> None:
     outlet = Outlet()
     outlet.set_capacity(_capacity(rate=1.0, burst=1))
-    assert not outlet.offer(_item(1), 0.0)
-    assert not outlet.offer(_item(2), 0.0)
-    assert not outlet.offer(_item(3, priority=True), 0.0)
+    assert outlet.offer(_item(1), 0.0) == "north"  # under capacity: passes at once
+    assert outlet.offer(_item(2), 0.0) is None
+    assert outlet.offer(_item(3), 0.0) is None
+    assert outlet.offer(_item(4, priority=True), 0.0) is None
     delays: dict[str, list[float]] = {}
     ready, dropped, late = outlet.due(0.0, delays)
-    assert ([i.offset for i in ready], dropped, late) == ([3], [], 0)
-    assert outlet.held.floor() == {P0: 1}
+    assert (ready, dropped, late) == ([], [], 0)
+    assert outlet.held.floor() == {P0: 2}
     ready, _, _ = outlet.due(1.0, delays)
-    assert [i.offset for i in ready] == [1]
+    assert [i.offset for i in ready] == [4]  # the priority alert first
     assert outlet.held.floor() == {P0: 2}
     ready, _, _ = outlet.due(2.0, delays)
     assert [i.offset for i in ready] == [2]
+    assert outlet.held.floor() == {P0: 3}
+    ready, _, _ = outlet.due(3.0, delays)
+    assert [i.offset for i in ready] == [3]
     assert outlet.held.floor() == {}
-    assert delays == {"north": [0.0, 1.0, 2.0]}
+    assert delays == {"north": [1.0, 2.0, 3.0]}
 
 
 def test_a_full_queue_overflows_and_stops_the_input_until_there_is_room() -> None:
     outlet = Outlet()
     outlet.set_capacity(_capacity(rate=1.0, burst=1, max_queued=1))
-    for offset in range(1, 5):
+    released = [1] if outlet.offer(_item(1), 0.0) else []
+    for offset in range(2, 6):
         outlet.offer(_item(offset), 0.0)
     assert not outlet.wants_input()
-    released: list[int] = []
     for t in range(10):
         ready, _, _ = outlet.due(float(t), {})
         released += [i.offset for i in ready]
-    assert released == [1, 2, 3, 4]  # in order, none lost
+    assert released == [1, 2, 3, 4, 5]  # in order, none lost
     assert outlet.wants_input()
     assert outlet.held.held == 0
 
@@ -112,9 +116,9 @@ def test_the_mp102_rule_holds_an_outage_and_a_restore_drops_it() -> None:
     outlet = Outlet()
     outlet.set_rule(CorrelationPolicy(enabled=True, watch_s=100, hold_s=50))
     outlet.rule.note_firmware_activation(METER, 0.0)
-    assert not outlet.offer(_item(7, code="AD1"), 10.0)
+    assert outlet.offer(_item(7, code="AD1"), 10.0) is None
     assert outlet.held.floor() == {P0: 7}
-    assert outlet.offer(_item(8, code="8F35"), 20.0)  # the restore goes on at once
+    assert outlet.offer(_item(8, code="8F35"), 20.0) == ""  # the restore goes on at once
     ready, dropped, late = outlet.due(21.0, {})
     assert (ready, [h.item.offset for h in dropped], late) == ([], [7], 0)
     assert outlet.held.floor() == {}
@@ -125,10 +129,11 @@ def test_a_held_outage_without_restore_goes_to_the_regional_queue_when_its_hold_
     outlet.set_rule(CorrelationPolicy(enabled=True, watch_s=100, hold_s=50))
     outlet.set_capacity(_capacity(rate=1.0, burst=1))
     outlet.rule.note_firmware_activation(METER, 0.0)
-    assert not outlet.offer(_item(7, code="AD1", since_s=10.0), 10.0)
+    outlet.offer(_item(6), 0.0)  # takes the token
+    assert outlet.offer(_item(7, code="AD1", since_s=10.0), 10.0) is None
     delays: dict[str, list[float]] = {}
     ready, _, late = outlet.due(60.0, delays)
-    assert ([i.offset for i in ready], late) == ([7], 1)
+    assert ([i.offset for i in ready], late) == ([7], 1)  # a token came back meanwhile
     assert delays == {"north": [50.0]}  # the MP102 hold counts in the delay
 
 
@@ -153,8 +158,8 @@ def test_discard_forgets_what_another_worker_owns_now() -> None:
 def test_a_priority_alert_overtakes_normal_alerts_waiting_in_the_overflow() -> None:
     outlet = Outlet()
     outlet.set_capacity(_capacity(rate=1.0, burst=1, max_queued=1))
-    for offset in (1, 2, 3):
-        outlet.offer(_item(offset), 0.0)  # 1 queued, 2 and 3 in the overflow
+    for offset in (0, 1, 2, 3):
+        outlet.offer(_item(offset), 0.0)  # 0 passes, 1 queued, 2 and 3 in the overflow
     outlet.offer(_item(4, priority=True), 0.0)
     released: list[int] = []
     for t in range(6):

@@ -238,9 +238,9 @@ def test_regional_capacity_sends_priority_first_and_holds_the_commit_back(
     values = [alert_value("8F35", device=f"00-DB-00-00-00-00-00-{i:02X}", n=i) for i in range(4)]
     values += [alert_value("8F36", n=4), alert_value("8F3F", n=5)]
     out, report = run_batch(processor, values, now_ms=5_000)
-    # Two may go now (the burst): the high-priority and the excluded code, not the others.
-    assert sorted(_codes(out)) == ["8F36", "8F36", "8F3F", "8F3F"]
-    assert processor.held_floor() == {TP: 0}
+    # Two go at once (the burst); the others wait, the offsets from 2 on held back.
+    assert [a.payload for _, a, _ in outbound(out)][::2] == ["p0", "p1"]
+    assert processor.held_floor() == {TP: 2}
     processor.after_send(report, 5_000)
     assert registry.get_sample_value("dccgate_alerts_regional_queued", {"region": "north"}) == 4
     assert registry.get_sample_value("dccgate_alerts_held") == 4
@@ -253,8 +253,9 @@ def test_regional_capacity_sends_priority_first_and_holds_the_commit_back(
         processor.after_send(report, t)
         sent += [a.payload for _, a, _ in outbound(out)][::2]
         floors.append(processor.held_floor().get(TP))
-    assert sent == ["p0", "p1", "p2", "p3"]
-    assert floors == [1, 2, 3, None]
+    # Then one a second: the high-priority and the excluded code overtake the others.
+    assert sent == ["p4", "p5", "p2", "p3"]
+    assert floors == [2, 2, 3, None]
     delay = {"region": "north"}
     assert registry.get_sample_value("dccgate_alerts_regional_delay_seconds_count", delay) == 6
     assert registry.get_sample_value("dccgate_alerts_regional_delay_seconds_sum", delay) == 10.0
@@ -362,3 +363,18 @@ def test_new_configuration_kinds_are_mapped_and_followed(
 def test_device_ids_are_compared_in_the_form_duis_writes_them(raw: str) -> None:
     assert device_key(raw) == DEVICE
     assert device_key("not-an-eui") == "NOT-AN-EUI"
+
+
+def test_every_alert_metric_the_deploy_files_use_is_exported(
+    alerts: tuple[AlertProcessor, CollectorRegistry],
+) -> None:
+    from tests.unit.test_deploy_configs import METRICS_IN_CODE
+
+    processor, registry = alerts
+    processor.set_capacity(RegionalPolicy(regions={"north": RegionCapacity(rate_per_s=1, burst=1)}))
+    _, report = run_batch(processor, [alert_value(n=i) for i in range(5)])
+    processor.after_send(report, 5_000)
+    families = list(registry.collect())
+    exported = {f.name + ("_total" if f.type == "counter" else "") for f in families}
+    wanted = {m for m in METRICS_IN_CODE if m.startswith("dccgate_alerts_")}
+    assert wanted - exported == set()
