@@ -424,7 +424,8 @@ class AlertProcessor:
                         # Held back: counted as suppressed when its period boundary decides
                         # whether it goes out as the periodic copy (see _copy).
                         if changelog:
-                            book.counted(alert.device_id, alert.alert_code, tp, rec.offset)
+                            book.counted(alert.device_id, alert.alert_code, tp, rec.offset,
+                                         started=decision.reason == "storm_started")  # fmt: skip
                         continue
                 if (
                     alert.throttled_alert_count is not None
@@ -525,14 +526,15 @@ class AlertProcessor:
         """With the changelog: snapshots of the devices changed in this step (stage 0, the
         step's copies embedded), the copies (stage 1), then the snapshots again without the
         copies (stage 2). See workers/alerts/state.py."""
-        book = self._book
+        book, guard = self._book, self._guard
         by_device: dict[str, list[StormCopyRecord]] = {}
         for copy in copies:
             alert, _ = self._copy(copy, tally)
             boundary_ms = round(copy.at_s * 1000)
             record = StormCopyRecord(alert=alert, final=copy.final, boundary_ms=boundary_ms)
             by_device.setdefault(copy.device_id, []).append(record)
-            book.copied(copy.device_id, copy.alert_code, final=copy.final)
+            ended = copy.final and guard.storm_state(copy.device_id, copy.alert_code) is None
+            book.copied(copy.device_id, copy.alert_code, ended=ended)
         for _, record in self._again:
             # Sent again after a restore: its device's snapshot is written again with it.
             by_device.setdefault(record.alert.device_id, []).append(record)

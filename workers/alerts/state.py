@@ -81,26 +81,29 @@ class StormBook:
         self.replaying: dict[str, _Device] = {}
         """Devices with a restored storm whose counted alerts may come again."""
 
-    def counted(self, device_id: str, alert_code: str, tp: TopicPartition, offset: int) -> None:
-        """Storm protection suppressed this alert (it started a storm or was in one)."""
+    def counted(
+        self, device_id: str, alert_code: str, tp: TopicPartition, offset: int, *, started: bool
+    ) -> None:
+        """Storm protection suppressed this alert: it `started` a storm, or was in one."""
         device = self.devices.get(device_id)
         if device is None:
             device = self.devices[device_id] = _Device(tp)
         code = normalize_alert_code(alert_code)
         span = device.codes.get(code)
-        if span is None:
+        if span is None or started:
             device.codes[code] = [offset, offset]
         else:
             span[1] = offset
         self.dirty.add(device_id)
 
-    def copied(self, device_id: str, alert_code: str, *, final: bool) -> None:
-        """A copy of the storm went out; a final copy ends it."""
+    def copied(self, device_id: str, alert_code: str, *, ended: bool) -> None:
+        """A copy of the storm went out; `ended`: it was the final copy and the key has no
+        storm now (a new storm of the key may have started in the same step: it stays)."""
         device = self.devices.get(device_id)
         if device is None:
             return
         self.dirty.add(device_id)
-        if final:
+        if ended:
             device.codes.pop(alert_code, None)
             if device.replay.pop(alert_code, None) is not None and not device.replay:
                 self.replaying.pop(device_id, None)

@@ -150,3 +150,19 @@ def test_revoked_partitions_lose_their_storms_without_copies() -> None:
     processor.revoke([TopicPartition(TOPICS.alerts_inbound, 0)])
     assert processor.guard.active_storms == 0
     assert processor.tick(new_out(), 100_000) is None
+
+
+def test_a_storm_that_ends_and_starts_again_in_one_batch_is_snapshotted_as_the_new_one() -> None:
+    processor, _ = _processor()
+    run_batch(processor, [alert_value(n=i) for i in range(10)], now_ms=5_000)
+    # 25 s later: the first storm's boundaries (15 s, then 25 s quiet) are settled by the
+    # batch's first alert, and the batch starts a second storm at its fourth alert.
+    _, report = run_batch(processor, [alert_value(n=i) for i in range(10, 20)], now_ms=30_000,
+                          first=10)  # fmt: skip
+    [snap, copies, _] = _stages(processor, report)
+    assert [h[STORM_HEADER] for *_, h in outbound(copies)][::2] == [b"periodic", b"final"]
+    state = msgspec.json.decode(_state_records(snap)[0].value, type=DeviceStormState)
+    [storm] = state.storms
+    assert (storm.sequence_id, storm.start_offset, storm.through_offset) == (
+        f"{DEVICE}:8F1F:30000", 13, 19,
+    )  # fmt: skip
