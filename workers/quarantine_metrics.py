@@ -4,6 +4,8 @@
 - `dccgate_quarantine_oldest_pending_age_seconds`: how long the oldest of them has waited
   (0 when none is pending); a pending request expires, answered `deleted`, at
   `DCCGATE_QUARANTINE_PENDING_MAX_S`;
+- `dccgate_quarantine_pending_max_seconds`: that configured maximum, so an alert can fire
+  at a share of it;
 - `dccgate_quarantine_decisions_total{decision,by}`: decisions this process took, by
   outcome (`released`, `deleted`, `expired`) and by whom (`user`, `operator`, `expiry`).
 
@@ -61,6 +63,12 @@ class QuarantineMetrics:
             return 0.0 if oldest is None else max(0.0, clock() - oldest)
 
         self.oldest_age.set_function(oldest_age_s)
+        self.pending_max = Gauge(
+            "dccgate_quarantine_pending_max_seconds",
+            "How long a quarantined request may wait for a decision before it expires.",
+            registry=registry,
+        )
+        self.pending_max.set(book.pending_max_s)
         self.decisions = Counter(
             "dccgate_quarantine_decisions",
             "Quarantine decisions taken, by decision (released, deleted, expired) and by "

@@ -52,6 +52,7 @@ async def test_pending_requests_expire_as_deleted_saying_so(
     oldest = min(gw.admin.quarantine.book.get(i).at_s for i in held[1:])  # type: ignore[union-attr]
     clock.now_s = oldest + 30
     assert registry.get_sample_value("dccgate_quarantine_pending") == 2
+    assert registry.get_sample_value("dccgate_quarantine_pending_max_seconds") == PENDING_MAX_S
     age = registry.get_sample_value("dccgate_quarantine_oldest_pending_age_seconds")
     assert age == pytest.approx(30)
 

@@ -39,6 +39,10 @@ METRICS_IN_CODE = {
     "dccgate_traffic_user_limit_requests_per_second",
     "dccgate_traffic_throttled_total",
     "dccgate_traffic_shadow_would_throttle_total",
+    "dccgate_quarantine_pending",
+    "dccgate_quarantine_oldest_pending_age_seconds",
+    "dccgate_quarantine_pending_max_seconds",
+    "dccgate_quarantine_decisions_total",
 }
 
 
