@@ -14,7 +14,7 @@ from typing import Any
 from workers.admin_cli.client import segment
 from workers.admin_cli.command import Ctx, Handler, uid
 from workers.admin_cli.errors import AdminCliError
-from workers.admin_cli.formatting import dict_table, format_fields, format_table, iso_ms
+from workers.admin_cli.formatting import format_fields, format_table, iso_ms
 from workers.admin_cli.tree import Tree
 
 __all__ = ["register"]
@@ -41,7 +41,25 @@ def _quarantine_list(ctx: Ctx, args: argparse.Namespace) -> int:
     items = doc.get("items", [])
     if doc.get("more"):
         ctx.note("more requests match: narrow the filters, or --limit N (up to 10000)")
-    return ctx.show(doc, lambda: dict_table(items, empty="nothing is quarantined"))
+    return ctx.show(doc, lambda: _list_text(items))
+
+
+def _list_text(items: Sequence[Mapping[str, Any]]) -> str:
+    """The API's entries as a table; the reason and the rest are in `--json`."""
+    head: tuple[str, ...] = ("REQUEST ID", "STATE", "SRV", "RULE", "OBSERVED", "LIMIT")
+    head += ("QUARANTINED (UTC)",)
+    rows: list[tuple[object, ...]] = [
+        (e.get("id"), e.get("state"), e.get("srv"), e.get("rule"), e.get("observed"),
+         e.get("limit"), _at(e, "at_s"))
+        for e in items
+    ]  # fmt: skip
+    if any(e.get("decided_by") or e.get("decided_at_s") for e in items):
+        head += ("DECIDED (UTC)", "BY")
+        rows = [
+            (*row, _at(e, "decided_at_s"), e.get("decided_by"))
+            for row, e in zip(rows, items, strict=True)
+        ]
+    return format_table(head, rows, empty="nothing is quarantined")
 
 
 def _at(entry: Mapping[str, Any], key: str) -> str:
