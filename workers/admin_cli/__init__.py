@@ -47,9 +47,11 @@ Sub-commands read `dccgate admin <resource> <verb> [args]`:
     exclusions remove CODE[,CODE...]
     storm-policy get
     storm-policy set --file policy.json|policy.toml|- [--version N]
-    quarantine list [--user USER_ID]
-    quarantine release REQUEST_ID
-    quarantine delete REQUEST_ID
+    quarantine list [--user USER_ID] [--rule R] [--kind K] [--state S] [--from T] [--to T]
+                    [--limit N]
+    quarantine release REQUEST_ID | [--user USER_ID] [--rule R] [--kind K] [--from T]
+                                    [--to T] [--limit N]
+    quarantine delete  REQUEST_ID | (the same filters)
     audit [--limit N] [--key-prefix P] [--by WHO] [--since-ms MS] [--until-ms MS]
     get PATH                              any GET, e.g. `get /openapi.json`; prints JSON
     put PATH (--json '{...}' | --file F)  any PUT; `post` and `delete PATH` likewise
