@@ -9,6 +9,10 @@ Bodies are JSON; errors are `{"error": "..."}` with 400 (malformed JSON), 401, 4
 of range or an unknown field). A PUT may carry the `version` it read (or `If-Match`);
 `version: 0` means "only if it does not exist yet". The routes are listed once, in
 `ROUTES`, which also builds `/openapi.json`.
+
+The quarantine routes are in `quarantine_routes.py`; the pieces every handler shares
+(`Route`, `ApiError`, access checks) in `routing.py`, imported here under their old private
+names.
 """
 
 from __future__ import annotations
