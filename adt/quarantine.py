@@ -90,11 +90,18 @@ class Quarantined(msgspec.Struct, frozen=True, kw_only=True, tag_field="event", 
 
 
 class Released(msgspec.Struct, frozen=True, kw_only=True, tag_field="event", tag="released"):
-    """A quarantined request was released for processing by `by`."""
+    """A quarantined request was released for processing by `by`.
+
+    user_id, srv: whose request and which SRV, so the router that owns the User counts the
+    released request in its ADT windows (`AdtEngine.record_released`); None in logs written
+    before they were added.
+    """
 
     id: str
     by: str
     at_s: float
+    user_id: str | None = None
+    srv: str | None = None
 
 
 class Deleted(msgspec.Struct, frozen=True, kw_only=True, tag_field="event", tag="deleted"):
@@ -200,8 +207,10 @@ class QuarantineBook:
 
     def release(self, entry_id: str, principal: str, now_s: float) -> Released:
         """Release a pending request for processing; raise if unknown or already decided."""
-        self._pending(entry_id, "release")
-        event = Released(id=entry_id, by=principal, at_s=now_s)
+        entry = self._pending(entry_id, "release")
+        event = Released(
+            id=entry_id, by=principal, at_s=now_s, user_id=entry.user_id, srv=entry.srv
+        )
         self.apply(event)
         return event
 
