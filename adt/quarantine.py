@@ -152,7 +152,14 @@ class QuarantineBook:
     30 days (audit lookups and repeated commands are answered until then).
     """
 
-    __slots__ = ("_decided_heap", "_entries", "_pending_heap", "_pending_max_s", "_retention_s")
+    __slots__ = (
+        "_decided_heap",
+        "_entries",
+        "_pending_heap",
+        "_pending_max_s",
+        "_pending_n",
+        "_retention_s",
+    )
 
     def __init__(
         self,
@@ -172,6 +179,7 @@ class QuarantineBook:
         self._pending_heap: list[tuple[float, str]] = []
         # (decided_at_s, id): the next to forget first.
         self._decided_heap: list[tuple[float, str]] = []
+        self._pending_n = 0
 
     def __len__(self) -> int:
         """Entries held, pending and decided."""
@@ -180,6 +188,30 @@ class QuarantineBook:
     def get(self, entry_id: str) -> QuarantineEntry | None:
         """The entry with this id, or None."""
         return self._entries.get(entry_id)
+
+    @property
+    def pending_max_s(self) -> float:
+        """How long a request may stay pending before it expires, seconds."""
+        return self._pending_max_s
+
+    @property
+    def pending_count(self) -> int:
+        """Requests pending a decision (kept up to date by `apply`: no scan)."""
+        return self._pending_n
+
+    def oldest_pending_at_s(self) -> float | None:
+        """When the oldest pending request was quarantined (epoch s), or None if none is.
+
+        Amortised O(log n): decided ids at the top of the lazy pending heap are dropped.
+        """
+        heap = self._pending_heap
+        while heap:
+            at_s, entry_id = heap[0]
+            entry = self._entries.get(entry_id)
+            if entry is not None and entry.state == "pending" and entry.at_s == at_s:
+                return at_s
+            heapq.heappop(heap)
+        return None
 
     # --- commands -------------------------------------------------------------------------
 
@@ -306,6 +338,7 @@ class QuarantineBook:
                 at_s=event.at_s,
             )
             heapq.heappush(self._pending_heap, (event.at_s, event.id))
+            self._pending_n += 1
             return True
         entry = entries.get(event.id)
         if entry is None or entry.state != "pending":
@@ -327,6 +360,7 @@ class QuarantineBook:
                 entry, state="expired", decided_at_s=event.at_s, note=event.note
             )
         entries[event.id] = decided
+        self._pending_n -= 1
         heapq.heappush(self._decided_heap, (event.at_s, event.id))
         return True
 

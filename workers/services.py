@@ -245,17 +245,27 @@ def install_signal_handlers(stop: asyncio.Event, main: asyncio.Task[object]) -> 
 
 
 class AdminService:
-    """The admin API with what it needs: a producer, the audit log and the writer."""
+    """The admin API with what it needs: a producer, the audit log, the writer and the
+    quarantine service (its metrics on `registry`; `clock` is injected by tests)."""
 
-    def __init__(self, settings: Settings, kafka: KafkaSettings, reader: ControlReader) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        kafka: KafkaSettings,
+        reader: ControlReader,
+        *,
+        registry: CollectorRegistry | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         topics = settings.topics
         self.reader = reader
         self.producer = BatchProducer(kafka)
         self.audit = AuditLog(kafka, topics.audit)
         self.writer = ControlWriter(self.producer, topics, reader, self.audit)
         self.quarantine = QuarantineService(
-            kafka, topics, self.producer, self.writer, settings.codes
-        )
+            kafka, topics, self.producer, self.writer, settings.codes,
+            pending_max_s=settings.quarantine_pending_max_s, registry=registry, clock=clock,
+        )  # fmt: skip
         self.api = AdminApi(
             reader=reader,
             writer=self.writer,
@@ -371,7 +381,7 @@ async def run_worker(name: str, settings: Settings) -> None:
         admin = None
         loops: list[Service] = []
         if name == "admin":
-            admin = AdminService(settings, kafka, reader)
+            admin = AdminService(settings, kafka, reader, registry=registry)
             await admin.start()
             stack.push_async_callback(admin.stop)
         elif name == "alerts":
@@ -418,7 +428,7 @@ async def run_gateway(
                 install_signal_handlers(stop, main)
         async with contextlib.AsyncExitStack() as stack:
             reader = await _start_reader(settings, kafka, stack)
-            admin = AdminService(settings, kafka, reader)
+            admin = AdminService(settings, kafka, reader, registry=registry)
             await admin.start()
             stack.push_async_callback(admin.stop)
             loops: list[Service] = [

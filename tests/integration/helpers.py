@@ -213,9 +213,15 @@ class ApiClient:
 
 @contextlib.asynccontextmanager
 async def admin_api(
-    settings: Settings, kafka: KafkaSettings, operator_token: str
+    settings: Settings,
+    kafka: KafkaSettings,
+    operator_token: str,
+    *,
+    registry: CollectorRegistry | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> AsyncIterator[ApiClient]:
-    """A control reader, the admin service and its API in this event loop."""
+    """A control reader, the admin service and its API in this event loop (its metrics on
+    `registry`, its time from `clock`)."""
     from aiohttp import web
     from aiohttp.test_utils import TestClient, TestServer
 
@@ -226,7 +232,7 @@ async def admin_api(
     reader = ControlReader(kafka, settings.topics.control)
     await reader.start()
     await reader.wait_caught_up()
-    admin = AdminService(settings, kafka, reader)
+    admin = AdminService(settings, kafka, reader, registry=registry, clock=clock)
     await admin.start()
     app = web.Application()
     admin.api.install(app)

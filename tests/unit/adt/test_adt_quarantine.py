@@ -157,6 +157,20 @@ def test_select_by_rule_user_kind_state_and_time_range() -> None:
     assert len(book.select(state=None)) == 6
 
 
+def test_pending_count_and_oldest_pending_follow_every_change() -> None:
+    book = book_with("a", at_s=T0)
+    book.quarantine("b", USER, "7.2", BREACH, T0 + 5)
+    book.quarantine("c", USER, "7.2", BREACH, T0 + 9)
+    assert (book.pending_count, book.oldest_pending_at_s()) == (3, T0)
+    book.release("a", "alice", T0 + 10)
+    assert (book.pending_count, book.oldest_pending_at_s()) == (2, T0 + 5)
+    book.delete("c", "alice", T0 + 11)
+    book.expire_due(T0 + 5 + 7 * DAY)
+    assert (book.pending_count, book.oldest_pending_at_s()) == (0, None)
+    book.prune(T0 + 60 * DAY)  # forgetting decided entries changes nothing pending
+    assert (book.pending_count, len(book)) == (0, 0)
+
+
 def test_bulk_release_of_a_selection_reports_what_it_refused() -> None:
     book = book_with("a", "b", "c")
     book.delete("b", "alice", T0 + 1)
@@ -255,6 +269,9 @@ def test_a_request_is_never_decided_twice(steps: list[tuple[str, int, int]]) -> 
             assert decisions[event.id] == 1, event
     for entry in book.select(state=None):
         assert (entry.state == "pending") is (entry.decided_at_s is None)
+    pending = book.select()
+    assert book.pending_count == len(pending)
+    assert book.oldest_pending_at_s() == (pending[0].at_s if pending else None)
 
 
 @settings(max_examples=300, deadline=None)

@@ -617,7 +617,7 @@ def test_main_dispatches_admin(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     api = FakeApi({("GET", "/v1/users"): (200, {"users": {}})})
-    monkeypatch.setattr(admin_cli, "urllib_transport", api)
+    monkeypatch.setattr(admin_cli.entry, "urllib_transport", api)
     monkeypatch.setenv("DCCGATE_TOKEN", "op-secret")
     monkeypatch.delenv("DCCGATE_ADMIN_URL", raising=False)
     assert main(["admin", "users", "list"]) == 0
