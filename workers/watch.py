@@ -76,7 +76,8 @@ async def watch(
 
     since_s: only records written in the last `since_s` seconds (default: from the start).
     idle_s: stop after this long without a new record (unless `follow`). count: stop after
-    this many records. grep: print only records whose line (key, headers, value) contains every string.
+    this many records. grep: print only records whose printed line (key, headers, value)
+    contains every string.
     """
     needles = list(grep)
     printed = 0
