@@ -27,6 +27,7 @@ API; `principal` is recorded for the audit trail.
 
 from __future__ import annotations
 
+import datetime as dt
 import heapq
 from collections.abc import Iterable
 from typing import Literal
@@ -141,7 +142,14 @@ def _duration(seconds: float) -> str:
 
 def _describe(entry: QuarantineEntry) -> str:
     by = f" by {entry.decided_by}" if entry.decided_by else ""
-    return f"{entry.state}{by} at {entry.decided_at_s} s"
+    at = entry.decided_at_s
+    when = "" if at is None else f" at {_iso(at)}"
+    return f"{entry.state}{by}{when}"
+
+
+def _iso(epoch_s: float) -> str:
+    """`epoch_s` as UTC ISO 8601 to the second, as people read it in an error message."""
+    return dt.datetime.fromtimestamp(epoch_s, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class QuarantineBook:
