@@ -83,7 +83,10 @@ def test_release_and_delete_decide_once() -> None:
 def test_deciding_twice_is_refused_naming_the_current_state() -> None:
     book = book_with("a")
     book.release("a", "alice", T0 + 10)
-    with pytest.raises(AlreadyDecidedError, match=r"it was already released by alice at 20\d\d-\d\d-\d\dT\d\d:\d\d:\d\dZ;") as info:
+    with pytest.raises(
+        AlreadyDecidedError,
+        match=r"it was already released by alice at 20\d\d-\d\d-\d\dT\d\d:\d\d:\d\dZ;",
+    ) as info:
         book.delete("a", "bob", T0 + 20)
     assert info.value.state == "released"
     assert "cannot delete request a" in str(info.value)
