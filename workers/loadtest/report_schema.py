@@ -11,6 +11,7 @@ from __future__ import annotations
 import msgspec
 
 __all__ = [
+    "NOT_ACCEPTED",
     "OUTCOMES",
     "REPORT_FORMAT",
     "WHATIF_FORMAT",
@@ -35,6 +36,9 @@ WHATIF_FORMAT = "dccgate.loadtest.whatif/1"
 
 OUTCOMES = ("accepted", "rejected", "throttled", "quarantined", "released", "deleted")
 """The outcomes of docs/contract.md, in the order the report shows them; any other is `other`."""
+
+NOT_ACCEPTED = ("throttled", "quarantined", "rejected")
+"""The outcomes a what-if is about, in the order its page shows them."""
 
 
 class ReportError(ValueError):

@@ -89,8 +89,9 @@ class ResultCollector:
         max_buckets: cap on time buckets (default 2000); later times count in the last one.
         max_labels: cap on labels per table (Users, SRVs, rules, regions, alert codes, dead
             letter reasons, response codes; default 10,000).
-        top_n: rows kept in the report's per-User, per-SRV and per-rule tables, by volume,
-            plus the top `top_n` by requests not accepted (default 20); the rest is `others`.
+        top_n: rows kept in the report's per-User, per-SRV and per-rule tables by volume
+            (default 15), plus up to `top_n // 3` more: the largest by requests not accepted;
+            the rest is added up in an `others` row.
         max_events: timeline entries kept in full (default 1000); later ones are only counted.
     """
 
@@ -104,7 +105,7 @@ class ResultCollector:
         bucket_s: float = 1.0,
         max_buckets: int = 2000,
         max_labels: int = 10_000,
-        top_n: int = 20,
+        top_n: int = 15,
         max_events: int = 1000,
     ) -> None:
         if not bucket_s > 0 or not math.isfinite(bucket_s):
@@ -541,7 +542,8 @@ def _to_row(label: str, row: list[int], folded: int = 0) -> OutcomeRow:
 
 
 def _outcome_rows(table: dict[str, list[int]], others: list[int], top_n: int) -> list[OutcomeRow]:
-    """The top `top_n` labels by volume and by requests not accepted, then `others`."""
+    """The top `top_n` labels by volume, up to `top_n // 3` more by requests not accepted,
+    then `others`."""
 
     def volume(item: tuple[str, list[int]]) -> tuple[int, int, str]:
         return (-max(item[1][0], item[1][1]), -item[1][1], item[0])
@@ -551,7 +553,8 @@ def _outcome_rows(table: dict[str, list[int]], others: list[int], top_n: int) ->
 
     items = list(table.items())
     keep = {label for label, _ in sorted(items, key=volume)[:top_n]}
-    keep |= {label for label, row in sorted(items, key=not_accepted)[:top_n] if row[1] > row[2]}
+    loud = [label for label, row in sorted(items, key=not_accepted) if row[1] > row[2]]
+    keep |= set([label for label in loud if label not in keep][: top_n // 3])
     rows = [_to_row(label, row) for label, row in sorted(items, key=volume) if label in keep]
     rest = [0] * _ROW_LEN
     folded = 0
