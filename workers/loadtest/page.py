@@ -38,7 +38,7 @@ section { padding: 14px 18px; margin: 0 0 16px; }
 .tile .k { color: #545b68; font-size: 12px; text-transform: uppercase; letter-spacing: .04em; }
 .tile .v { font-size: 24px; font-weight: 650; }
 .tile .s { color: #545b68; font-size: 12px; }
-.pair { display: grid; grid-template-columns: 1fr 1fr; gap: 16px; }
+.pair { display: grid; grid-template-columns: minmax(0, 1fr) minmax(0, 1fr); gap: 16px; }
 .pair > section { margin: 0 0 16px; }
 svg { display: block; max-width: 100%; height: auto; }
 svg text { font: 12px system-ui, "DejaVu Sans", sans-serif; fill: #303644; }
@@ -53,9 +53,11 @@ svg .area { stroke: none; }
   margin: 4px 0 8px; }
 .legend li { display: flex; align-items: center; gap: 6px; }
 .swatch { display: inline-block; width: 14px; height: 12px; border-radius: 2px; }
-table { border-collapse: collapse; margin: 8px 0; font-variant-numeric: tabular-nums; }
+table { border-collapse: collapse; margin: 8px 0; font-variant-numeric: tabular-nums;
+  display: block; overflow-x: auto; max-width: 100%; }
 th, td { padding: 3px 10px; border-bottom: 1px solid #e6e8ec; text-align: right; }
 th:first-child, td:first-child, td.t { text-align: left; }
+td.t { white-space: nowrap; }
 th { color: #545b68; font-weight: 600; }
 details > summary { cursor: pointer; color: #0a5a8a; }
 .note { color: #545b68; font-size: 12px; }

@@ -417,7 +417,8 @@ def hbar_chart(
     parts += _axes(frame, [(t, fmt(t)) for t in x_ticks], [], x_label, "")
     for row, bar in enumerate(bars):
         y = frame.top + row * (bar_h + gap) + gap / 2
-        label = bar.label if len(bar.label) <= 26 else bar.label[:12] + "…" + bar.label[-12:]
+        # Keep the end: User IDs and rule ids differ in their last octets.
+        label = bar.label if len(bar.label) <= 27 else "…" + bar.label[-26:]
         parts.append(
             f'<text x="{label_w - 6}" y="{y + 13:.1f}" text-anchor="end">{escape(label)}'
             f"<title>{escape(bar.label)}</title></text>"

@@ -106,7 +106,7 @@ def _pair_bars(title: str, rows: Sequence[DiffRow], what: str) -> str:
     ]
     bars = []
     for r in rows:
-        for side, counts in (("current", r.base), ("proposed", r.proposed)):
+        for side, counts in (("now", r.base), ("proposed", r.proposed)):
             bars.append(
                 svg.Bar(
                     label=f"{r.label} · {side}",
