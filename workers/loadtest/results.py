@@ -257,8 +257,11 @@ class ResultCollector:
         """A Service Request written to dcc.sr.inbound at `t_s` (seconds since the start)."""
         self._sent[self._bucket(t_s)] += 1
         self._total_sent += 1
-        self._row(self._users, user_id, self._others_user)[0] += 1
-        self._row(self._srvs, srv, self._others_srv)[0] += 1
+        # Hot path: the dict lookup inline, the method call only for a new label.
+        row = self._users.get(user_id) or self._row(self._users, user_id, self._others_user)
+        row[0] += 1
+        row = self._srvs.get(srv) or self._row(self._srvs, srv, self._others_srv)
+        row[0] += 1
 
     def request_answered(
         self,
@@ -277,10 +280,10 @@ class ResultCollector:
         self._bucket_outcomes[index][slot - 2] += 1
         self._total_answered += 1
         self._outcomes[slot - 2] += 1
-        row = self._row(self._users, user_id, self._others_user)
+        row = self._users.get(user_id) or self._row(self._users, user_id, self._others_user)
         row[1] += 1
         row[slot] += 1
-        row = self._row(self._srvs, srv, self._others_srv)
+        row = self._srvs.get(srv) or self._row(self._srvs, srv, self._others_srv)
         row[1] += 1
         row[slot] += 1
         if rule is not None:
