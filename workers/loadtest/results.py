@@ -27,26 +27,24 @@ from workers.loadtest.report_schema import (
     CompletionRow,
     Event,
     InstallRow,
-    LatencySummary,
     LoadTestReport,
-    OutcomeRow,
-    PercentilePoint,
     Totals,
+)
+from workers.loadtest.summaries import (
+    OTHERS,
+    ROW_LEN,
+    alert_key,
+    latency_summary,
+    ms_or_none,
+    outcome_dict,
+    outcome_rows,
 )
 
 __all__ = ["OTHERS", "Progress", "ResultCollector"]
 
-OTHERS = "others"
-"""Label of the row that adds up every label past a table's cap or outside its top N."""
-
-_OTHER_OUTCOME = "other"
 _OUTCOME_INDEX = {name: index for index, name in enumerate(OUTCOMES)}
 _N_OUTCOMES = len(OUTCOMES) + 1  # the last slot counts outcomes not in the contract
-# A row of a User / SRV / rule table: sent, answered, then one count per outcome.
-_ROW_LEN = 2 + _N_OUTCOMES
 _MAX_LABEL_CHARS = 200
-_DISTRIBUTION_POINTS = 200
-_PERCENTILES = (50.0, 90.0, 99.0, 99.9)
 _OTHERS_PAIR = (OTHERS, OTHERS)
 
 K = TypeVar("K", str, tuple[str, str])
@@ -167,9 +165,9 @@ class ResultCollector:
         self._users: dict[str, list[int]] = {}
         self._srvs: dict[str, list[int]] = {}
         self._rules: dict[str, list[int]] = {}
-        self._others_user = [0] * _ROW_LEN
-        self._others_srv = [0] * _ROW_LEN
-        self._others_rule = [0] * _ROW_LEN
+        self._others_user = [0] * ROW_LEN
+        self._others_srv = [0] * ROW_LEN
+        self._others_rule = [0] * ROW_LEN
         self._folded = 0
         self._completions: dict[str, list[int]] = {}  # region -> [ok, failed]
         self._installs: dict[str, list[int]] = {}  # region -> [ok, failed]
@@ -215,7 +213,7 @@ class ResultCollector:
     def _row(self, table: dict[str, list[int]], label: str, others: list[int]) -> list[int]:
         row = table.get(label)
         if row is None:
-            row = self._new_row(table, label, _ROW_LEN)
+            row = self._new_row(table, label, ROW_LEN)
             if row is None:
                 return others
         return row
@@ -396,7 +394,7 @@ class ResultCollector:
             sent=self._total_sent,
             answered=self._total_answered,
             completed=self._total_completed,
-            outcomes=_outcome_dict(self._outcomes),
+            outcomes=outcome_dict(self._outcomes),
             installs_ok=self._installs_total[0],
             installs_failed=self._installs_total[1],
             alerts_raised=self._alerts_total[0],
@@ -425,7 +423,7 @@ class ResultCollector:
         if wanted > self._n:
             self._grow(wanted - 1)
         used = min(wanted, self._n)
-        users = _outcome_rows(self._users, self._others_user, self._top_n)
+        users = outcome_rows(self._users, self._others_user, self._top_n)
         return LoadTestReport(
             scenario=self.scenario,
             seed=self.seed,
@@ -437,12 +435,12 @@ class ResultCollector:
             finished_at_unix_s=finished_at_unix_s,
             gateway=gateway,
             totals=self._totals(),
-            gateway_latency=_summary(self._gateway),
-            e2e_latency=_summary(self._e2e),
+            gateway_latency=latency_summary(self._gateway),
+            e2e_latency=latency_summary(self._e2e),
             buckets=[self._bucket_row(i) for i in range(used)],
             by_user=users,
-            by_srv=_outcome_rows(self._srvs, self._others_srv, self._top_n),
-            by_rule=_outcome_rows(self._rules, self._others_rule, self._top_n),
+            by_srv=outcome_rows(self._srvs, self._others_srv, self._top_n),
+            by_rule=outcome_rows(self._rules, self._others_rule, self._top_n),
             completions=[
                 CompletionRow(region=region, ok=ok, failed=failed)
                 for region, (ok, failed) in sorted(self._completions.items())
@@ -468,7 +466,7 @@ class ResultCollector:
                     final_copies=row[4],
                     suppressed=row[5],
                 )
-                for (region, code), row in sorted(self._alerts.items(), key=_alert_key)
+                for (region, code), row in sorted(self._alerts.items(), key=alert_key)
             ],
             deadletters=dict(sorted(self._deadletters.items(), key=lambda kv: -kv[1])),
             events=list(self._events),
@@ -481,7 +479,7 @@ class ResultCollector:
             answered=self._total_answered,
             completed_ok=completed_ok,
             completed_failed=self._total_completed - completed_ok,
-            outcomes=_outcome_dict(self._outcomes),
+            outcomes=outcome_dict(self._outcomes),
             response_codes=dict(sorted(self._codes.items(), key=lambda kv: -kv[1])),
             installs_ok=self._installs_total[0],
             installs_failed=self._installs_total[1],
@@ -506,97 +504,14 @@ class ResultCollector:
             sent=self._sent[index],
             answered=self._answered[index],
             completed=self._completed[index],
-            outcomes={k: v for k, v in _outcome_dict(self._bucket_outcomes[index]).items() if v},
+            outcomes={k: v for k, v in outcome_dict(self._bucket_outcomes[index]).items() if v},
             installs_ok=self._installs_ok[index],
             installs_failed=self._installs_failed[index],
             alerts_raised=self._alerts_raised[index],
             alerts_delivered=self._alerts_delivered[index],
             events=dict(self._bucket_events[index] or {}),
-            gateway_p50_ms=_ms(g50),
-            gateway_p99_ms=_ms(g99),
-            e2e_p50_ms=_ms(e50),
-            e2e_p99_ms=_ms(e99),
+            gateway_p50_ms=ms_or_none(g50),
+            gateway_p99_ms=ms_or_none(g99),
+            e2e_p50_ms=ms_or_none(e50),
+            e2e_p99_ms=ms_or_none(e99),
         )
-
-
-def _ms(value_us: int | None) -> float | None:
-    return None if value_us is None else value_us / 1000.0
-
-
-def _alert_key(item: tuple[tuple[str, str], list[int]]) -> tuple[str, str]:
-    return item[0]
-
-
-def _outcome_dict(counts: list[int]) -> dict[str, int]:
-    result = {name: counts[i] for i, name in enumerate(OUTCOMES)}
-    if counts[-1]:
-        result[_OTHER_OUTCOME] = counts[-1]
-    return result
-
-
-def _to_row(label: str, row: list[int], folded: int = 0) -> OutcomeRow:
-    return OutcomeRow(
-        label=label,
-        sent=row[0],
-        answered=row[1],
-        outcomes={k: v for k, v in _outcome_dict(row[2:]).items() if v},
-        folded=folded,
-    )
-
-
-def _outcome_rows(table: dict[str, list[int]], others: list[int], top_n: int) -> list[OutcomeRow]:
-    """The top `top_n` labels by volume, up to `top_n // 3` more by requests not accepted,
-    then `others`."""
-
-    def volume(item: tuple[str, list[int]]) -> tuple[int, int, str]:
-        return (-max(item[1][0], item[1][1]), -item[1][1], item[0])
-
-    def not_accepted(item: tuple[str, list[int]]) -> tuple[int, str]:
-        return (-(item[1][1] - item[1][2]), item[0])
-
-    items = list(table.items())
-    keep = {label for label, _ in sorted(items, key=volume)[:top_n]}
-    loud = [label for label, row in sorted(items, key=not_accepted) if row[1] > row[2]]
-    keep |= set([label for label in loud if label not in keep][: top_n // 3])
-    rows = [_to_row(label, row) for label, row in sorted(items, key=volume) if label in keep]
-    rest = [0] * _ROW_LEN
-    folded = 0
-    for label, row in items:
-        if label not in keep:
-            folded += 1
-            for i, count in enumerate(row):
-                rest[i] += count
-    for i, count in enumerate(others):
-        rest[i] += count
-    if folded or any(others):
-        rows.append(_to_row(OTHERS, rest, folded))
-    return rows
-
-
-def _summary(histogram: LatencyHistogram) -> LatencySummary:
-    if not histogram.count:
-        return LatencySummary()
-    hdr = histogram.to_hdr()
-    values = hdr.get_percentile_to_value_dict(list(_PERCENTILES))
-    points = [
-        PercentilePoint(
-            percentile=float(item.percentile_level_iterated_to),
-            value_ms=float(item.value_iterated_to) / 1000.0,
-        )
-        for item in hdr.get_percentile_iterator(5)
-    ]
-    if len(points) > _DISTRIBUTION_POINTS:
-        step = len(points) / _DISTRIBUTION_POINTS
-        points = [points[int(i * step)] for i in range(_DISTRIBUTION_POINTS - 1)] + [points[-1]]
-    return LatencySummary(
-        count=histogram.count,
-        p50_ms=values[50.0] / 1000.0,
-        p90_ms=values[90.0] / 1000.0,
-        p99_ms=values[99.0] / 1000.0,
-        p999_ms=values[99.9] / 1000.0,
-        max_ms=histogram.max_us / 1000.0,
-        mean_ms=float(hdr.get_mean_value()) / 1000.0,
-        clamped=histogram.clamped,
-        distribution=points,
-        hdr=hdr.encode().decode("ascii"),
-    )
