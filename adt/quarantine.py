@@ -27,6 +27,7 @@ API; `principal` is recorded for the audit trail.
 
 from __future__ import annotations
 
+import datetime as dt
 import heapq
 from collections.abc import Iterable
 from typing import Literal
@@ -90,11 +91,18 @@ class Quarantined(msgspec.Struct, frozen=True, kw_only=True, tag_field="event", 
 
 
 class Released(msgspec.Struct, frozen=True, kw_only=True, tag_field="event", tag="released"):
-    """A quarantined request was released for processing by `by`."""
+    """A quarantined request was released for processing by `by`.
+
+    user_id, srv: whose request and which SRV, so the router that owns the User counts the
+    released request in its ADT windows (`AdtEngine.record_released`); None in logs written
+    before they were added.
+    """
 
     id: str
     by: str
     at_s: float
+    user_id: str | None = None
+    srv: str | None = None
 
 
 class Deleted(msgspec.Struct, frozen=True, kw_only=True, tag_field="event", tag="deleted"):
@@ -134,7 +142,14 @@ def _duration(seconds: float) -> str:
 
 def _describe(entry: QuarantineEntry) -> str:
     by = f" by {entry.decided_by}" if entry.decided_by else ""
-    return f"{entry.state}{by} at {entry.decided_at_s} s"
+    at = entry.decided_at_s
+    when = "" if at is None else f" at {_iso(at)}"
+    return f"{entry.state}{by}{when}"
+
+
+def _iso(epoch_s: float) -> str:
+    """`epoch_s` as UTC ISO 8601 to the second, as people read it in an error message."""
+    return dt.datetime.fromtimestamp(epoch_s, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class QuarantineBook:
@@ -232,8 +247,10 @@ class QuarantineBook:
 
     def release(self, entry_id: str, principal: str, now_s: float) -> Released:
         """Release a pending request for processing; raise if unknown or already decided."""
-        self._pending(entry_id, "release")
-        event = Released(id=entry_id, by=principal, at_s=now_s)
+        entry = self._pending(entry_id, "release")
+        event = Released(
+            id=entry_id, by=principal, at_s=now_s, user_id=entry.user_id, srv=entry.srv
+        )
         self.apply(event)
         return event
 

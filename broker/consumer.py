@@ -3,6 +3,8 @@
 `BatchConsumer.batch()` holds a lock while a batch is processed; the rebalance listener
 takes the same lock before it gives partitions up. So a partition is never handed to
 another worker between the produce of a batch's outputs and the commit of its offsets.
+It takes the lock on assignment as well, so the `on_assign` hook (which restores the state
+of the new partitions) finishes before any of their records is decided.
 """
 
 from __future__ import annotations
@@ -39,10 +41,13 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
                 await self._owner.on_revoke(frozenset(revoked))
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        self._owner.assigned = frozenset(assigned)
-        log.info("assigned %d partitions: %s", len(self._owner.assigned), sorted(assigned))
-        if self._owner.on_assign is not None:
-            await self._owner.on_assign(self._owner.assigned)
+        # Under the lock too: records of the new partitions may already be fetched, and must
+        # not be decided before the hook has restored their state.
+        async with self._owner.lock:
+            self._owner.assigned = frozenset(assigned)
+            log.info("assigned %d partitions: %s", len(self._owner.assigned), sorted(assigned))
+            if self._owner.on_assign is not None:
+                await self._owner.on_assign(self._owner.assigned)
 
 
 class BatchConsumer:

@@ -107,6 +107,22 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeat", type=int, default=3, help="runs of each loop, alternating (3)")
     bench.add_argument("--json", action="store_true", help="end with one JSON line of results")
 
+    watch = sub.add_parser(
+        "watch", help="print the records on a topic (forwards, alerts delivered, dead letters)"
+    )
+    watch.add_argument("topic", help="e.g. sr.outbound, alerts.outbound, deadletter")
+    _common(watch, http=False)
+    watch.add_argument(
+        "--kafka-port", dest="kafka_port", type=int, help="embedded broker port (9092)"
+    )
+    watch.add_argument("--since", type=float, help="only the last SECONDS (default: all)")
+    watch.add_argument("--idle", type=float, default=2.0, help="stop after SECONDS quiet (2)")
+    watch.add_argument("--count", type=int, help="stop after this many records")
+    watch.add_argument("--follow", action="store_true", help="keep following (Ctrl-C stops)")
+    watch.add_argument(
+        "--grep", action="append", default=[], help="only records containing TEXT (repeatable)"
+    )
+
     from workers.admin_cli import add_admin_parser
 
     add_admin_parser(sub)
@@ -185,13 +201,27 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "worker":
         _run_async(services.run_worker(args.service, settings))
         return 0
+    if args.command in ("send", "watch"):
+        bootstrap = settings.bootstrap or f"127.0.0.1:{settings.kafka_port}"
+        kafka = settings.kafka(bootstrap, embedded=settings.bootstrap is None)
+    if args.command == "watch":
+        from workers.watch import run_watch
+
+        return run_watch(
+            kafka,
+            settings.topics,
+            args.topic,
+            since_s=args.since,
+            idle_s=args.idle,
+            count=args.count,
+            follow=args.follow,
+            grep=args.grep,
+        )
     if args.command == "send":
         from workers.send import run_send
 
         if args.rate is not None and not args.rate > 0:
             raise ValueError(f"--rate must be a positive number of lines a second, got {args.rate}")
-        bootstrap = settings.bootstrap or f"127.0.0.1:{settings.kafka_port}"
-        kafka = settings.kafka(bootstrap, embedded=settings.bootstrap is None)
         stream = args.file.open("rb") if args.file else sys.stdin.buffer
         with stream:
             return run_send(

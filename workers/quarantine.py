@@ -16,8 +16,9 @@ Exactly once: within one admin process a request is released once (the book refu
 second decision). The decision record is written after the forward and the answer are
 acknowledged, so a crash between the two leaves the request pending: released again, it is
 forwarded again (at-least-once; downstream de-duplicates by request_id as for every
-forward). Not yet: a released request is not counted in the owning router's ADT windows
-(`record_released`), and the pending bytes are held in this process's memory.
+forward). A `released` record names the User and the SRV, so the router that owns the User
+counts the released request in its ADT windows (workers/adt_state.py). The pending bytes
+are held in this process's memory (bounded by the expiry: 14 days of quarantined requests).
 """
 
 from __future__ import annotations

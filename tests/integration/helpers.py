@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -25,6 +28,45 @@ from workers.services import build_router
 from workers.settings import Settings
 
 T = TypeVar("T")
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def start_worker_process(
+    bootstrap: str,
+    settings: Settings,
+    log: Path,
+    *,
+    worker: str = "router",
+    http_port: int = 0,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """A real `dccgate worker WORKER` process on the test's topics, with client settings
+    tuned for tests (quick joins and fetches); its output is appended to `log`."""
+    full_env = {
+        **os.environ,
+        "DCCGATE_BOOTSTRAP": bootstrap,
+        "DCCGATE_TOPIC_PREFIX": settings.topic_prefix,
+        "DCCGATE_PARTITIONS": str(settings.partitions),
+        "DCCGATE_HTTP_PORT": str(http_port),
+        "DCCGATE_SESSION_TIMEOUT_MS": "1000",
+        "DCCGATE_HEARTBEAT_INTERVAL_MS": "100",
+        "DCCGATE_FETCH_MAX_WAIT_MS": "20",
+        **(env or {}),
+    }
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "workers.cli", "worker", worker],
+            env=full_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
 
 async def read_topic(

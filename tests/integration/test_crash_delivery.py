@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import os
 import signal
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -23,7 +21,7 @@ from aiokafka import AIOKafkaConsumer
 from broker.embedded import EmbeddedBroker
 from broker.producer import BatchProducer
 from broker.settings import KafkaSettings
-from tests.integration.helpers import read_topic
+from tests.integration.helpers import read_topic, start_worker_process
 from workers.bench import make_requests
 from workers.settings import Settings
 
@@ -36,24 +34,15 @@ IN_FLIGHT = 2
 
 
 def _start_router(broker: EmbeddedBroker, settings: Settings, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "DCCGATE_BOOTSTRAP": broker.bootstrap,
-        "DCCGATE_TOPIC_PREFIX": settings.topic_prefix,
-        "DCCGATE_HTTP_PORT": "0",
-        "DCCGATE_SESSION_TIMEOUT_MS": "1000",
-        "DCCGATE_HEARTBEAT_INTERVAL_MS": "100",
-        "DCCGATE_FETCH_MAX_WAIT_MS": "20",
-        "DCCGATE_MAX_POLL_RECORDS": str(MAX_POLL),
-        "DCCGATE_MAX_BATCHES_IN_FLIGHT": str(IN_FLIGHT),
-    }
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "workers.cli", "worker", "router"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    return start_worker_process(
+        broker.bootstrap,
+        settings,
+        log,
+        env={
+            "DCCGATE_MAX_POLL_RECORDS": str(MAX_POLL),
+            "DCCGATE_MAX_BATCHES_IN_FLIGHT": str(IN_FLIGHT),
+        },
+    )
 
 
 async def _watch_answers(kafka: KafkaSettings, topic: str, seen: collections.Counter[str]) -> None:

@@ -64,7 +64,8 @@ def test_a_quarantined_request_is_pending() -> None:
 
 def test_release_and_delete_decide_once() -> None:
     book = book_with("a", "b")
-    assert book.release("a", "alice", T0 + 10) == Released(id="a", by="alice", at_s=T0 + 10)
+    released = book.release("a", "alice", T0 + 10)
+    assert released == Released(id="a", by="alice", at_s=T0 + 10, user_id=USER, srv="7.2")
     assert book.delete("b", "op:bob", T0 + 20, "not ours") == Deleted(
         id="b", by="op:bob", at_s=T0 + 20, note="not ours"
     )
@@ -82,7 +83,10 @@ def test_release_and_delete_decide_once() -> None:
 def test_deciding_twice_is_refused_naming_the_current_state() -> None:
     book = book_with("a")
     book.release("a", "alice", T0 + 10)
-    with pytest.raises(AlreadyDecidedError, match="it was already released by alice") as info:
+    with pytest.raises(
+        AlreadyDecidedError,
+        match=r"it was already released by alice at 20\d\d-\d\d-\d\dT\d\d:\d\d:\d\dZ;",
+    ) as info:
         book.delete("a", "bob", T0 + 20)
     assert info.value.state == "released"
     assert "cannot delete request a" in str(info.value)
