@@ -10,11 +10,9 @@ configuration items through the admin API, the way an operator would.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import tempfile
@@ -27,14 +25,13 @@ from typing import Any
 import msgspec
 from prometheus_client.parser import text_string_to_metric_families
 
-from broker.embedded import free_port
+from broker.embedded import die_with_parent, free_port, stop_process
 from workers.admin_cli import AdminClient
 
 __all__ = ["EmbeddedGateway", "GatewayError", "apply_config", "scrape_metrics"]
 
 log = logging.getLogger(__name__)
 
-_PR_SET_PDEATHSIG = 1
 # The metric families the report keeps from the gateway (docs/*.md name them all).
 _KEPT_PREFIXES = ("dccgate_traffic_", "dccgate_alerts_", "dccgate_adt_", "dccgate_router_",
                   "dccgate_deadletter_")  # fmt: skip
@@ -42,11 +39,6 @@ _KEPT_PREFIXES = ("dccgate_traffic_", "dccgate_alerts_", "dccgate_adt_", "dccgat
 
 class GatewayError(RuntimeError):
     """The gateway could not be started, configured or read; the message says what to do."""
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class EmbeddedGateway:
@@ -89,7 +81,7 @@ class EmbeddedGateway:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=env,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
+                preexec_fn=die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
             )
         deadline = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < deadline:
@@ -110,14 +102,7 @@ class EmbeddedGateway:
     def stop_blocking(self, timeout_s: float = 20.0) -> None:
         """SIGTERM (drain and stop), then SIGKILL after `timeout_s`."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout_s)
 
     async def __aenter__(self) -> EmbeddedGateway:
         await asyncio.to_thread(self.start_blocking)

@@ -28,7 +28,7 @@ import collections
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -64,7 +64,7 @@ from workers.loadtest.install import (
 from workers.loadtest.network import NetworkModel, Timeline
 from workers.loadtest.scenario import Scenario, role_for
 
-__all__ = ["RUN_HEADER", "Collector", "RunStats", "Runner"]
+__all__ = ["RUN_HEADER", "Collector", "RunStats", "Runner", "settle_time"]
 
 log = logging.getLogger(__name__)
 
@@ -205,12 +205,26 @@ class _FlowRun:
     rid: str | None = None
 
 
+def settle_time(scenario: Scenario) -> float:
+    """How long to wait after the traffic for alerts: alerts are not awaited one by one
+    (storm protection holds copies back), so with an alert storm in the scenario the run
+    waits two storm periods for the last periodic copy and the final copies (SECMP0062,
+    docs/alerts.md), at most 30 s; otherwise 1 s."""
+    policy = scenario.gateway.alerts.storm_policy
+    if not scenario.faults.alert_storm or policy is None:
+        return 1.0
+    periods = [policy.default.period_s, *(p.period_s for p in policy.per_code.values())]
+    return min(1.0 + 2.0 * max(periods), 30.0)
+
+
 class Runner:
     """One run of a scenario against a gateway reachable on `kafka.bootstrap`.
 
     seed, scale, duration_s: as `Traffic`. drain_s: how long after `duration_s` answers are
-    still awaited (default: the installs' step timeout, or 5 s). collector: where results
-    go. on_progress: called about once a second with the stats and the time left.
+    still awaited (default: the installs' step timeout, or 5 s). settle_s: how long after
+    `duration_s` the run goes on at least, for alerts (default `settle_time`). collector:
+    where results go. on_progress: called about once a second with the stats and the time
+    left.
     """
 
     def __init__(
@@ -224,6 +238,7 @@ class Runner:
         scale: float = 1.0,
         duration_s: float | None = None,
         drain_s: float | None = None,
+        settle_s: float | None = None,
         on_progress: Callable[[RunStats, float], None] | None = None,
         producer: FastProducer | None = None,
     ) -> None:
@@ -236,6 +251,7 @@ class Runner:
         self.duration_s = scenario.duration_s if duration_s is None else duration_s
         timeout = scenario.installs.step_timeout_s if scenario.installs else 5.0
         self.drain_s = timeout if drain_s is None else drain_s
+        self.settle_s = settle_time(scenario) if settle_s is None else settle_s
         self.on_progress = on_progress
         self.stats = RunStats()
         self.run_tag = uuid.uuid4().hex[:12]
@@ -323,9 +339,10 @@ class Runner:
                     self.on_progress(self.stats, max(0.0, self.duration_s - now))
             if now >= self.duration_s and traffic.next_t_s is None:
                 waiting = self._flows or any(not p.answered for p in self._pending.values())
-                if not waiting and not self._timeline_has_work():
+                settled = now >= self.duration_s + self.settle_s
+                if settled and not waiting and not self._timeline_has_work():
                     return
-                if now >= self.duration_s + self.drain_s:
+                if now >= self.duration_s + max(self.drain_s, self.settle_s):
                     return
             await asyncio.sleep(_TICK_S)
 
@@ -510,8 +527,8 @@ class Runner:
 
     # Reading what the gateway wrote (called by the followers, in the event loop)
 
-    def _on_responses(self, records: list[Record]) -> None:
-        now = self.now()
+    def _ours(self, records: list[Record]) -> Iterator[tuple[str, dict[str, Any], _Pending]]:
+        """(request_id, decoded value, pending) of the records answering this run's requests."""
         for rec in records:
             try:
                 doc = orjson.loads(rec.value)
@@ -519,7 +536,13 @@ class Runner:
             except (orjson.JSONDecodeError, KeyError, TypeError):
                 continue
             pending = self._pending.get(rid)
-            if pending is None or pending.answered:
+            if pending is not None:
+                yield rid, doc, pending
+
+    def _on_responses(self, records: list[Record]) -> None:
+        now = self.now()
+        for rid, doc, pending in self._ours(records):
+            if pending.answered:
                 continue
             outcome = doc.get("outcome", "?")
             pending.answered = True
@@ -549,15 +572,7 @@ class Runner:
 
     def _on_outbound(self, records: list[Record]) -> None:
         now = self.now()
-        for rec in records:
-            try:
-                doc = orjson.loads(rec.value)
-                rid = doc["request_id"]
-            except (orjson.JSONDecodeError, KeyError, TypeError):
-                continue
-            pending = self._pending.get(rid)
-            if pending is None:
-                continue
+        for rid, _, pending in self._ours(records):
             seq = self.ids.seq_of(rid)
             target = rid.split(":")[1]
             key = f"{target}:{pending.srv}:{pending.command_variant}:{seq}"
