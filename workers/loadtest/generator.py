@@ -48,26 +48,28 @@ def stable_seed(*parts: object) -> int:
     )
 
 
-def _eui64(a: int, b: int, c: int, n: int, last: int) -> str:
-    return (
-        f"{a:02X}-{b:02X}-{c:02X}-{(n >> 24) & 255:02X}-{(n >> 16) & 255:02X}-"
-        f"{(n >> 8) & 255:02X}-{n & 255:02X}-{last:02X}"
-    )
+def _eui64(prefix: str, n: int, last: str) -> str:
+    h = f"{n & 0xFFFFFFFF:08X}"
+    return f"{prefix}{h[0:2]}-{h[2:4]}-{h[4:6]}-{h[6:8]}-{last}"
+
+
+# "00-DB-01-": installed meters of region 1 (north); "00-DC-01-": install sites.
+_FLEET_PREFIX = {name: f"00-DB-{i + 1:02X}-" for name, i in REGION_INDEX.items()}
+_SITE_PREFIX = {name: f"00-DC-{i + 1:02X}-" for name, i in REGION_INDEX.items()}
+_SITE_LAST = {"chf": "01", "esme": "02", "gsme": "03"}
 
 
 def fleet_device(region: str, n: int) -> str:
     """The EUI-64 of installed meter number `n` of `region`."""
-    return _eui64(0x00, 0xDB, REGION_INDEX[region] + 1, n, 0)
+    return _eui64(_FLEET_PREFIX[region], n, "00")
 
 
 def site_device(region: str, site: int, which: Literal["chf", "esme", "gsme"]) -> str:
     """The EUI-64 of one device of install site number `site` of `region`."""
-    return _eui64(
-        0x00, 0xDC, REGION_INDEX[region] + 1, site, {"chf": 1, "esme": 2, "gsme": 3}[which]
-    )
+    return _eui64(_SITE_PREFIX[region], site, _SITE_LAST[which])
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, order=True)
 class RequestEvent:
     """A request a User sends on its own, at `t_s`."""
 
@@ -82,7 +84,7 @@ class RequestEvent:
     """`read`, `profile` or `runaway`."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, order=True)
 class FlowStart:
     """An install (kind `install`) or a firmware-campaign meter (`firmware`) starts."""
 
@@ -96,7 +98,7 @@ class FlowStart:
     """Index of the campaign in `faults.firmware_campaign` (firmware only)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, order=True)
 class AlertEvent:
     """A device raises an alert at `t_s`."""
 
@@ -162,9 +164,12 @@ class Traffic:
         self.seed = seed
         self.scale = scale
         self.duration_s = duration_s
-        self._merged: Iterator[tuple[float, int, Event]] = heapq.merge(
-            *self._sources(), key=lambda e: (e[0], e[1])
-        )
+        self._fleet = [(name, _FLEET_PREFIX[name], r.devices)
+                       for name, r in scenario.regions.items() if r.devices]  # fmt: skip
+        self._fleet_total = sum(n for _, _, n in self._fleet)
+        # (t_s, source number, event): ties on time go to the lower source, and within a
+        # source to the event's own order (events are ordered dataclasses, time first).
+        self._merged: Iterator[tuple[float, int, Event]] = heapq.merge(*self._sources())
         self._head: tuple[float, int, Event] | None = next(self._merged, None)
 
     def __iter__(self) -> Iterator[Event]:
@@ -221,14 +226,14 @@ class Traffic:
         return sources
 
     def _random_device(self, rng: random.Random) -> tuple[str, str]:
-        regions = [(name, r.devices) for name, r in self.scenario.regions.items() if r.devices]
-        total = sum(n for _, n in regions)
-        pick = rng.randrange(total)
-        for name, n in regions:
+        """A meter of the fleet, each equally likely, and its region."""
+        pick = int(rng.random() * self._fleet_total)
+        for name, prefix, n in self._fleet:
             if pick < n:
-                return fleet_device(name, pick), name
+                return _eui64(prefix, pick, "00"), name
             pick -= n
-        raise AssertionError("unreachable")  # pick < total
+        name, prefix, n = self._fleet[-1]
+        return _eui64(prefix, n - 1, "00"), name
 
     def _installs(
         self, k: int, region: str, rate_per_s: float
