@@ -29,7 +29,14 @@ from workers.loadtest.runner import Collector, Runner
 from workers.loadtest.scenario import BUILT_IN, Scenario, ScenarioError, load_scenario
 from workers.settings import Settings
 
-__all__ = ["RunResult", "add_loadtest_parser", "run_loadtest", "run_scenario", "summary"]
+__all__ = [
+    "RunResult",
+    "add_loadtest_parser",
+    "difference",
+    "run_loadtest",
+    "run_scenario",
+    "summary",
+]
 
 _FOLLOW_S = 1.0
 """After configuring an external gateway, how long its workers get to follow dcc.control."""
@@ -172,6 +179,28 @@ def summary(scenario: Scenario, result: RunResult) -> str:
     return "\n".join(lines) + "\n"
 
 
+def difference(scenario: Scenario, base: RunResult, new: RunResult) -> str:
+    """What the proposed configuration changes: outcomes per User, installs, storm copies."""
+    lines = ["== difference (proposed - current) =="]
+    users = sorted(set(base.stats["by_user"]) | set(new.stats["by_user"]))
+    for user in users:
+        old, now = base.stats["by_user"].get(user, {}), new.stats["by_user"].get(user, {})
+        changes = [
+            f"{k} {now.get(k, 0) - old.get(k, 0):+d} ({old.get(k, 0)} -> {now.get(k, 0)})"
+            for k in sorted(set(old) | set(now))
+            if now.get(k, 0) != old.get(k, 0)
+        ]
+        name = next((u.name for u in scenario.users if u.id == user), "")
+        lines.append(f"  {user}  {name:<24} {', '.join(changes) or 'no change'}")
+    for key in ("installs", "alerts_delivered"):
+        if base.stats[key] != new.stats[key]:
+            lines.append(f"  {key}: {base.stats[key]} -> {new.stats[key]}")
+    if base.stats["storm_copies"] != new.stats["storm_copies"]:
+        lines.append(f"  storm copies: {base.stats['storm_copies']} -> "
+                     f"{new.stats['storm_copies']}")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
 def _report_module() -> Any:
     try:
         return importlib.import_module("workers.loadtest.report")
@@ -248,6 +277,7 @@ def _what_if(args: argparse.Namespace, scenario: Scenario, common: dict[str, Any
         _print(scenario, result, args.json)
         results.append(result)
     base, new = results
+    sys.stdout.write(difference(scenario, base, new))
     if base.report is not None and new.report is not None:
         report = _report_module()
         if report is not None:
