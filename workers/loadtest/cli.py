@@ -93,7 +93,9 @@ class _NoCollector:
 def _collector(scenario: Scenario, seed: int, scale: float, duration_s: float) -> Collector:
     try:
         results = importlib.import_module("workers.loadtest.results")
-    except ModuleNotFoundError:
+    except ModuleNotFoundError as exc:
+        if exc.name != "workers.loadtest.results":
+            raise  # installed but broken: say so rather than run without a report
         sys.stderr.write("dccgate loadtest: no report module (workers/loadtest/results.py); "
                          "printing the counts only\n")  # fmt: skip
         return _NoCollector()
@@ -129,7 +131,9 @@ async def run_scenario(
             progress.done()
         gateway = await asyncio.to_thread(scrape_metrics, url) if url else {}
         finish = getattr(collector, "finish", None)
-        report = finish(runner.now(), gateway=gateway) if callable(finish) else None
+        report = None
+        if callable(finish):
+            report = finish(runner.now(), gateway=gateway, started_at_unix_s=runner.started_at_s)
         return RunResult(stats=stats.as_dict(), report=report, gateway=gateway)
 
     if embedded:
@@ -204,7 +208,9 @@ def difference(scenario: Scenario, base: RunResult, new: RunResult) -> str:
 def _report_module() -> Any:
     try:
         return importlib.import_module("workers.loadtest.report")
-    except ModuleNotFoundError:
+    except ModuleNotFoundError as exc:
+        if exc.name != "workers.loadtest.report":
+            raise
         sys.stderr.write("dccgate loadtest: no report module (workers/loadtest/report.py); "
                          "no report written\n")  # fmt: skip
         return None

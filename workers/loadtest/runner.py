@@ -273,6 +273,11 @@ class Runner:
         self._start_ms = 0
         self.ids = RequestIds(0)
 
+    @property
+    def started_at_s(self) -> float:
+        """When the run started, Unix seconds (wall clock)."""
+        return self._start_ms / 1000.0
+
     def now(self) -> float:
         """Seconds since the run started."""
         return time.monotonic() - self._t0
