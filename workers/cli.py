@@ -1,4 +1,4 @@
-"""The `dccgate` command: run, worker, send, bench.
+"""The `dccgate` command: run, worker, send, bench, admin, loadtest.
 
 Logging handlers and uvloop are set up here and nowhere else.
 """
@@ -124,8 +124,10 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     from workers.admin_cli import add_admin_parser
+    from workers.loadtest.cli import add_loadtest_parser
 
     add_admin_parser(sub)
+    add_loadtest_parser(sub)
     return parser
 
 
@@ -237,6 +239,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from workers.admin_cli import run_admin
 
         return run_admin(args)
+    if args.command == "loadtest":
+        from workers.loadtest.cli import run_loadtest
+
+        return run_loadtest(args, settings)
     if args.command == "bench":
         from workers.bench import run_bench
 
