@@ -14,17 +14,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# Debian's prometheus package gives promtool/amtool, which check deploy/'s rules and configs
-# in the test suite. Installed when missing and we are root with apt-get (CI, dev machines);
-# otherwise those tests say what to install.
-$(SYSTEM_STAMP): $(STAMP)
-	@if ! command -v promtool >/dev/null || ! command -v amtool >/dev/null; then \
+# Debian packages the test suite uses: prometheus and prometheus-alertmanager give
+# promtool/amtool, which check deploy/'s rules and configs; chromium renders the load-test
+# report in tests/unit/workers/loadtest/test_report_browser.py. Installed when missing and
+# we are root with apt-get (CI, dev machines); otherwise those tests say what to install.
+$(SYSTEM_STAMP): $(STAMP) Makefile
+	@missing=""; \
+	if ! command -v promtool >/dev/null || ! command -v amtool >/dev/null; then \
+	  missing="prometheus prometheus-alertmanager"; \
+	fi; \
+	if [ ! -x /usr/bin/chromium ]; then missing="$$missing chromium"; fi; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing Debian packages prometheus, prometheus-alertmanager (promtool, amtool)"; \
+	    echo "installing Debian packages:$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	      --no-install-recommends prometheus prometheus-alertmanager >/dev/null; \
+	      --no-install-recommends $$missing >/dev/null; \
 	  else \
-	    echo "note: promtool/amtool not found; install Debian's prometheus and prometheus-alertmanager"; \
+	    echo "note: missing Debian packages:$$missing (install them for the tests that use them)"; \
 	  fi; \
 	fi
 	touch $(SYSTEM_STAMP)

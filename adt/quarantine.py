@@ -27,6 +27,7 @@ API; `principal` is recorded for the audit trail.
 
 from __future__ import annotations
 
+import datetime as dt
 import heapq
 from collections.abc import Iterable
 from typing import Literal
@@ -90,11 +91,18 @@ class Quarantined(msgspec.Struct, frozen=True, kw_only=True, tag_field="event", 
 
 
 class Released(msgspec.Struct, frozen=True, kw_only=True, tag_field="event", tag="released"):
-    """A quarantined request was released for processing by `by`."""
+    """A quarantined request was released for processing by `by`.
+
+    user_id, srv: whose request and which SRV, so the router that owns the User counts the
+    released request in its ADT windows (`AdtEngine.record_released`); None in logs written
+    before they were added.
+    """
 
     id: str
     by: str
     at_s: float
+    user_id: str | None = None
+    srv: str | None = None
 
 
 class Deleted(msgspec.Struct, frozen=True, kw_only=True, tag_field="event", tag="deleted"):
@@ -134,7 +142,14 @@ def _duration(seconds: float) -> str:
 
 def _describe(entry: QuarantineEntry) -> str:
     by = f" by {entry.decided_by}" if entry.decided_by else ""
-    return f"{entry.state}{by} at {entry.decided_at_s} s"
+    at = entry.decided_at_s
+    when = "" if at is None else f" at {_iso(at)}"
+    return f"{entry.state}{by}{when}"
+
+
+def _iso(epoch_s: float) -> str:
+    """`epoch_s` as UTC ISO 8601 to the second, as people read it in an error message."""
+    return dt.datetime.fromtimestamp(epoch_s, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class QuarantineBook:
@@ -145,7 +160,14 @@ class QuarantineBook:
     30 days (audit lookups and repeated commands are answered until then).
     """
 
-    __slots__ = ("_decided_heap", "_entries", "_pending_heap", "_pending_max_s", "_retention_s")
+    __slots__ = (
+        "_decided_heap",
+        "_entries",
+        "_pending_heap",
+        "_pending_max_s",
+        "_pending_n",
+        "_retention_s",
+    )
 
     def __init__(
         self,
@@ -165,6 +187,7 @@ class QuarantineBook:
         self._pending_heap: list[tuple[float, str]] = []
         # (decided_at_s, id): the next to forget first.
         self._decided_heap: list[tuple[float, str]] = []
+        self._pending_n = 0
 
     def __len__(self) -> int:
         """Entries held, pending and decided."""
@@ -173,6 +196,30 @@ class QuarantineBook:
     def get(self, entry_id: str) -> QuarantineEntry | None:
         """The entry with this id, or None."""
         return self._entries.get(entry_id)
+
+    @property
+    def pending_max_s(self) -> float:
+        """How long a request may stay pending before it expires, seconds."""
+        return self._pending_max_s
+
+    @property
+    def pending_count(self) -> int:
+        """Requests pending a decision (kept up to date by `apply`: no scan)."""
+        return self._pending_n
+
+    def oldest_pending_at_s(self) -> float | None:
+        """When the oldest pending request was quarantined (epoch s), or None if none is.
+
+        Amortised O(log n): decided ids at the top of the lazy pending heap are dropped.
+        """
+        heap = self._pending_heap
+        while heap:
+            at_s, entry_id = heap[0]
+            entry = self._entries.get(entry_id)
+            if entry is not None and entry.state == "pending" and entry.at_s == at_s:
+                return at_s
+            heapq.heappop(heap)
+        return None
 
     # --- commands -------------------------------------------------------------------------
 
@@ -200,8 +247,10 @@ class QuarantineBook:
 
     def release(self, entry_id: str, principal: str, now_s: float) -> Released:
         """Release a pending request for processing; raise if unknown or already decided."""
-        self._pending(entry_id, "release")
-        event = Released(id=entry_id, by=principal, at_s=now_s)
+        entry = self._pending(entry_id, "release")
+        event = Released(
+            id=entry_id, by=principal, at_s=now_s, user_id=entry.user_id, srv=entry.srv
+        )
         self.apply(event)
         return event
 
@@ -297,6 +346,7 @@ class QuarantineBook:
                 at_s=event.at_s,
             )
             heapq.heappush(self._pending_heap, (event.at_s, event.id))
+            self._pending_n += 1
             return True
         entry = entries.get(event.id)
         if entry is None or entry.state != "pending":
@@ -318,6 +368,7 @@ class QuarantineBook:
                 entry, state="expired", decided_at_s=event.at_s, note=event.note
             )
         entries[event.id] = decided
+        self._pending_n -= 1
         heapq.heappush(self._decided_heap, (event.at_s, event.id))
         return True
 

@@ -3,6 +3,8 @@
 `BatchConsumer.batch()` holds a lock while a batch is processed; the rebalance listener
 takes the same lock before it gives partitions up. So a partition is never handed to
 another worker between the produce of a batch's outputs and the commit of its offsets.
+It takes the lock on assignment as well, so the `on_assign` hook (which restores the state
+of the new partitions) finishes before any of their records is decided.
 """
 
 from __future__ import annotations
@@ -39,10 +41,13 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
                 await self._owner.on_revoke(frozenset(revoked))
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        self._owner.assigned = frozenset(assigned)
-        log.info("assigned %d partitions: %s", len(self._owner.assigned), sorted(assigned))
-        if self._owner.on_assign is not None:
-            await self._owner.on_assign(self._owner.assigned)
+        # Under the lock too: records of the new partitions may already be fetched, and must
+        # not be decided before the hook has restored their state.
+        async with self._owner.lock:
+            self._owner.assigned = frozenset(assigned)
+            log.info("assigned %d partitions: %s", len(self._owner.assigned), sorted(assigned))
+            if self._owner.on_assign is not None:
+                await self._owner.on_assign(self._owner.assigned)
 
 
 class BatchConsumer:
@@ -69,10 +74,6 @@ class BatchConsumer:
         self._consumer = AIOKafkaConsumer(group_id=group_id, **settings.consumer_kwargs())
         self.lock = asyncio.Lock()
         self.assigned: frozenset[TopicPartition] = frozenset()
-        # Partitions kept paused until `release` (state being restored), and whether
-        # everything is paused for backpressure (`set_paused`).
-        self._held: set[TopicPartition] = set()
-        self._paused_all = False
         self.on_assign = on_assign
         self.on_revoke = on_revoke
 
@@ -112,33 +113,14 @@ class BatchConsumer:
         so a worker whose queue is full applies backpressure into Kafka instead of dropping.
         Partitions assigned later while paused are paused at the next call."""
         consumer = self._consumer
-        self._paused_all = paused
         if paused:
             assigned = consumer.assignment()
             if assigned and not assigned <= consumer.paused():
                 consumer.pause(*assigned)
                 log.debug("input paused: a queue is full (backpressure)")
-        else:
-            resume = consumer.paused() - self._held
-            if resume:
-                consumer.resume(*resume)
-                log.debug("input resumed")
-
-    def hold(self, partitions: Iterable[TopicPartition]) -> None:
-        """Fetch nothing from `partitions` until `release` (e.g. while their state is
-        restored); records already fetched for them are not handed out."""
-        tps = set(partitions) & self._consumer.assignment()
-        self._held |= tps
-        if tps:
-            self._consumer.pause(*tps)
-
-    def release(self, partitions: Iterable[TopicPartition]) -> None:
-        """Undo `hold` (they stay paused while `set_paused(True)` is in force)."""
-        tps = set(partitions) & self._held
-        self._held -= tps
-        tps &= self._consumer.assignment()
-        if tps and not self._paused_all:
-            self._consumer.resume(*tps)
+        elif consumer.paused():
+            consumer.resume(*consumer.paused())
+            log.debug("input resumed")
 
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> bool:
         """Commit `offsets` (the next offset to read per partition).

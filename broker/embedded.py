@@ -26,7 +26,7 @@ from types import TracebackType
 
 from broker.errors import EmbeddedBrokerError
 
-__all__ = ["EmbeddedBroker", "find_tansu", "free_port"]
+__all__ = ["EmbeddedBroker", "die_with_parent", "find_tansu", "free_port", "stop_process"]
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +72,22 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+def die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """`preexec_fn` for a child process that must get SIGTERM when its parent dies (Linux)."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def stop_process(proc: subprocess.Popen[bytes] | None, timeout_s: float) -> None:
+    """SIGTERM `proc` and wait for it; SIGKILL after `timeout_s`. None or exited: nothing."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _api_versions_request(correlation_id: int) -> bytes:
@@ -169,7 +182,7 @@ class EmbeddedBroker:
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 env=env,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
+                preexec_fn=die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
             )
         except OSError as exc:
             raise EmbeddedBrokerError(f"cannot start {binary}: {exc}") from exc
@@ -196,14 +209,7 @@ class EmbeddedBroker:
     def stop_blocking(self, timeout_s: float = 5.0) -> None:
         """SIGTERM the broker and wait for it; SIGKILL after `timeout_s`."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout_s)
 
     async def start(self) -> None:
         """Start the broker without blocking the event loop."""

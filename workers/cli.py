@@ -1,4 +1,4 @@
-"""The `dccgate` command: run, worker, send, bench.
+"""The `dccgate` command: run, worker, send, bench, admin, loadtest.
 
 Logging handlers and uvloop are set up here and nowhere else.
 """
@@ -112,9 +112,27 @@ def _parser() -> argparse.ArgumentParser:
         "--service", choices=["router", "alerts"], default="router", help="what to measure"
     )
 
+    watch = sub.add_parser(
+        "watch", help="print the records on a topic (forwards, alerts delivered, dead letters)"
+    )
+    watch.add_argument("topic", help="e.g. sr.outbound, alerts.outbound, deadletter")
+    _common(watch, http=False)
+    watch.add_argument(
+        "--kafka-port", dest="kafka_port", type=int, help="embedded broker port (9092)"
+    )
+    watch.add_argument("--since", type=float, help="only the last SECONDS (default: all)")
+    watch.add_argument("--idle", type=float, default=2.0, help="stop after SECONDS quiet (2)")
+    watch.add_argument("--count", type=int, help="stop after this many records")
+    watch.add_argument("--follow", action="store_true", help="keep following (Ctrl-C stops)")
+    watch.add_argument(
+        "--grep", action="append", default=[], help="only records containing TEXT (repeatable)"
+    )
+
     from workers.admin_cli import add_admin_parser
+    from workers.loadtest.cli import add_loadtest_parser
 
     add_admin_parser(sub)
+    add_loadtest_parser(sub)
     return parser
 
 
@@ -190,13 +208,27 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "worker":
         _run_async(services.run_worker(args.service, settings))
         return 0
+    if args.command in ("send", "watch"):
+        bootstrap = settings.bootstrap or f"127.0.0.1:{settings.kafka_port}"
+        kafka = settings.kafka(bootstrap, embedded=settings.bootstrap is None)
+    if args.command == "watch":
+        from workers.watch import run_watch
+
+        return run_watch(
+            kafka,
+            settings.topics,
+            args.topic,
+            since_s=args.since,
+            idle_s=args.idle,
+            count=args.count,
+            follow=args.follow,
+            grep=args.grep,
+        )
     if args.command == "send":
         from workers.send import run_send
 
         if args.rate is not None and not args.rate > 0:
             raise ValueError(f"--rate must be a positive number of lines a second, got {args.rate}")
-        bootstrap = settings.bootstrap or f"127.0.0.1:{settings.kafka_port}"
-        kafka = settings.kafka(bootstrap, embedded=settings.bootstrap is None)
         stream = args.file.open("rb") if args.file else sys.stdin.buffer
         with stream:
             return run_send(
@@ -212,6 +244,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from workers.admin_cli import run_admin
 
         return run_admin(args)
+    if args.command == "loadtest":
+        from workers.loadtest.cli import run_loadtest
+
+        return run_loadtest(args, settings)
     if args.command == "bench":
         from workers.bench import run_bench
 

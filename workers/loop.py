@@ -180,13 +180,9 @@ class ServiceLoop:
         self.status.assigned = partitions
         self._m_assigned.set(len(partitions))
         if self._on_assign_hook is not None:
-            # aiokafka may hand out records of the new partitions while this hook still
-            # runs: hold them until it is done (their state is restored first).
-            self._consumer.hold(partitions)
-            try:
-                await self._on_assign_hook(partitions)
-            finally:
-                self._consumer.release(partitions)
+            # Runs under the consumer lock (broker/consumer.py): no batch is decided until
+            # the hook has restored the new partitions' state.
+            await self._on_assign_hook(partitions)
 
     async def run(self, stop: asyncio.Event, *, idle_exit_s: float | None = None) -> None:
         """Process batches until `stop` is set (the batch in flight is finished and

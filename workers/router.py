@@ -22,6 +22,7 @@ from broker.schemas import QuarantinedRequest, ServiceRequest, UserResponse
 from broker.topics import Topics
 from throttling import RULE_CAPACITY, TrafficDecision
 from throttling import reason as traffic_reason
+from workers.adt_state import AdtStateStore
 from workers.anomaly import AdtControl
 from workers.codes import ResponseCodes
 from workers.deadletter import deadletter
@@ -121,6 +122,7 @@ class RouterProcessor:
         metrics: RouterMetrics,
         traffic: TrafficControl | None = None,
         adt: AdtControl | None = None,
+        adt_state: AdtStateStore | None = None,
     ) -> None:
         self._topics = topics
         self._validator = validator
@@ -128,6 +130,7 @@ class RouterProcessor:
         self._metrics = metrics
         self._traffic = traffic
         self._adt = adt
+        self._adt_state = adt_state
         # SRV -> the pre-encoded middle of an accepted answer (code, outcome, reason).
         self._accepted_middle: dict[str, bytes] = {}
 
@@ -156,7 +159,9 @@ class RouterProcessor:
         # SEC G6: None while no ADT values are configured at all.
         adt = self._adt.engine if self._adt is not None and self._adt.configured else None
         now_s = now_ms / 1000
-        for records in batch.values():
+        # Users whose ADT counts this batch changed -> their input partition (snapshots).
+        touched: dict[str, int] = {}
+        for tp, records in batch.items():
             for rec in records:
                 value = rec.value
                 try:
@@ -207,6 +212,7 @@ class RouterProcessor:
                         self._quarantine(out, req, verdict, found.breach, value, now_ms, tally)
                         continue
                     adt.record_processed(verdict.user_id, verdict.srv.srv, now_s)
+                    touched[verdict.user_id] = tp.partition
                 record_accepted(verdict)
                 if key is None:
                     key = verdict.user_id.encode()
@@ -235,6 +241,9 @@ class RouterProcessor:
                 accepted += 1
         if accepted:
             tally.decisions[("accepted", self._codes.accepted)] = accepted
+        if self._adt_state is not None and adt is not None:
+            # SEC G6: the counts survive this router (workers/adt_state.py).
+            self._adt_state.write(out, touched, now_s)
         return tally
 
     def _middle_for(self, verdict: Validated) -> bytes:

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import secrets
 import signal
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -15,13 +16,16 @@ from typing import Protocol
 import msgspec
 from prometheus_client import CollectorRegistry
 
+from broker.consumer import Record
 from broker.embedded import EmbeddedBroker
+from broker.follower import TopicFollower
 from broker.producer import BatchProducer
 from broker.settings import KafkaSettings
-from broker.topics import ensure_topics
+from broker.topics import Topics, ensure_topics
+from workers.adt_state import AdtStateStore
 from workers.alerts import SERVICE as ALERTS
 from workers.alerts import AlertService
-from workers.anomaly import AdtControl
+from workers.anomaly import AdtControl, AdtMetrics
 from workers.control.api import AdminApi
 from workers.control.audit import AuditLog
 from workers.control.configfile import seed_control
@@ -66,25 +70,53 @@ def dccgate_version() -> str:
 
 
 class RouterService:
-    """A router: its consume-process-produce loop, and the load exchange on `dcc.load`
-    that gives its traffic management the system view (SECMP0067)."""
+    """A router: its consume-process-produce loop; the load exchange on `dcc.load` that
+    gives traffic management (SECMP0067) and the DCC-wide ADT counts their system view; and
+    the follower of `dcc.sr.quarantine` that counts released requests (SEC G6)."""
 
-    def __init__(self, loop: ServiceLoop, traffic: TrafficControl, kafka: KafkaSettings,
-                 load_topic: str) -> None:  # fmt: skip
+    def __init__(
+        self,
+        loop: ServiceLoop,
+        traffic: TrafficControl,
+        kafka: KafkaSettings,
+        topics: Topics,
+        adt: AdtControl | None = None,
+        adt_state: AdtStateStore | None = None,
+    ) -> None:
         self.loop = loop
         self.traffic = traffic
+        self.adt = adt
+        self.adt_state = adt_state
         self.name = loop.name
         self.status = loop.status
         self._kafka = kafka
-        self._load_topic = load_topic
+        self._topics = topics
         self.exchange: LoadExchange | None = None
 
     async def run(self, stop: asyncio.Event, *, idle_exit_s: float | None = None) -> None:
-        """Run the loop and the load exchange until `stop`."""
+        """Run the loop, the load exchange and the release follower until `stop`."""
         producer = BatchProducer(self._kafka)
         await producer.start()
+        releases: TopicFollower | None = None
         try:
-            self.exchange = LoadExchange(self._kafka, self._load_topic, self.traffic, producer)
+            if self.adt_state is not None:
+                store = self.adt_state
+
+                def count_releases(records: list[Record]) -> None:
+                    store.on_quarantine_log(records, time.time())
+
+                # Releases decided before this start are in the snapshots already.
+                releases = TopicFollower(
+                    self._kafka,
+                    self._topics.sr_quarantine,
+                    count_releases,
+                    name="releases",
+                    from_ms=time.time_ns() // 1_000_000,
+                )
+                await releases.start()
+            self.exchange = LoadExchange(
+                self._kafka, self._topics.load, self.traffic, producer, adt=self.adt
+            )
             exchange_stop = asyncio.Event()
             exchange = asyncio.create_task(self.exchange.run(exchange_stop))
             try:
@@ -93,6 +125,8 @@ class RouterService:
                 exchange_stop.set()
                 await exchange
         finally:
+            if releases is not None:
+                await releases.stop()
             await producer.stop()
 
 
@@ -117,6 +151,8 @@ def build_router(
     if reader is not None:
         reader.subscribe(traffic.apply)
         reader.subscribe(adt.apply)
+    adt_state = AdtStateStore(kafka, topics.sr_inbound, topics.state_router, adt)
+    AdtMetrics(metrics.registry, adt, lambda: traffic.registered_users, adt_state)
     processor = RouterProcessor(
         topics=topics,
         validator=DuisValidator(load_catalogue(), replay_capacity=settings.replay_capacity),
@@ -124,6 +160,7 @@ def build_router(
         metrics=RouterMetrics(metrics, TrafficMetrics(metrics.registry, traffic)),
         traffic=traffic,
         adt=adt,
+        adt_state=adt_state,
     )
     loop = ServiceLoop(
         name=ROUTER,
@@ -134,12 +171,15 @@ def build_router(
             topics.user_responses,
             topics.sr_quarantine,
             topics.deadletter,
+            topics.state_router,
         ],
         group_id=group_id or f"{settings.topic_prefix}dccgate-{ROUTER}",
         processor=processor,
         metrics=metrics,
+        on_assign=adt_state.on_assign,
+        on_revoke=adt_state.on_revoke,
     )
-    return RouterService(loop, traffic, kafka, topics.load)
+    return RouterService(loop, traffic, kafka, topics, adt, adt_state)
 
 
 def build_alerts(
@@ -202,17 +242,27 @@ def install_signal_handlers(stop: asyncio.Event, main: asyncio.Task[object]) -> 
 
 
 class AdminService:
-    """The admin API with what it needs: a producer, the audit log and the writer."""
+    """The admin API with what it needs: a producer, the audit log, the writer and the
+    quarantine service (its metrics on `registry`; `clock` is injected by tests)."""
 
-    def __init__(self, settings: Settings, kafka: KafkaSettings, reader: ControlReader) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        kafka: KafkaSettings,
+        reader: ControlReader,
+        *,
+        registry: CollectorRegistry | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         topics = settings.topics
         self.reader = reader
         self.producer = BatchProducer(kafka)
         self.audit = AuditLog(kafka, topics.audit)
         self.writer = ControlWriter(self.producer, topics, reader, self.audit)
         self.quarantine = QuarantineService(
-            kafka, topics, self.producer, self.writer, settings.codes
-        )
+            kafka, topics, self.producer, self.writer, settings.codes,
+            pending_max_s=settings.quarantine_pending_max_s, registry=registry, clock=clock,
+        )  # fmt: skip
         self.api = AdminApi(
             reader=reader,
             writer=self.writer,
@@ -328,7 +378,7 @@ async def run_worker(name: str, settings: Settings) -> None:
         admin = None
         loops: list[Service] = []
         if name == "admin":
-            admin = AdminService(settings, kafka, reader)
+            admin = AdminService(settings, kafka, reader, registry=registry)
             await admin.start()
             stack.push_async_callback(admin.stop)
         elif name == "alerts":
@@ -375,7 +425,7 @@ async def run_gateway(
                 install_signal_handlers(stop, main)
         async with contextlib.AsyncExitStack() as stack:
             reader = await _start_reader(settings, kafka, stack)
-            admin = AdminService(settings, kafka, reader)
+            admin = AdminService(settings, kafka, reader, registry=registry)
             await admin.start()
             stack.push_async_callback(admin.stop)
             loops: list[Service] = [

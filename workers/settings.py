@@ -17,7 +17,10 @@ from workers.codes import ResponseCodes
 from workers.control.configfile import ConfigFile, ConfigFileError, load_config_file
 from workers.control.tokens import hash_token
 
-__all__ = ["ENV_VARS", "Settings", "SettingsError", "build_settings"]
+__all__ = ["ENV_VARS", "QUARANTINE_PENDING_MAX_S", "Settings", "SettingsError", "build_settings"]
+
+QUARANTINE_PENDING_MAX_S = 14 * 86_400
+_QUARANTINE_RETENTION_S = 30 * 86_400  # retention.ms of dcc.sr.quarantine (broker/topics.py)
 
 
 class SettingsError(ValueError):
@@ -54,9 +57,20 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     codes: ResponseCodes = msgspec.field(default_factory=ResponseCodes)
     admin_token: str | None = None
     """The first operator token (DCCGATE_ADMIN_TOKEN); never logged."""
+    quarantine_pending_max_s: int = QUARANTINE_PENDING_MAX_S
+    """Seconds a quarantined request may wait for the User's decision before it expires,
+    answered deleted (Q5); at most the 30 days `dcc.sr.quarantine` keeps the request."""
     config_path: str | None = None
     config: ConfigFile | None = None
     """The configuration file, loaded and validated (`--config` / DCCGATE_CONFIG)."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.quarantine_pending_max_s <= _QUARANTINE_RETENTION_S:
+            raise SettingsError(
+                "DCCGATE_QUARANTINE_PENDING_MAX_S must be from 1 to 2592000 (30 days, how "
+                "long dcc.sr.quarantine keeps a request; a release after that would find "
+                f"nothing), got {self.quarantine_pending_max_s}"
+            )
 
     def __repr__(self) -> str:  # keep the token out of logs and tracebacks
         return f"Settings(bootstrap={self.bootstrap!r}, topic_prefix={self.topic_prefix!r}, ...)"
@@ -110,6 +124,7 @@ ENV_VARS: Mapping[str, str] = {
     "session_timeout_ms": "DCCGATE_SESSION_TIMEOUT_MS",
     "heartbeat_interval_ms": "DCCGATE_HEARTBEAT_INTERVAL_MS",
     "fetch_max_wait_ms": "DCCGATE_FETCH_MAX_WAIT_MS",
+    "quarantine_pending_max_s": "DCCGATE_QUARANTINE_PENDING_MAX_S",
 }
 
 _INT_FIELDS = {
@@ -124,6 +139,7 @@ _INT_FIELDS = {
     "session_timeout_ms",
     "heartbeat_interval_ms",
     "fetch_max_wait_ms",
+    "quarantine_pending_max_s",
 }
 _LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
 

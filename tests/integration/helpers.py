@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -20,7 +21,6 @@ import msgspec
 from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry
 
-from broker.embedded import EmbeddedBroker
 from broker.settings import KafkaSettings
 from workers.loop import ServiceLoop
 from workers.metrics import CommonMetrics
@@ -28,6 +28,45 @@ from workers.services import build_router
 from workers.settings import Settings
 
 T = TypeVar("T")
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def start_worker_process(
+    bootstrap: str,
+    settings: Settings,
+    log: Path,
+    *,
+    worker: str = "router",
+    http_port: int = 0,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """A real `dccgate worker WORKER` process on the test's topics, with client settings
+    tuned for tests (quick joins and fetches); its output is appended to `log`."""
+    full_env = {
+        **os.environ,
+        "DCCGATE_BOOTSTRAP": bootstrap,
+        "DCCGATE_TOPIC_PREFIX": settings.topic_prefix,
+        "DCCGATE_PARTITIONS": str(settings.partitions),
+        "DCCGATE_HTTP_PORT": str(http_port),
+        "DCCGATE_SESSION_TIMEOUT_MS": "1000",
+        "DCCGATE_HEARTBEAT_INTERVAL_MS": "100",
+        "DCCGATE_FETCH_MAX_WAIT_MS": "20",
+        **(env or {}),
+    }
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "workers.cli", "worker", worker],
+            env=full_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
 
 async def read_topic(
@@ -75,37 +114,6 @@ async def running_router(
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
-
-
-def start_worker(
-    service: str,
-    broker: EmbeddedBroker,
-    settings: Settings,
-    log: Path,
-    *,
-    max_poll_records: int = 500,
-    max_batches_in_flight: int = 2,
-) -> subprocess.Popen[bytes]:
-    """A real `dccgate worker SERVICE` process on the session broker, with this test's
-    topic prefix and quick group settings, logging to `log` (appended)."""
-    env = {
-        **os.environ,
-        "DCCGATE_BOOTSTRAP": broker.bootstrap,
-        "DCCGATE_TOPIC_PREFIX": settings.topic_prefix,
-        "DCCGATE_HTTP_PORT": "0",
-        "DCCGATE_SESSION_TIMEOUT_MS": "1000",
-        "DCCGATE_HEARTBEAT_INTERVAL_MS": "100",
-        "DCCGATE_FETCH_MAX_WAIT_MS": "20",
-        "DCCGATE_MAX_POLL_RECORDS": str(max_poll_records),
-        "DCCGATE_MAX_BATCHES_IN_FLIGHT": str(max_batches_in_flight),
-    }
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "workers.cli", "worker", service],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
 
 
 def _describe(what: str | Callable[[], str]) -> str:
@@ -205,9 +213,15 @@ class ApiClient:
 
 @contextlib.asynccontextmanager
 async def admin_api(
-    settings: Settings, kafka: KafkaSettings, operator_token: str
+    settings: Settings,
+    kafka: KafkaSettings,
+    operator_token: str,
+    *,
+    registry: CollectorRegistry | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> AsyncIterator[ApiClient]:
-    """A control reader, the admin service and its API in this event loop."""
+    """A control reader, the admin service and its API in this event loop (its metrics on
+    `registry`, its time from `clock`)."""
     from aiohttp import web
     from aiohttp.test_utils import TestClient, TestServer
 
@@ -218,7 +232,7 @@ async def admin_api(
     reader = ControlReader(kafka, settings.topics.control)
     await reader.start()
     await reader.wait_caught_up()
-    admin = AdminService(settings, kafka, reader)
+    admin = AdminService(settings, kafka, reader, registry=registry, clock=clock)
     await admin.start()
     app = web.Application()
     admin.api.install(app)

@@ -73,6 +73,12 @@ MATRIX: list[tuple[str, str, Any, int, int, int, int]] = [
     ("GET", "/v1/traffic", None, 200, 403, 403, 401),
     ("GET", "/v1/quarantine", None, 200, 200, 200, 401),
     ("GET", f"/v1/quarantine?user_id={A}", None, 200, 200, 403, 401),
+    ("GET", f"/v1/quarantine?user_id={A}&state=any&rule=r", None, 200, 200, 403, 401),
+    ("POST", "/v1/quarantine/release", {"user_id": A}, 200, 200, 403, 401),
+    ("POST", "/v1/quarantine/delete", {"user_id": A}, 200, 200, 403, 401),
+    # Without user_id a User token decides on its own requests only.
+    ("POST", "/v1/quarantine/release", {"rule": "r"}, 200, 200, 200, 401),
+    ("POST", "/v1/quarantine/delete", {"kind": "user_adt"}, 200, 200, 200, 401),
     ("POST", f"/v1/quarantine/{A}:00-DB-12-34-56-78-90-A0:1/release", None, 404, 404, 403, 401),
     ("POST", f"/v1/quarantine/{A}:00-DB-12-34-56-78-90-A0:1/delete", None, 404, 404, 403, 401),
     ("GET", "/v1/audit", None, 200, 403, 403, 401),

@@ -26,7 +26,7 @@ from tests.integration.alerts_helpers import (
     device,
     storm_seen,
 )
-from tests.integration.helpers import start_worker, wait_until_async
+from tests.integration.helpers import start_worker_process, wait_until_async
 from workers.alerts import STORM_HEADER
 from workers.control.model import RegionalCapacity, RegionCapacity, StormParams, StormPolicy
 from workers.settings import Settings
@@ -49,7 +49,9 @@ CONFIG = {
 
 
 def _start(broker: EmbeddedBroker, settings: Settings, log: Path) -> subprocess.Popen[bytes]:
-    return start_worker("alerts", broker, settings, log)
+    return start_worker_process(
+        broker.bootstrap, settings, log, worker="alerts", env={"DCCGATE_MAX_POLL_RECORDS": "500"}
+    )
 
 
 async def _stream(kafka: KafkaSettings, topic: str) -> None:

@@ -82,6 +82,19 @@ def test_run_then_send_shows_every_kind_of_answer(tmp_path: Path) -> None:
         assert status == 200
         assert b'dccgate_router_decisions_total{code="I99",outcome="accepted"} 3.0' in metrics
         assert b"dccgate_build_info{" in metrics
+        watched = subprocess.run(
+            [*DCCGATE, "watch", "sr.outbound", "--kafka-port", str(kafka_port), "--idle", "0.5"],
+            env=env, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert watched.returncode == 0, watched.stderr
+        assert len(watched.stdout.splitlines()) == 3  # the three accepted requests, forwarded
+        assert "3 records on dcc.sr.outbound" in watched.stderr
+        dead = subprocess.run(
+            [*DCCGATE, "watch", "deadletter", "--kafka-port", str(kafka_port), "--idle", "0.5",
+             "--grep", "invalid_json"],
+            env=env, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert len(dead.stdout.splitlines()) == 1, dead.stdout
     finally:
         gateway.send_signal(signal.SIGTERM)
         gateway.wait(timeout=40)

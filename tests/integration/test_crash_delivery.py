@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer
 from broker.embedded import EmbeddedBroker
 from broker.producer import BatchProducer
 from broker.settings import KafkaSettings
-from tests.integration.helpers import read_topic, start_worker
+from tests.integration.helpers import read_topic, start_worker_process
 from workers.bench import make_requests
 from workers.settings import Settings
 
@@ -34,8 +34,15 @@ IN_FLIGHT = 2
 
 
 def _start_router(broker: EmbeddedBroker, settings: Settings, log: Path) -> subprocess.Popen[bytes]:
-    return start_worker("router", broker, settings, log, max_poll_records=MAX_POLL,
-                        max_batches_in_flight=IN_FLIGHT)  # fmt: skip
+    return start_worker_process(
+        broker.bootstrap,
+        settings,
+        log,
+        env={
+            "DCCGATE_MAX_POLL_RECORDS": str(MAX_POLL),
+            "DCCGATE_MAX_BATCHES_IN_FLIGHT": str(IN_FLIGHT),
+        },
+    )
 
 
 async def _watch_answers(kafka: KafkaSettings, topic: str, seen: collections.Counter[str]) -> None:

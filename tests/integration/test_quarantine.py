@@ -11,49 +11,32 @@ from collections.abc import AsyncIterator
 import msgspec
 import orjson
 import pytest
-from prometheus_client import CollectorRegistry
 
 from broker.settings import KafkaSettings
-from tests.integration.helpers import ApiClient, admin_api, read_topic
-from workers.metrics import CommonMetrics
+from tests.integration.helpers import ApiClient, read_topic
+from tests.integration.quarantine_helpers import (
+    OPERATOR,
+    A,
+    disable_supply,
+    quarantine_gateway,
+)
 from workers.send import send_requests
-from workers.services import AdminService, build_router
+from workers.services import AdminService
 from workers.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("topics_ready")
-
-A = "90-B3-D5-1F-30-01-00-00"
-B = "90-B3-D5-1F-30-02-00-00"
-OPERATOR = "quarantine-test-operator"
-
 
 Gateway = ApiClient
 
 
 @pytest.fixture
 async def gateway(settings: Settings, kafka: KafkaSettings) -> AsyncIterator[Gateway]:
-    async with admin_api(settings, kafka, OPERATOR) as gw:
-        router = build_router(settings, kafka, CommonMetrics(CollectorRegistry(), version="t"),
-                              reader=gw.reader)  # fmt: skip
-        stop = asyncio.Event()
-        task = asyncio.create_task(router.run(stop))
-        try:
-            for name, user in (("A", A), ("B", B)):
-                assert (await gw.call("operator", "PUT", f"/v1/users/{user}",
-                                      {"name": name, "roles": ["IS", "GS"]}))[0] == 200  # fmt: skip
-                _, doc = await gw.call("operator", "POST", f"/v1/users/{user}/tokens")
-                gw.tokens[name] = doc["token"]
-            yield gw
-        finally:
-            stop.set()
-            await task
+    async with quarantine_gateway(settings, kafka) as gw:
+        yield gw
 
 
 def _disable_supply(counter: int) -> bytes:
-    return orjson.dumps({
-        "request_id": f"{A}:00-DB-00-00-00-00-00-{counter:02X}:{counter}",
-        "user_role": "IS", "srv": "7.2", "command_variant": 4, "body": {},
-    })  # fmt: skip
+    return disable_supply(counter, A)
 
 
 async def test_the_user_decides_on_its_quarantined_requests(

@@ -12,7 +12,7 @@ PURE = ("throttling", "adt")
 # I/O, the clock, the environment and the event loop stay out of the decision packages.
 FORBIDDEN_IN_PURE = {
     "asyncio", "aiokafka", "aiohttp", "prometheus_client", "uvloop", "os", "socket", "time",
-    "subprocess", "threading", "urllib", "random", "broker", "workers",
+    "subprocess", "threading", "urllib", "random", "broker", "workers", "confluent_kafka",
 }  # fmt: skip
 
 
@@ -36,11 +36,12 @@ def test_decision_packages_do_no_io_and_read_no_clock(package: str) -> None:
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
-def test_only_broker_talks_to_aiokafka() -> None:
+@pytest.mark.parametrize("client", ["aiokafka", "confluent_kafka"])
+def test_only_broker_talks_to_kafka_clients(client: str) -> None:
     offenders = [
         str(path.relative_to(ROOT))
         for package in ("workers", *PURE)
         for path in (ROOT / package).rglob("*.py")
-        if "aiokafka" in _imports(path)
+        if client in _imports(path)
     ]
     assert offenders == []

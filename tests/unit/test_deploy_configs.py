@@ -51,6 +51,14 @@ METRICS_IN_CODE = {
     "dccgate_alerts_mp102_held",
     "dccgate_alerts_mp102_dropped_total",
     "dccgate_alerts_mp102_released_total",
+    "dccgate_adt_quarantined_total",
+    "dccgate_adt_shadow_would_quarantine_total",
+    "dccgate_adt_user_nearest_threshold_ratio",
+    "dccgate_adt_dcc_threshold_ratio",
+    "dccgate_quarantine_pending",
+    "dccgate_quarantine_oldest_pending_age_seconds",
+    "dccgate_quarantine_pending_max_seconds",
+    "dccgate_quarantine_decisions_total",
 }
 
 

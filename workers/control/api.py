@@ -9,6 +9,10 @@ Bodies are JSON; errors are `{"error": "..."}` with 400 (malformed JSON), 401, 4
 of range or an unknown field). A PUT may carry the `version` it read (or `If-Match`);
 `version: 0` means "only if it does not exist yet". The routes are listed once, in
 `ROUTES`, which also builds `/openapi.json`.
+
+The quarantine routes are in `quarantine_routes.py`; the pieces every handler shares
+(`Route`, `ApiError`, access checks) in `routing.py`, imported here under their old private
+names.
 """
 
 from __future__ import annotations
@@ -17,8 +21,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 import orjson
@@ -26,51 +29,28 @@ from aiohttp import web
 
 from workers.control.audit import AuditLog
 from workers.control.model import KINDS, USER_ID_PATTERN, Kind, validate_item
+from workers.control.quarantine_routes import QUARANTINE_ROUTES, QuarantineView, no_quarantine
 from workers.control.reader import ControlReader
+from workers.control.routing import FORBIDDEN as _FORBIDDEN
+from workers.control.routing import WHO_OPERATOR as _OP
+from workers.control.routing import WHO_OWN_READ as _OWN
+from workers.control.routing import WHO_OWN_WRITE as _OWN_W
+from workers.control.routing import ApiError, Handler, Route
+from workers.control.routing import error_answer as _error
+from workers.control.routing import int_param as _int_param
+from workers.control.routing import json_answer as _json
+from workers.control.routing import need_operator as _need_operator
+from workers.control.routing import need_user_access as _need_user_access
+from workers.control.routing import read_body as _read_body
 from workers.control.state import Item
 from workers.control.tokens import Principal, TokenRecord, authenticate, hash_token, new_token
 from workers.control.writer import ControlWriter, VersionConflictError
-from workers.quarantine import DecisionRefusedError
 
 __all__ = ["ROUTES", "AdminApi", "QuarantineView", "Route"]
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[["AdminApi", web.Request, Principal], Awaitable[web.Response]]
 _USER_ID = re.compile(USER_ID_PATTERN)
-_MAX_BODY_BYTES = 1024 * 1024
-
-
-class QuarantineView(Protocol):
-    """What the quarantine service offers the API (completed by the anomaly-detection work)."""
-
-    def list(self, user_id: str | None) -> list[dict[str, Any]]: ...
-
-    async def decide(
-        self, request_id: str, decision: str, principal: Principal
-    ) -> dict[str, Any] | None: ...
-
-
-class _NoQuarantine:
-    """Until a quarantine service is attached: nothing is quarantined."""
-
-    def list(self, user_id: str | None) -> list[dict[str, Any]]:
-        return []
-
-    async def decide(
-        self, request_id: str, decision: str, principal: Principal
-    ) -> dict[str, Any] | None:
-        return None
-
-
-def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(
-        body=orjson.dumps(body), status=status, content_type="application/json", headers=headers
-    )
-
-
-def _error(status: int, message: str) -> web.Response:
-    return _json({"error": message}, status)
 
 
 @web.middleware
@@ -86,23 +66,6 @@ async def _json_errors(
         return _error(exc.status, reason.get(exc.status, exc.reason))
 
 
-class ApiError(Exception):
-    """An error answer: status and message."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-_FORBIDDEN = "forbidden: this token may not do that"
-
-
-def _need_operator(principal: Principal) -> None:
-    if not principal.is_operator:
-        raise ApiError(403, _FORBIDDEN)
-
-
 def _user_id(request: web.Request) -> str:
     user_id = request.match_info["user_id"]
     if not _USER_ID.fullmatch(user_id):
@@ -113,11 +76,6 @@ def _user_id(request: web.Request) -> str:
     return user_id
 
 
-def _need_user_access(principal: Principal, user_id: str) -> None:
-    if not principal.may_act_for(user_id):
-        raise ApiError(403, _FORBIDDEN)
-
-
 def _with_version(item: Item) -> dict[str, Any]:
     doc: dict[str, Any] = orjson.loads(item.raw)
     doc["version"] = item.version
@@ -126,19 +84,6 @@ def _with_version(item: Item) -> dict[str, Any]:
 
 def _etag(item: Item) -> dict[str, str]:
     return {"ETag": f'"{item.version}"'}
-
-
-async def _read_body(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
-    if len(raw) > _MAX_BODY_BYTES:
-        raise ApiError(413, f"the body is larger than {_MAX_BODY_BYTES} bytes")
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise ApiError(400, f"the body is not valid JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise ApiError(422, "the body must be a JSON object")
-    return doc
 
 
 def _expected_version(request: web.Request, doc: dict[str, Any]) -> int | None:
@@ -163,19 +108,6 @@ def _convert(kind: Kind, user_id: str | None, doc: dict[str, Any]) -> msgspec.St
     return body
 
 
-@dataclass(frozen=True)
-class Route:
-    """One API route: what it does, who may call it, and its body and answer types."""
-
-    method: str
-    path: str
-    handler: Handler
-    summary: str
-    who: str
-    body: type[msgspec.Struct] | None = None
-    answer: type[msgspec.Struct] | None = None
-
-
 class AdminApi:
     """The admin API's handlers, over a configuration reader and writer."""
 
@@ -192,7 +124,7 @@ class AdminApi:
         self.writer = writer
         self.audit = audit
         self._bootstrap = bootstrap_token_sha256
-        self.quarantine: QuarantineView = quarantine or _NoQuarantine()
+        self.quarantine: QuarantineView = quarantine or no_quarantine()
 
     def install(self, app: web.Application) -> None:
         """Add every route of `ROUTES` and `/openapi.json` to `app`, and answer unknown
@@ -414,15 +346,6 @@ async def _revoke_operator_token(
     return _json({"revoked": record.token_id})
 
 
-def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise ApiError(422, f"query parameter {name} must be a whole number from {low} to {high}")
-    return int(raw)
-
-
 async def _audit(api: AdminApi, request: web.Request, principal: Principal) -> web.Response:
     _need_operator(principal)
     records = api.audit.query(
@@ -438,39 +361,7 @@ async def _audit(api: AdminApi, request: web.Request, principal: Principal) -> w
     )
 
 
-async def _list_quarantine(
-    api: AdminApi, request: web.Request, principal: Principal
-) -> web.Response:
-    user_id = request.query.get("user_id")
-    if not principal.is_operator:
-        if user_id is not None and user_id != principal.user_id:
-            raise ApiError(403, _FORBIDDEN)
-        user_id = principal.user_id
-    return _json({"items": api.quarantine.list(user_id)})
-
-
-def _decision(decision: str) -> Handler:
-    async def decide(api: AdminApi, request: web.Request, principal: Principal) -> web.Response:
-        request_id = request.match_info["request_id"]
-        # The owner is the USER part of the RequestID: checked before anything is looked up,
-        # so a User learns nothing about another User's requests.
-        _need_user_access(principal, request_id.partition(":")[0])
-        try:
-            result = await api.quarantine.decide(request_id, decision, principal)
-        except DecisionRefusedError as exc:
-            raise ApiError(409, str(exc)) from None
-        if result is None:
-            raise ApiError(404, f"no quarantined request {request_id}")
-        return _json(result)
-
-    return decide
-
-
 _users_get, _users_put = _per_user("users")
-
-_OP = "operator"
-_OWN = "operator, or a User token for its own User (read)"
-_OWN_W = "operator, or a User token for its own User (read and change)"
 
 
 def _item_routes(
@@ -518,10 +409,6 @@ ROUTES: tuple[Route, ...] = (
                   "the forwarded-alert capacity per CSP region", _OP, _OP),
     *_item_routes("alerts.mp102", "/v1/alerts/mp102",
                   "the MP102 rule for outage alerts after firmware activation", _OP, _OP),
-    Route("GET", "/v1/quarantine", _list_quarantine, "List quarantined requests", _OWN),
-    Route("POST", "/v1/quarantine/{request_id}/release", _decision("release"),
-          "Release a quarantined request for processing", _OWN_W),
-    Route("POST", "/v1/quarantine/{request_id}/delete", _decision("delete"),
-          "Delete a quarantined request", _OWN_W),
+    *QUARANTINE_ROUTES,
     Route("GET", "/v1/audit", _audit, "Audit trail, newest first", _OP),
 )  # fmt: skip

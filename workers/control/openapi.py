@@ -45,6 +45,10 @@ def openapi_document() -> dict[str, Any]:
             "parameters": [
                 {"name": name, "in": "path", "required": True, "schema": _PARAM_SCHEMAS[name]}
                 for name in _PARAM.findall(route.path)
+            ] + [
+                {"name": q.name, "in": "query", "required": False, "schema": q.schema,
+                 "description": q.description}
+                for q in route.query
             ],
             "responses": {
                 "200": {
@@ -66,7 +70,16 @@ def openapi_document() -> dict[str, Any]:
         }  # fmt: skip
         if route.method == "POST":
             op["responses"]["201"] = {"description": "created"}
-        if route.body is not None:
+        if route.body is not None and route.method != "PUT":
+            op["requestBody"] = {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {"$ref": f"#/components/schemas/{route.body.__name__}"}
+                    }
+                },
+            }
+        elif route.body is not None:
             ref = {"$ref": f"#/components/schemas/{route.body.__name__}"}
             version = {
                 "type": "integer",

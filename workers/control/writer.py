@@ -163,6 +163,20 @@ class ControlWriter:
         async with self._lock:
             await self._write_audit(audit)
 
+    async def record_many(self, audits: list[AuditRecord]) -> None:
+        """Write several audit records at once (a bulk quarantine decision): sent together,
+        then waited for until the last is readable."""
+        if not audits:
+            return
+        async with self._lock:
+            sent = await asyncio.gather(
+                *(
+                    self._producer.send_one(self._topics.audit, a.key.encode(), _encode(a))
+                    for a in audits
+                )
+            )
+            await self._audit.wait_applied(max(offset for _, offset in sent))
+
     async def _write_audit(self, audit: AuditRecord) -> None:
         _, offset = await self._producer.send_one(
             self._topics.audit, audit.key.encode(), _encode(audit)

@@ -64,7 +64,8 @@ def test_a_quarantined_request_is_pending() -> None:
 
 def test_release_and_delete_decide_once() -> None:
     book = book_with("a", "b")
-    assert book.release("a", "alice", T0 + 10) == Released(id="a", by="alice", at_s=T0 + 10)
+    released = book.release("a", "alice", T0 + 10)
+    assert released == Released(id="a", by="alice", at_s=T0 + 10, user_id=USER, srv="7.2")
     assert book.delete("b", "op:bob", T0 + 20, "not ours") == Deleted(
         id="b", by="op:bob", at_s=T0 + 20, note="not ours"
     )
@@ -82,7 +83,10 @@ def test_release_and_delete_decide_once() -> None:
 def test_deciding_twice_is_refused_naming_the_current_state() -> None:
     book = book_with("a")
     book.release("a", "alice", T0 + 10)
-    with pytest.raises(AlreadyDecidedError, match="it was already released by alice") as info:
+    with pytest.raises(
+        AlreadyDecidedError,
+        match=r"it was already released by alice at 20\d\d-\d\d-\d\dT\d\d:\d\d:\d\dZ;",
+    ) as info:
         book.delete("a", "bob", T0 + 20)
     assert info.value.state == "released"
     assert "cannot delete request a" in str(info.value)
@@ -154,6 +158,20 @@ def test_select_by_rule_user_kind_state_and_time_range() -> None:
     assert [e.id for e in book.select(user_id="other")] == ["v"]
     assert [e.id for e in book.select(state="released")] == ["u1"]
     assert len(book.select(state=None)) == 6
+
+
+def test_pending_count_and_oldest_pending_follow_every_change() -> None:
+    book = book_with("a", at_s=T0)
+    book.quarantine("b", USER, "7.2", BREACH, T0 + 5)
+    book.quarantine("c", USER, "7.2", BREACH, T0 + 9)
+    assert (book.pending_count, book.oldest_pending_at_s()) == (3, T0)
+    book.release("a", "alice", T0 + 10)
+    assert (book.pending_count, book.oldest_pending_at_s()) == (2, T0 + 5)
+    book.delete("c", "alice", T0 + 11)
+    book.expire_due(T0 + 5 + 7 * DAY)
+    assert (book.pending_count, book.oldest_pending_at_s()) == (0, None)
+    book.prune(T0 + 60 * DAY)  # forgetting decided entries changes nothing pending
+    assert (book.pending_count, len(book)) == (0, 0)
 
 
 def test_bulk_release_of_a_selection_reports_what_it_refused() -> None:
@@ -254,6 +272,9 @@ def test_a_request_is_never_decided_twice(steps: list[tuple[str, int, int]]) -> 
             assert decisions[event.id] == 1, event
     for entry in book.select(state=None):
         assert (entry.state == "pending") is (entry.decided_at_s is None)
+    pending = book.select()
+    assert book.pending_count == len(pending)
+    assert book.oldest_pending_at_s() == (pending[0].at_s if pending else None)
 
 
 @settings(max_examples=300, deadline=None)

@@ -129,6 +129,10 @@ EVERY_COMMAND = [
     ["quarantine", "list", "--user", USER],
     ["quarantine", "release", f"{USER}:00-DB-12-34-56-78-90-A0:1"],
     ["quarantine", "delete", f"{USER}:00-DB-12-34-56-78-90-A0:1"],
+    ["quarantine", "list", "--rule", "r", "--kind", "user_adt", "--state", "any", "--from",
+     "2026-01-31T09:00:00Z", "--to", "2026-02-01T00:00:00Z", "--limit", "5"],
+    ["quarantine", "release", "--rule", "r", "--from", "2026-01-31T09:00:00Z", "--limit", "9"],
+    ["quarantine", "delete", "--user", USER, "--kind", "data_value"],
     ["audit", "--limit", "5", "--key-prefix", "allocations/", "--since-ms", "1"],
     ["get", "users"],
     ["put", "traffic", "--json", "{}"],
@@ -521,7 +525,8 @@ def test_audit_sends_the_filters_and_shows_utc_times() -> None:
 
 def test_quarantine_list_and_release() -> None:
     rid = f"{USER}:00-DB-12-34-56-78-90-A0:1"
-    items = [{"at_ms": 0, "request_id": rid, "user_id": USER, "rule": "7.2/3600"}]
+    items = [{"at_s": 0.5, "id": rid, "user_id": USER, "state": "pending", "srv": "7.2",
+              "rule": "7.2/3600", "observed": 4, "limit": 3, "reason": "..."}]  # fmt: skip
     api = FakeApi(
         {
             ("GET", f"/v1/quarantine?user_id={USER}"): (200, {"items": items}),
@@ -529,11 +534,59 @@ def test_quarantine_list_and_release() -> None:
         }
     )
     ran = run(["quarantine", "list", "--user", USER.lower()], api)
-    assert ran.out.split("\n")[0].split() == ["REQUEST", "ID", "USER", "ID", "RULE", "AT", "(UTC)"]
-    assert "1970-01-01T00:00:00.000Z" in ran.out
+    header, row = ran.out.splitlines()
+    assert header.split() == ["REQUEST", "ID", "STATE", "SRV", "RULE", "OBSERVED", "LIMIT",
+                              "QUARANTINED", "(UTC)"]  # fmt: skip
+    assert row.split() == [rid, "pending", "7.2", "7.2/3600", "4", "3", "1970-01-01T00:00:00.500Z"]
     assert run(["quarantine", "release", rid], api).out == f"RELEASED  {rid}\n"
     empty = FakeApi({("GET", "/v1/quarantine"): (200, {"items": []})})
     assert run(["quarantine", "list"], empty).out == "nothing is quarantined\n"
+
+
+def test_quarantine_list_filters_go_in_the_query() -> None:
+    path = "/v1/quarantine?rule=r&from=2026-01-31T09%3A00%3A00Z&state=any&limit=2"
+    api = FakeApi({("GET", path): (200, {"items": [], "more": True})})
+    ran = run(["quarantine", "list", "--rule", "r", "--from", "2026-01-31T09:00:00Z",
+               "--state", "any", "--limit", "2"], api)  # fmt: skip
+    assert ran.code == 0, ran.err
+    assert "more requests match" in ran.err
+
+
+def test_bulk_release_sends_the_filters_and_shows_decided_and_skipped() -> None:
+    rid, old = f"{USER}:00-DB-00-00-00-00-00-02:2", f"{USER}:00-DB-00-00-00-00-00-01:1"
+    answer = {
+        "decision": "release",
+        "decided": [{"id": rid, "user_id": USER, "srv": "7.2", "rule": "r", "at_s": 0.25}],
+        "skipped": [{"id": old, "state": "deleted", "reason": "already deleted; final"}],
+        "more": True,
+    }
+    api = FakeApi({("POST", "/v1/quarantine/release"): (200, answer)})
+    ran = run(["quarantine", "release", "--user", USER.lower(), "--rule", "r",
+               "--to", "2026-02-01T00:00:00Z", "--limit", "10"], api)  # fmt: skip
+    assert ran.code == 0, ran.err
+    assert api.sent[0].body == {
+        "user_id": USER, "rule": "r", "to": "2026-02-01T00:00:00Z", "limit": 10
+    }  # fmt: skip
+    lines = ran.out.splitlines()
+    assert lines[0] == "released 1, skipped 1"
+    assert lines[3].split() == [rid, USER, "7.2", "r", "1970-01-01T00:00:00.250Z"]
+    assert lines[-1].split()[:2] == [old, "deleted"]
+    assert "run the command again" in ran.err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["quarantine", "delete"],
+        ["quarantine", "delete", f"{USER}:00-DB-00-00-00-00-00-01:1", "--rule", "r"],
+        ["quarantine", "release", f"{USER}:00-DB-00-00-00-00-00-01:1", "--limit", "3"],
+    ],
+)
+def test_a_decision_needs_one_id_or_filters(argv: list[str]) -> None:
+    api = FakeApi()
+    ran = run(argv, api)
+    assert ran.code == 2
+    assert api.sent == []
 
 
 def test_generic_get_and_put() -> None:
@@ -617,7 +670,7 @@ def test_main_dispatches_admin(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     api = FakeApi({("GET", "/v1/users"): (200, {"users": {}})})
-    monkeypatch.setattr(admin_cli, "urllib_transport", api)
+    monkeypatch.setattr(admin_cli.entry, "urllib_transport", api)
     monkeypatch.setenv("DCCGATE_TOKEN", "op-secret")
     monkeypatch.delenv("DCCGATE_ADMIN_URL", raising=False)
     assert main(["admin", "users", "list"]) == 0

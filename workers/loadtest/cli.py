@@ -1,0 +1,294 @@
+"""`dccgate loadtest SCENARIO`: run a scenario against a gateway, show progress, report.
+
+With `--embedded` a gateway is started for the run (`gateway.EmbeddedGateway`) and stopped
+after it; otherwise the run drives the gateway on `--bootstrap` (default: the address
+`dccgate run` uses, 127.0.0.1:9092), and configures it only if `--admin-url` and `--token`
+are given. `--what-if PROPOSED.toml` runs the same seeded scenario twice on embedded
+gateways, with the scenario's configuration and with the proposed one, and reports the
+difference (docs/tuning-with-the-simulator.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from broker.settings import KafkaSettings
+from broker.topics import Topics
+from workers.control.configfile import ConfigFileError, load_config_file
+from workers.loadtest.gateway import EmbeddedGateway, GatewayError, apply_config, scrape_metrics
+from workers.loadtest.progress import Progress
+from workers.loadtest.runner import Collector, Runner
+from workers.loadtest.scenario import BUILT_IN, Scenario, ScenarioError, load_scenario
+from workers.settings import Settings
+
+__all__ = [
+    "RunResult",
+    "add_loadtest_parser",
+    "difference",
+    "run_loadtest",
+    "run_scenario",
+    "summary",
+]
+
+_FOLLOW_S = 1.0
+"""After configuring an external gateway, how long its workers get to follow dcc.control."""
+
+
+def add_loadtest_parser(sub: Any) -> None:
+    """Add `loadtest` to the `dccgate` sub-commands."""
+    p = sub.add_parser(
+        "loadtest",
+        help="simulate installs, storms and runaway Users against a gateway (docs/loadtest.md)",
+    )
+    p.add_argument("scenario", help=f"a scenario TOML file, or one of: {', '.join(BUILT_IN)}")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
+        "--bootstrap", help="Kafka of a running gateway, HOST:PORT (default 127.0.0.1:9092)"
+    )
+    where.add_argument(
+        "--embedded", action="store_true", help="start a gateway for the run, stop it after"
+    )
+    p.add_argument("--topic-prefix", dest="topic_prefix", help="the gateway's topic prefix")
+    p.add_argument("--duration", type=float, help="seconds of traffic (the scenario's default)")
+    p.add_argument("--seed", type=int, help="random seed (the scenario's default)")
+    p.add_argument("--scale", type=float, default=1.0, help="multiply every rate (1.0)")
+    p.add_argument("--report", type=Path, help="write report.json and report.html here")
+    p.add_argument("--admin-url", dest="admin_url", help="admin API of the running gateway")
+    p.add_argument("--token", help="operator token for --admin-url (configures the gateway)")
+    p.add_argument(
+        "--what-if",
+        dest="what_if",
+        type=Path,
+        help="a proposed dccgate configuration file: run twice and report the difference",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument("--json", action="store_true", help="print the run's counts as JSON")
+    p.add_argument("--log-level", dest="log_level", help="DEBUG, INFO, WARNING (default), ERROR")
+
+
+class RunResult(msgspec.Struct, kw_only=True):
+    """One run: the counts, the collector's report (None without results.py), the gateway's
+    metrics at the end."""
+
+    stats: dict[str, Any]
+    report: Any = None
+    gateway: dict[str, object] = msgspec.field(default_factory=dict)
+
+
+class _NoCollector:
+    """Used only when workers/loadtest/results.py is not installed: counts stay in RunStats."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: None
+
+
+def _collector(scenario: Scenario, seed: int, scale: float, duration_s: float) -> Collector:
+    try:
+        results = importlib.import_module("workers.loadtest.results")
+    except ModuleNotFoundError as exc:
+        if exc.name != "workers.loadtest.results":
+            raise  # installed but broken: say so rather than run without a report
+        sys.stderr.write("dccgate loadtest: no report module (workers/loadtest/results.py); "
+                         "printing the counts only\n")  # fmt: skip
+        return _NoCollector()
+    collector: Collector = results.ResultCollector(
+        scenario=scenario.name, seed=seed, scale=scale, duration_s=duration_s
+    )
+    return collector
+
+
+async def run_scenario(
+    scenario: Scenario,
+    *,
+    items: dict[str, msgspec.Struct],
+    seed: int,
+    scale: float,
+    duration_s: float,
+    embedded: bool,
+    bootstrap: str,
+    topics: Topics,
+    admin_url: str | None = None,
+    token: str | None = None,
+    progress: Progress | None = None,
+    collector: Collector | None = None,
+) -> RunResult:
+    """One run: start and configure the gateway if asked, drive it, collect the results."""
+    collector = collector or _collector(scenario, seed, scale, duration_s)
+
+    async def drive(kafka: KafkaSettings, url: str | None) -> RunResult:
+        runner = Runner(scenario, kafka=kafka, topics=topics, collector=collector, seed=seed,
+                        scale=scale, duration_s=duration_s, on_progress=progress)  # fmt: skip
+        stats = await runner.run()
+        if progress is not None:
+            progress.done()
+        gateway = await asyncio.to_thread(scrape_metrics, url) if url else {}
+        finish = getattr(collector, "finish", None)
+        report = None
+        if callable(finish):
+            report = finish(runner.now(), gateway=gateway, started_at_unix_s=runner.started_at_s)
+        return RunResult(stats=stats.as_dict(), report=report, gateway=gateway)
+
+    if embedded:
+        async with EmbeddedGateway() as gw:
+            await asyncio.to_thread(apply_config, gw.admin_url, gw.token, items)
+            kafka = msgspec.structs.replace(
+                KafkaSettings(bootstrap=gw.bootstrap).for_embedded(), fetch_max_wait_ms=20
+            )
+            return await drive(kafka, gw.admin_url)
+    if admin_url and token:
+        await asyncio.to_thread(apply_config, admin_url, token, items)
+        await asyncio.sleep(_FOLLOW_S)
+    elif scenario.gateway.items():
+        sys.stderr.write("dccgate loadtest: the scenario's [gateway] configuration is not "
+                         "applied (give --admin-url and --token to apply it)\n")  # fmt: skip
+    kafka = KafkaSettings(bootstrap=bootstrap)
+    if bootstrap.startswith(("127.0.0.1:", "localhost:")):
+        kafka = msgspec.structs.replace(kafka.for_embedded(), fetch_max_wait_ms=20)
+    return await drive(kafka, admin_url)
+
+
+def summary(scenario: Scenario, result: RunResult) -> str:
+    """The run's counts as a few readable lines."""
+    s = result.stats
+    lines = [f"scenario {scenario.name}: {s['sent']} requests sent ({s['resent']} resent), "
+             f"{s['answered']} answered, {s['completed']} answered by devices, "
+             f"{s['elapsed_s']:.1f} s"]  # fmt: skip
+    lines.append("outcomes per User:")
+    for user, outcomes in s["by_user"].items():
+        name = next((u.name for u in scenario.users if u.id == user), "")
+        counts = "  ".join(f"{k} {v}" for k, v in sorted(outcomes.items()))
+        lines.append(f"  {user}  {name:<24} {counts}")
+    for region, c in s["installs"].items():
+        done = c.get("ok", 0) + c.get("failed", 0)
+        lines.append(f"installs {region:<8} {c.get('ok', 0)} ok, {c.get('failed', 0)} failed "
+                     f"({c.get('failed', 0) / max(done, 1):.1%})")  # fmt: skip
+    if s["failed_steps"]:
+        lines.append("failed steps: " + ", ".join(f"{k} {v}" for k, v in s["failed_steps"].items()))
+    if s["firmware"]:
+        lines.append(f"firmware: {s['firmware']}")
+    if s["alerts_raised"]:
+        lines.append(f"alerts raised {s['alerts_raised']}, delivered {s['alerts_delivered']}, "
+                     f"storm copies {s['storm_copies']} reporting {s['suppressed_reported']} "
+                     "suppressed")  # fmt: skip
+    lines.append(f"dead letters {s['deadlettered']}, unanswered {s['unanswered']}, "
+                 f"unfinished flows {s['unfinished_flows']}")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def difference(scenario: Scenario, base: RunResult, new: RunResult) -> str:
+    """What the proposed configuration changes: outcomes per User, installs, storm copies."""
+    lines = ["== difference (proposed - current) =="]
+    users = sorted(set(base.stats["by_user"]) | set(new.stats["by_user"]))
+    for user in users:
+        old, now = base.stats["by_user"].get(user, {}), new.stats["by_user"].get(user, {})
+        changes = [
+            f"{k} {now.get(k, 0) - old.get(k, 0):+d} ({old.get(k, 0)} -> {now.get(k, 0)})"
+            for k in sorted(set(old) | set(now))
+            if now.get(k, 0) != old.get(k, 0)
+        ]
+        name = next((u.name for u in scenario.users if u.id == user), "")
+        lines.append(f"  {user}  {name:<24} {', '.join(changes) or 'no change'}")
+    for key in ("installs", "alerts_delivered"):
+        if base.stats[key] != new.stats[key]:
+            lines.append(f"  {key}: {base.stats[key]} -> {new.stats[key]}")
+    if base.stats["storm_copies"] != new.stats["storm_copies"]:
+        lines.append(f"  storm copies: {base.stats['storm_copies']} -> "
+                     f"{new.stats['storm_copies']}")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def _report_module() -> Any:
+    try:
+        return importlib.import_module("workers.loadtest.report")
+    except ModuleNotFoundError as exc:
+        if exc.name != "workers.loadtest.report":
+            raise
+        sys.stderr.write("dccgate loadtest: no report module (workers/loadtest/report.py); "
+                         "no report written\n")  # fmt: skip
+        return None
+
+
+def run_loadtest(args: argparse.Namespace, settings: Settings) -> int:
+    """The `dccgate loadtest` command; returns the exit code."""
+    from workers.runtime import run
+
+    try:
+        scenario = load_scenario(args.scenario)
+    except ScenarioError as exc:
+        sys.stderr.write(f"dccgate loadtest: {exc}\n")
+        return 2
+    if args.scale is not None and not args.scale > 0:
+        sys.stderr.write(f"dccgate loadtest: --scale must be positive, got {args.scale}\n")
+        return 2
+    if args.duration is not None and not 0 < args.duration <= 86_400:
+        sys.stderr.write("dccgate loadtest: --duration must be from 0 to 86400 seconds\n")
+        return 2
+    seed = scenario.seed if args.seed is None else args.seed
+    duration_s = scenario.duration_s if args.duration is None else args.duration
+    progress = None if args.quiet else Progress(sys.stderr, tty=sys.stderr.isatty())
+    common: dict[str, Any] = {
+        "seed": seed,
+        "scale": args.scale,
+        "duration_s": duration_s,
+        "bootstrap": args.bootstrap or settings.bootstrap or f"127.0.0.1:{settings.kafka_port}",
+        "topics": settings.topics,
+        "progress": progress,
+    }
+    try:
+        if args.what_if is not None:
+            return _what_if(args, scenario, common, run)
+        result = run(run_scenario(scenario, items=scenario.gateway_items(),
+                                  embedded=args.embedded, admin_url=args.admin_url,
+                                  token=args.token, **common))  # fmt: skip
+    except (GatewayError, ConfigFileError) as exc:
+        sys.stderr.write(f"dccgate loadtest: {exc}\n")
+        return 1
+    _print(scenario, result, args.json)
+    if args.report is not None and result.report is not None:
+        report = _report_module()
+        if report is not None:
+            paths = report.write_report(result.report, args.report)
+            sys.stderr.write(f"report: {', '.join(str(p) for p in paths)}\n")
+    return 0
+
+
+def _print(scenario: Scenario, result: RunResult, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps({"stats": result.stats, "gateway": result.gateway}) + "\n")
+    else:
+        sys.stdout.write(summary(scenario, result))
+
+
+def _what_if(args: argparse.Namespace, scenario: Scenario, common: dict[str, Any],
+             run: Any) -> int:  # fmt: skip
+    if args.bootstrap:
+        sys.stderr.write("dccgate loadtest: --what-if runs its own gateways; drop --bootstrap\n")
+        return 2
+    proposed = load_config_file(args.what_if)
+    base_items = scenario.gateway_items()
+    proposed_items = {**base_items, **proposed.items()}
+    results = []
+    for label, items in (("current", base_items), ("proposed", proposed_items)):
+        sys.stderr.write(f"what-if: {label} configuration\n")
+        result = run(run_scenario(scenario, items=items, embedded=True, **common))
+        sys.stdout.write(f"== {label} ==\n")
+        _print(scenario, result, args.json)
+        results.append(result)
+    base, new = results
+    sys.stdout.write(difference(scenario, base, new))
+    if base.report is not None and new.report is not None:
+        report = _report_module()
+        if report is not None:
+            diff = report.compare(base.report, new.report)
+            directory = args.report or Path("whatif-report")
+            paths = report.write_whatif(diff, base.report, new.report, directory)
+            sys.stderr.write(f"what-if report: {', '.join(str(p) for p in paths)}\n")
+    return 0
