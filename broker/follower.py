@@ -6,8 +6,8 @@ is judged against the fetch's high watermark, which every broker reports correct
 embedded broker's ListOffsets "latest" is wrong, so `end_offsets()` is not used).
 
 A follower may also follow some partitions only (the alert worker follows the partitions of
-`dcc.sr.outbound` that match its own input partitions), and `read_to_end` reads partitions
-once, up to their high watermark (a changelog restored on partition assignment).
+`dcc.sr.outbound` that match its own input partitions). Reading some partitions once, up to
+their end (a changelog restored on assignment), is `broker.replay`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-import uuid
 from collections.abc import Callable, Iterable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -26,7 +24,7 @@ from broker.consumer import Record, start_offsets_at
 from broker.errors import BrokerError
 from broker.settings import KafkaSettings
 
-__all__ = ["TopicFollower", "partition_counts", "read_to_end"]
+__all__ = ["TopicFollower", "partition_counts"]
 
 log = logging.getLogger(__name__)
 
@@ -141,59 +139,6 @@ class TopicFollower:
             if highwater is None or await consumer.position(tp) < highwater:
                 return False
         return True
-
-
-async def read_to_end(
-    settings: KafkaSettings,
-    topic: str,
-    partitions: Iterable[int],
-    *,
-    name: str,
-    timeout_s: float = 60.0,
-) -> list[Record]:
-    """Every record of `partitions` of `topic`, from the first up to the high watermark
-    seen when reading starts, in order per partition. Raises BrokerError if that takes
-    longer than `timeout_s`."""
-    wanted = sorted(set(partitions))
-    if not wanted:
-        return []
-    kwargs = settings.consumer_kwargs()
-    kwargs["client_id"] = f"{settings.client_id}-{name}-{uuid.uuid4().hex[:6]}"
-    consumer = AIOKafkaConsumer(group_id=None, **kwargs)
-    records: list[Record] = []
-    try:
-        await consumer.start()
-        tps = [TopicPartition(topic, p) for p in wanted]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        # The high watermark when the first fetch answer came: read up to there.
-        ends: dict[TopicPartition, int] = {}
-        done: set[TopicPartition] = set()
-        deadline = time.monotonic() + timeout_s
-        while len(done) < len(tps):
-            if time.monotonic() > deadline:
-                raise BrokerError(
-                    f"reading {topic} partitions {wanted} took over {timeout_s:.0f} s; "
-                    "check the cluster, or that the topic is not enormous"
-                )
-            batch = await consumer.getmany(*tps, timeout_ms=200, max_records=10_000)
-            for tp in tps:
-                if tp in done:
-                    continue
-                records.extend(batch.get(tp, ()))
-                if tp not in ends:
-                    highwater = consumer.highwater(tp)
-                    if highwater is None:
-                        continue  # no fetch answer for it yet
-                    ends[tp] = highwater
-                if await consumer.position(tp) >= ends[tp]:
-                    done.add(tp)
-                    consumer.pause(tp)
-        return [r for r in records if r.offset < ends[TopicPartition(topic, r.partition)]]
-    except KafkaError as exc:
-        raise BrokerError(f"cannot read {topic} partitions {wanted}: {exc}") from exc
-    finally:
-        await consumer.stop()
 
 
 async def partition_counts(settings: KafkaSettings, topics: Iterable[str]) -> dict[str, int]:

@@ -1,15 +1,16 @@
 """Read some partitions of a topic from the beginning to their end, once.
 
 For state that moves with partitions: a worker assigned input partition p replays partition
-p of the state changelog before it processes p's first record (docs/contract.md, the
-`dcc.state.*` topics). "The end" is the high watermark each fetch reports, which every
-broker reports correctly (the embedded broker's ListOffsets "latest" is wrong, so
-`end_offsets()` is not used).
+p of its state changelog before it processes p's first record (docs/contract.md, the
+`dcc.state.*` topics). "The end" is the high watermark of the first fetch answer for each
+partition, which every broker reports correctly (the embedded broker's ListOffsets "latest"
+is wrong, so `end_offsets()` is not used); records written after that are not included.
 """
 
 from __future__ import annotations
 
-import logging
+import time
+import uuid
 from collections.abc import Callable, Iterable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -19,9 +20,7 @@ from broker.consumer import Record
 from broker.errors import BrokerError
 from broker.settings import KafkaSettings
 
-__all__ = ["replay_partitions"]
-
-log = logging.getLogger(__name__)
+__all__ = ["read_to_end", "replay_partitions"]
 
 
 async def replay_partitions(
@@ -31,26 +30,23 @@ async def replay_partitions(
     on_records: Callable[[list[Record]], None],
     *,
     name: str,
-    max_records: int = 5000,
+    timeout_s: float = 60.0,
+    max_records: int = 10_000,
 ) -> int:
-    """Hand every record of `partitions` of `topic` to `on_records`, in offset order per
-    partition, then return how many there were.
+    """Hand every record of `partitions` of `topic`, up to each partition's end, to
+    `on_records` (in offset order per partition); return how many there were.
 
-    Records written after the replay started may or may not be included: the caller is the
-    only writer of these partitions (it owns them), so there are none. Raise BrokerError
-    when the topic or a partition does not exist.
+    Raise BrokerError when the topic lacks one of the partitions, or when reading takes
+    longer than `timeout_s`.
     """
     wanted = sorted(set(partitions))
     if not wanted:
         return 0
     kwargs = settings.consumer_kwargs()
-    kwargs["client_id"] = f"{settings.client_id}-{name}"
+    kwargs["client_id"] = f"{settings.client_id}-{name}-{uuid.uuid4().hex[:6]}"
     consumer = AIOKafkaConsumer(group_id=None, **kwargs)
     try:
         await consumer.start()
-    except KafkaError as exc:
-        raise BrokerError(f"cannot replay {topic}: {exc}") from exc
-    try:
         existing = consumer.partitions_for_topic(topic)
         if not existing:
             await consumer._client.force_metadata_update()
@@ -64,20 +60,50 @@ async def replay_partitions(
         tps = [TopicPartition(topic, p) for p in wanted]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        remaining = set(tps)
+        ends: dict[TopicPartition, int] = {}
+        done: set[TopicPartition] = set()
         total = 0
-        while remaining:
-            batch = await consumer.getmany(*remaining, timeout_ms=200, max_records=max_records)
-            for records in batch.values():
+        deadline = time.monotonic() + timeout_s
+        while len(done) < len(tps):
+            if time.monotonic() > deadline:
+                raise BrokerError(
+                    f"reading {topic} partitions {wanted} took over {timeout_s:.0f} s; "
+                    "check the cluster, or that the topic is not enormous"
+                )
+            batch = await consumer.getmany(*tps, timeout_ms=200, max_records=max_records)
+            for tp in tps:
+                if tp in done:
+                    continue
+                if tp not in ends:
+                    highwater = consumer.highwater(tp)
+                    if highwater is not None:
+                        ends[tp] = highwater
+                end = ends.get(tp)
+                records = [r for r in batch.get(tp, ()) if end is None or r.offset < end]
                 if records:
                     on_records(records)
                     total += len(records)
-            for tp in list(remaining):
-                highwater = consumer.highwater(tp)
-                if highwater is not None and await consumer.position(tp) >= highwater:
-                    remaining.discard(tp)
+                if end is not None and await consumer.position(tp) >= end:
+                    done.add(tp)
+                    consumer.pause(tp)
         return total
     except KafkaError as exc:
-        raise BrokerError(f"replaying {topic} partitions {wanted} failed: {exc}") from exc
+        raise BrokerError(f"cannot read {topic} partitions {wanted}: {exc}") from exc
     finally:
         await consumer.stop()
+
+
+async def read_to_end(
+    settings: KafkaSettings,
+    topic: str,
+    partitions: Iterable[int],
+    *,
+    name: str,
+    timeout_s: float = 60.0,
+) -> list[Record]:
+    """`replay_partitions` collected into one list, for small changelogs."""
+    records: list[Record] = []
+    await replay_partitions(
+        settings, topic, partitions, records.extend, name=name, timeout_s=timeout_s
+    )
+    return records

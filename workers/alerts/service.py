@@ -10,7 +10,8 @@ import time
 
 from broker.consumer import TopicPartition
 from broker.errors import BrokerError
-from broker.follower import partition_counts, read_to_end
+from broker.follower import partition_counts
+from broker.replay import read_to_end
 from broker.settings import KafkaSettings
 from broker.topics import Topics
 from workers.alerts.firmware import FirmwareFeed
