@@ -59,6 +59,24 @@ def _median_ns(setup: Callable[[], Callable[[], int]]) -> float:
     return statistics.median(samples)
 
 
+def _decide_all(devices: list[str], code: str) -> float:
+    """ns per decide() of `code` for each of `devices` at t=1 on a fresh guard."""
+    item = object()
+
+    def setup() -> Callable[[], int]:
+        g = _guard()
+
+        def run() -> int:
+            decide = g.decide
+            for device in devices:
+                decide(device, code, item, 1.0)
+            return len(devices)
+
+        return run
+
+    return _median_ns(setup)
+
+
 def bench_normal() -> float:
     devices = [_device(n) for n in range(200_000)]
     alerts = [(d, 1.0 + k) for k in range(5) for d in devices]
@@ -79,21 +97,7 @@ def bench_normal() -> float:
 
 
 def bench_new_keys(n: int) -> float:
-    devices = [_device(i) for i in range(n)]
-    item = object()
-
-    def setup() -> Callable[[], int]:
-        g = _guard()
-
-        def run() -> int:
-            decide = g.decide
-            for device in devices:
-                decide(device, "8F35", item, 1.0)
-            return len(devices)
-
-        return run
-
-    return _median_ns(setup)
+    return _decide_all([_device(i) for i in range(n)], "8F35")
 
 
 def bench_storm() -> float:
@@ -120,21 +124,7 @@ def bench_storm() -> float:
 
 
 def bench_excluded() -> float:
-    devices = [_device(n) for n in range(1_000)] * 300
-    item = object()
-
-    def setup() -> Callable[[], int]:
-        g = _guard()
-
-        def run() -> int:
-            decide = g.decide
-            for device in devices:
-                decide(device, "8F75", item, 1.0)
-            return len(devices)
-
-        return run
-
-    return _median_ns(setup)
+    return _decide_all([_device(n) for n in range(1_000)] * 300, "8F75")
 
 
 def bench_flush() -> float:
