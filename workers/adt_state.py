@@ -95,6 +95,8 @@ class AdtStateStore:
         if self._dirty:
             touched = {**self._dirty, **touched}
             self._dirty = {}
+        if not touched:
+            return 0  # the usual batch without ADT Users: no per-batch lists for the topic
         engine = self._adt.engine
         lists = out.partition_lists(self.topic)
         n = 0
