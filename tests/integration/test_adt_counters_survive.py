@@ -20,13 +20,12 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from broker.embedded import EmbeddedBroker
+from broker.embedded import EmbeddedBroker, free_port
 from broker.producer import partition_for_key
 from broker.settings import KafkaSettings
 from tests.integration.helpers import (
     ApiClient,
     admin_api,
-    free_port,
     health,
     read_topic,
     start_worker_process,

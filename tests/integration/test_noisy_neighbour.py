@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import os
 import re
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import AsyncIterator
@@ -28,7 +25,7 @@ from broker.follower import TopicFollower
 from broker.producer import BatchProducer, partition_for_key
 from broker.settings import KafkaSettings
 from broker.topics import ensure_topics
-from tests.integration.helpers import wait_until_async
+from tests.integration.helpers import start_worker_process, wait_until_async
 from workers.control.model import Allocation, Traffic, User
 from workers.control.reader import ControlReader
 from workers.services import AdminService
@@ -92,16 +89,6 @@ async def configured(kafka: KafkaSettings, settings: Settings) -> AsyncIterator[
         await reader.stop()
 
 
-def _start_router(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "workers.cli", "worker", "router", "--http-port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-
-
 def _metric(port: int, name: str) -> float:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
         text = resp.read().decode()
@@ -147,18 +134,16 @@ async def test_noisy_neighbour_is_held_to_its_share(
 ) -> None:
     users = configured
     names = {v: k for k, v in users.items()}
-    env = {
-        **os.environ,
-        "DCCGATE_BOOTSTRAP": kafka_broker.bootstrap,
-        "DCCGATE_TOPIC_PREFIX": settings.topic_prefix,
-        "DCCGATE_PARTITIONS": str(PARTITIONS),
-        "DCCGATE_SESSION_TIMEOUT_MS": "1000",
-        "DCCGATE_HEARTBEAT_INTERVAL_MS": "100",
-        "DCCGATE_FETCH_MAX_WAIT_MS": "20",
-    }
     ports = [free_port(), free_port()]
     routers = [
-        _start_router(env, port, tmp_path / f"router-{i}.log") for i, port in enumerate(ports)
+        start_worker_process(
+            kafka_broker.bootstrap,
+            settings,
+            tmp_path / f"router-{i}.log",
+            http_port=port,
+            env={"DCCGATE_PARTITIONS": str(PARTITIONS)},
+        )
+        for i, port in enumerate(ports)
     ]
     answers: list[dict[str, object]] = []
     follower = TopicFollower(kafka, settings.topics.user_responses,
