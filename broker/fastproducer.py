@@ -90,6 +90,25 @@ class FastProducer:
             self.produced += 1
             return
 
+    def produce_many(
+        self, topic: str, records: list[tuple[bytes | None, bytes]], headers: Headers | None = None
+    ) -> None:
+        """Queue (key, value) records, all with `headers`: `produce` without a Python call
+        per record (the load generator's hot path)."""
+        produce = self._producer.produce
+        done = 0
+        try:
+            for key, value in records:
+                produce(topic, value, key, headers=headers)
+                done += 1
+        except BufferError:
+            pass
+        except KafkaException as exc:
+            raise BrokerError(f"cannot queue a record for {topic}: {exc}") from exc
+        self.produced += done
+        for key, value in records[done:]:
+            self.produce(topic, key, value, headers)
+
     def poll(self) -> None:
         """Run pending delivery reports without waiting."""
         self._producer.poll(0)

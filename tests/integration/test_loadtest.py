@@ -19,7 +19,9 @@ import pytest
 
 from broker.topics import Topics
 from workers.loadtest.cli import RunResult, run_scenario
+from workers.loadtest.generator import Shard
 from workers.loadtest.scenario import Scenario, load_scenario
+from workers.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -35,8 +37,8 @@ class RecordingCollector:
         self.answered: list[tuple[str, str, str, str | None]] = []
         self.events: list[tuple[str, str]] = []
 
-    def request_sent(self, t_s: float, user_id: str, srv: str) -> None:
-        self.calls["sent"] += 1
+    def request_sent(self, t_s: float, user_id: str, srv: str, n: int = 1) -> None:
+        self.calls["sent"] += n
 
     def request_answered(
         self, t_s: float, user_id: str, srv: str, outcome: str, response_code: str,
@@ -181,10 +183,44 @@ async def test_noisy_neighbour_only_the_noisy_user_is_throttled() -> None:
         assert by_user[user]["accepted"] > 200  # 80/s each for 4 s
 
 
-def test_cli_runs_a_built_in_scenario_embedded_and_stops_by_itself() -> None:
+async def test_install_day_in_two_generator_processes_adds_up() -> None:
+    scenario = load_scenario("install-day")
+    result = await run_scenario(
+        scenario, items=scenario.gateway_items(), seed=scenario.seed, scale=4.0,
+        duration_s=4.0, embedded=True, bootstrap="", topics=Topics.with_prefix(""), workers=2,
+    )  # fmt: skip
+    stats = result.stats
+    assert (stats["deadlettered"], stats["unanswered"], stats["produce_failed"]) == (0, 0, 0)
+    assert stats["answered"] == stats["sent"] + stats["resent"]
+    # the installer and one reader are one shard's Users, the other reader the other's
+    shards = [Shard(index=k, count=2, partitions=Settings().partitions) for k in range(2)]
+    readers = scenario.background.readers
+    assert {k for k, shard in enumerate(shards) for u in readers if shard.owns_user(u)} == {0, 1}
+    assert set(stats["by_user"]) == {scenario.installs.user, *readers}  # type: ignore[union-attr]
+    north = stats["installs"]["north"]
+    n_north = north.get("ok", 0) + north.get("failed", 0)
+    assert n_north >= 30
+    assert _within(north.get("failed", 0), n_north, scenario.regions.north.install_failure_rate)
+    assert stats["unfinished_flows"] == 0
+    assert stats["by_source"]["profile"]["accepted"] == 4000
+    assert stats["alerts_delivered"]["steady"] == stats["alerts_raised"]["steady"] > 0
+    # the merged report counts what the shards counted, once
+    report = result.report
+    assert report is not None
+    assert report.totals.sent == stats["sent"] + stats["resent"]
+    assert report.totals.answered == stats["answered"]
+    assert report.totals.installs_ok + report.totals.installs_failed == sum(
+        sum(c.values()) for c in stats["installs"].values()
+    )
+    assert report.totals.alerts_raised == sum(stats["alerts_raised"].values())
+    assert sum(b.sent for b in report.buckets) == report.totals.sent
+
+
+def test_cli_runs_a_built_in_scenario_embedded_and_stops_by_itself(tmp_path: Any) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "workers.cli", "loadtest", "noisy-neighbour", "--embedded",
-         "--duration", "2", "--scale", "0.5", "--seed", "9", "--quiet", "--json"],
+         "--duration", "2", "--scale", "0.5", "--seed", "9", "--quiet", "--json",
+         "--workers", "2", "--report", str(tmp_path)],
         capture_output=True, timeout=100, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr.decode()
@@ -192,6 +228,9 @@ def test_cli_runs_a_built_in_scenario_embedded_and_stops_by_itself() -> None:
     assert doc["stats"]["sent"] > 100
     assert doc["stats"]["outcomes"]["accepted"] > 0
     assert any(k.startswith("dccgate_traffic_") for k in doc["gateway"])
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["totals"]["sent"] == doc["stats"]["sent"] + doc["stats"]["resent"]
+    assert (tmp_path / "report.html").stat().st_size > 10_000
 
 
 def test_cli_refuses_a_bad_scenario_with_the_field_named(tmp_path: Any) -> None:

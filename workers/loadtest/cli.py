@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import json
 import sys
 from pathlib import Path
@@ -25,8 +24,12 @@ from broker.topics import Topics
 from workers.control.configfile import ConfigFileError, load_config_file
 from workers.loadtest.gateway import EmbeddedGateway, GatewayError, apply_config, scrape_metrics
 from workers.loadtest.progress import Progress
+from workers.loadtest.report import compare, write_report, write_whatif
+from workers.loadtest.report_schema import LoadTestReport
+from workers.loadtest.results import ResultCollector
 from workers.loadtest.runner import Collector, Runner
 from workers.loadtest.scenario import BUILT_IN, Scenario, ScenarioError, load_scenario
+from workers.loadtest.shards import ShardError, run_sharded
 from workers.settings import Settings
 
 __all__ = [
@@ -69,40 +72,24 @@ def add_loadtest_parser(sub: Any) -> None:
         type=Path,
         help="a proposed dccgate configuration file: run twice and report the difference",
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="generator processes, each sending the traffic of some Users (1)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.add_argument("--json", action="store_true", help="print the run's counts as JSON")
     p.add_argument("--log-level", dest="log_level", help="DEBUG, INFO, WARNING (default), ERROR")
 
 
 class RunResult(msgspec.Struct, kw_only=True):
-    """One run: the counts, the collector's report (None without results.py), the gateway's
-    metrics at the end."""
+    """One run: the counts, the report (None when the caller collected the results its own
+    way), the gateway's metrics at the end."""
 
     stats: dict[str, Any]
-    report: Any = None
+    report: LoadTestReport | None = None
     gateway: dict[str, object] = msgspec.field(default_factory=dict)
-
-
-class _NoCollector:
-    """Used only when workers/loadtest/results.py is not installed: counts stay in RunStats."""
-
-    def __getattr__(self, name: str) -> Any:
-        return lambda *args, **kwargs: None
-
-
-def _collector(scenario: Scenario, seed: int, scale: float, duration_s: float) -> Collector:
-    try:
-        results = importlib.import_module("workers.loadtest.results")
-    except ModuleNotFoundError as exc:
-        if exc.name != "workers.loadtest.results":
-            raise  # installed but broken: say so rather than run without a report
-        sys.stderr.write("dccgate loadtest: no report module (workers/loadtest/results.py); "
-                         "printing the counts only\n")  # fmt: skip
-        return _NoCollector()
-    collector: Collector = results.ResultCollector(
-        scenario=scenario.name, seed=seed, scale=scale, duration_s=duration_s
-    )
-    return collector
 
 
 async def run_scenario(
@@ -119,21 +106,35 @@ async def run_scenario(
     token: str | None = None,
     progress: Progress | None = None,
     collector: Collector | None = None,
+    workers: int = 1,
 ) -> RunResult:
-    """One run: start and configure the gateway if asked, drive it, collect the results."""
-    collector = collector or _collector(scenario, seed, scale, duration_s)
+    """One run: start and configure the gateway if asked, drive it (in `workers`
+    processes, `shards.py`), collect the results: into a `ResultCollector` and its report,
+    or into `collector` (single process only)."""
+    if workers > 1 and not isinstance(collector, ResultCollector | None):
+        raise ValueError("a sharded run gathers its results in a ResultCollector")
+    collector = collector or ResultCollector(scenario=scenario.name, seed=seed, scale=scale,
+                                            duration_s=duration_s)  # fmt: skip
 
     async def drive(kafka: KafkaSettings, url: str | None) -> RunResult:
-        runner = Runner(scenario, kafka=kafka, topics=topics, collector=collector, seed=seed,
-                        scale=scale, duration_s=duration_s, on_progress=progress)  # fmt: skip
-        stats = await runner.run()
+        if workers > 1:
+            assert isinstance(collector, ResultCollector)
+            sharded = await run_sharded(scenario, kafka=kafka, topics=topics, collector=collector,
+                                        seed=seed, scale=scale, duration_s=duration_s,
+                                        workers=workers, on_progress=progress)  # fmt: skip
+            stats, elapsed_s, started_s = sharded.stats, sharded.elapsed_s, sharded.started_at_s
+        else:
+            runner = Runner(scenario, kafka=kafka, topics=topics, collector=collector,
+                            seed=seed, scale=scale, duration_s=duration_s,
+                            on_progress=progress)  # fmt: skip
+            stats = await runner.run()
+            elapsed_s, started_s = runner.now(), runner.started_at_s
         if progress is not None:
             progress.done()
         gateway = await asyncio.to_thread(scrape_metrics, url) if url else {}
-        finish = getattr(collector, "finish", None)
         report = None
-        if callable(finish):
-            report = finish(runner.now(), gateway=gateway, started_at_unix_s=runner.started_at_s)
+        if isinstance(collector, ResultCollector):
+            report = collector.finish(elapsed_s, gateway=gateway, started_at_unix_s=started_s)
         return RunResult(stats=stats.as_dict(), report=report, gateway=gateway)
 
     if embedded:
@@ -205,17 +206,6 @@ def difference(scenario: Scenario, base: RunResult, new: RunResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _report_module() -> Any:
-    try:
-        return importlib.import_module("workers.loadtest.report")
-    except ModuleNotFoundError as exc:
-        if exc.name != "workers.loadtest.report":
-            raise
-        sys.stderr.write("dccgate loadtest: no report module (workers/loadtest/report.py); "
-                         "no report written\n")  # fmt: skip
-        return None
-
-
 def run_loadtest(args: argparse.Namespace, settings: Settings) -> int:
     """The `dccgate loadtest` command; returns the exit code."""
     from workers.runtime import run
@@ -227,6 +217,9 @@ def run_loadtest(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     if args.scale is not None and not args.scale > 0:
         sys.stderr.write(f"dccgate loadtest: --scale must be positive, got {args.scale}\n")
+        return 2
+    if not 1 <= args.workers <= 64:
+        sys.stderr.write(f"dccgate loadtest: --workers must be from 1 to 64, got {args.workers}\n")
         return 2
     if args.duration is not None and not 0 < args.duration <= 86_400:
         sys.stderr.write("dccgate loadtest: --duration must be from 0 to 86400 seconds\n")
@@ -241,6 +234,7 @@ def run_loadtest(args: argparse.Namespace, settings: Settings) -> int:
         "bootstrap": args.bootstrap or settings.bootstrap or f"127.0.0.1:{settings.kafka_port}",
         "topics": settings.topics,
         "progress": progress,
+        "workers": args.workers,
     }
     try:
         if args.what_if is not None:
@@ -248,15 +242,13 @@ def run_loadtest(args: argparse.Namespace, settings: Settings) -> int:
         result = run(run_scenario(scenario, items=scenario.gateway_items(),
                                   embedded=args.embedded, admin_url=args.admin_url,
                                   token=args.token, **common))  # fmt: skip
-    except (GatewayError, ConfigFileError) as exc:
+    except (GatewayError, ConfigFileError, ShardError) as exc:
         sys.stderr.write(f"dccgate loadtest: {exc}\n")
         return 1
     _print(scenario, result, args.json)
     if args.report is not None and result.report is not None:
-        report = _report_module()
-        if report is not None:
-            paths = report.write_report(result.report, args.report)
-            sys.stderr.write(f"report: {', '.join(str(p) for p in paths)}\n")
+        paths = write_report(result.report, args.report)
+        sys.stderr.write(f"report: {', '.join(str(p) for p in paths)}\n")
     return 0
 
 
@@ -284,11 +276,11 @@ def _what_if(args: argparse.Namespace, scenario: Scenario, common: dict[str, Any
         results.append(result)
     base, new = results
     sys.stdout.write(difference(scenario, base, new))
-    if base.report is not None and new.report is not None:
-        report = _report_module()
-        if report is not None:
-            diff = report.compare(base.report, new.report)
-            directory = args.report or Path("whatif-report")
-            paths = report.write_whatif(diff, base.report, new.report, directory)
-            sys.stderr.write(f"what-if report: {', '.join(str(p) for p in paths)}\n")
+    if base.report is None or new.report is None:
+        return 0
+    directory = args.report or Path("whatif-report")
+    paths = [*write_whatif(compare(base.report, new.report), base.report, new.report, directory),
+             *write_report(base.report, directory / "current"),
+             *write_report(new.report, directory / "proposed")]  # fmt: skip
+    sys.stderr.write(f"what-if report: {', '.join(str(p) for p in paths)}\n")
     return 0

@@ -89,6 +89,17 @@ class LatencyHistogram(_HdrLayout):
         if value > self.max_us:  # noqa: PLR1730 (hot path: a compare costs less than max())
             self.max_us = value
 
+    def merge(self, other: LatencyHistogram) -> None:
+        """Add `other`'s counts (same significant figures) to these."""
+        if other.significant_figures != self.significant_figures:
+            raise ValueError("cannot merge histograms of different significant figures")
+        counts = self._counts
+        for index, count in other.nonzero():
+            counts[index] += count
+        self.count += other.count
+        self.clamped += other.clamped
+        self.max_us = max(self.max_us, other.max_us)
+
     def nonzero(self) -> list[tuple[int, int]]:
         """(index, count) of every non-empty slot, in index order."""
         return [(i, c) for i, c in enumerate(self._counts) if c]
@@ -126,6 +137,15 @@ class SparseLatencyHistogram(_HdrLayout):
         counts = self._counts
         counts[index] = counts.get(index, 0) + 1
         self.count += 1
+
+    def merge(self, other: SparseLatencyHistogram) -> None:
+        """Add `other`'s counts (same significant figures) to these."""
+        if other.significant_figures != self.significant_figures:
+            raise ValueError("cannot merge histograms of different significant figures")
+        counts = self._counts
+        for index, count in other._counts.items():
+            counts[index] = counts.get(index, 0) + count
+        self.count += other.count
 
     def percentiles_us(self, percentiles: tuple[float, ...]) -> list[int]:
         """Values at `percentiles` (ascending, 0-100), by HdrHistogram's definition.

@@ -74,6 +74,19 @@ def _clip_key(key: K) -> K:
     return tuple(_clip(part) for part in key)  # type: ignore[return-value]
 
 
+def _landed(table: dict[K, list[int]], key: K, overflow: K) -> K:
+    """The key `ResultCollector._keyed(table, key, overflow, ...)` put `key`'s row under."""
+    if key in table:
+        return key
+    clipped = _clip_key(key)
+    return clipped if clipped in table else overflow
+
+
+def _add(row: list[int], other: list[int]) -> None:
+    for i, n in enumerate(other):
+        row[i] += n
+
+
 class ResultCollector:
     """Counts what happened in a load-test run, per time bucket and per label.
 
@@ -171,7 +184,7 @@ class ResultCollector:
         self._folded = 0
         self._completions: dict[str, list[int]] = {}  # region -> [ok, failed]
         self._installs: dict[str, list[int]] = {}  # region -> [ok, failed]
-        self._failed_steps: dict[int, dict[str, int]] = {}  # id(installs row) -> counts
+        self._failed_steps: dict[str, dict[str, int]] = {}  # installs row's key -> counts
         self._installs_total = [0, 0]
         # (region, code) -> raised, delivered, at once, periodic, final, suppressed
         self._alerts: dict[tuple[str, str], list[int]] = {}
@@ -251,15 +264,15 @@ class ResultCollector:
 
     # -- the runner's calls -------------------------------------------------------------
 
-    def request_sent(self, t_s: float, user_id: str, srv: str) -> None:
-        """A Service Request written to dcc.sr.inbound at `t_s` (seconds since the start)."""
-        self._sent[self._bucket(t_s)] += 1
-        self._total_sent += 1
+    def request_sent(self, t_s: float, user_id: str, srv: str, n: int = 1) -> None:
+        """`n` Service Requests written to dcc.sr.inbound at `t_s` (seconds since the start)."""
+        self._sent[self._bucket(t_s)] += n
+        self._total_sent += n
         # Hot path: the dict lookup inline, the method call only for a new label.
         row = self._users.get(user_id) or self._row(self._users, user_id, self._others_user)
-        row[0] += 1
+        row[0] += n
         row = self._srvs.get(srv) or self._row(self._srvs, srv, self._others_srv)
-        row[0] += 1
+        row[0] += n
 
     def request_answered(
         self,
@@ -322,9 +335,10 @@ class ResultCollector:
         self._installs_total[1] += 1
         row[1] += 1
         # Regions are few: one dict of failed steps per row of the installs table.
-        steps = self._failed_steps.get(id(row))
+        key = _landed(self._installs, region, OTHERS)
+        steps = self._failed_steps.get(key)
         if steps is None:
-            steps = self._failed_steps[id(row)] = {}
+            steps = self._failed_steps[key] = {}
         self._count(steps, failed_step or "unknown")
 
     def alert_raised(self, t_s: float, region: str, alert_code: str) -> None:
@@ -384,6 +398,84 @@ class ResultCollector:
             counts = self._bucket_events[index] = {}
         if kind in counts or len(counts) < 16:
             counts[kind] = counts.get(kind, 0) + 1
+
+    # -- shards -------------------------------------------------------------------------
+
+    def merge(self, other: ResultCollector) -> None:
+        """Add what `other` counted to this collector: another shard of the same run (same
+        bucket width and caps), as `workers/loadtest/shards.py` gathers them. A label new to
+        this collector obeys its `max_labels` as if it had been counted here; timeline
+        entries are kept in time order, at most `max_events`."""
+        if other.bucket_s != self.bucket_s:
+            raise ValueError(f"cannot merge buckets of {other.bucket_s} s into {self.bucket_s} s")
+        if other._n > self._n:
+            self._grow(other._n - 1)
+        for mine, theirs in zip(self._columns, other._columns, strict=True):
+            _add(mine, theirs)
+        for index in range(other._n):
+            _add(self._bucket_outcomes[index], other._bucket_outcomes[index])
+            self._merge_bucket(index, other)
+        self._last = max(self._last, other._last)
+        self._elapsed_s = max(self._elapsed_s, other._elapsed_s)
+        self._gateway.merge(other._gateway)
+        self._e2e.merge(other._e2e)
+        _add(self._outcomes, other._outcomes)
+        self._total_sent += other._total_sent
+        self._total_answered += other._total_answered
+        self._total_completed += other._total_completed
+        self._folded += other._folded
+        for label, n in other._codes.items():
+            self._count_n(self._codes, label, n)
+        tables = ((self._users, other._users, self._others_user),
+                  (self._srvs, other._srvs, self._others_srv),
+                  (self._rules, other._rules, self._others_rule))  # fmt: skip
+        for mine_t, theirs_t, others in tables:
+            for label, row in theirs_t.items():
+                _add(self._row(mine_t, label, others), row)
+        _add(self._others_user, other._others_user)
+        _add(self._others_srv, other._others_srv)
+        _add(self._others_rule, other._others_rule)
+        for region, row in other._completions.items():
+            _add(self._keyed(self._completions, region, OTHERS, 2), row)
+        for region, row in other._installs.items():
+            _add(self._keyed(self._installs, region, OTHERS, 2), row)
+            key = _landed(self._installs, region, OTHERS)
+            steps = self._failed_steps.setdefault(key, {})
+            for step, n in other._failed_steps.get(region, {}).items():
+                self._count_n(steps, step, n)
+        _add(self._installs_total, other._installs_total)
+        for pair, row in other._alerts.items():
+            _add(self._keyed(self._alerts, pair, _OTHERS_PAIR, 6), row)
+        _add(self._alerts_total, other._alerts_total)
+        for reason, n in other._deadletters.items():
+            self._count_n(self._deadletters, reason, n)
+        self._events = sorted([*self._events, *other._events], key=lambda e: e.t_s)
+        del self._events[self._max_events :]
+        self._events_total += other._events_total
+
+    def _merge_bucket(self, index: int, other: ResultCollector) -> None:
+        theirs = other._bucket_events[index]
+        if theirs:
+            counts = self._bucket_events[index]
+            if counts is None:
+                counts = self._bucket_events[index] = {}
+            for kind, n in theirs.items():
+                if kind in counts or len(counts) < 16:
+                    counts[kind] = counts.get(kind, 0) + n
+        for mine, histograms in ((self._bucket_gateway, other._bucket_gateway),
+                                 (self._bucket_e2e, other._bucket_e2e)):  # fmt: skip
+            histogram = histograms[index]
+            if histogram is not None:
+                target = mine[index]
+                if target is None:
+                    target = mine[index] = SparseLatencyHistogram(histogram.significant_figures)
+                target.merge(histogram)
+
+    def _count_n(self, table: dict[str, int], label: str, n: int) -> None:
+        if label not in table and len(table) >= self._max_labels:
+            self._folded += 1
+            label = OTHERS
+        table[label] = table.get(label, 0) + n
 
     # -- reading ------------------------------------------------------------------------
 
@@ -450,7 +542,7 @@ class ResultCollector:
                     region=region,
                     ok=ok,
                     failed=failed,
-                    failed_steps=dict(sorted(self._failed_steps.get(id(row), {}).items())),
+                    failed_steps=dict(sorted(self._failed_steps.get(region, {}).items())),
                 )
                 for region, row in sorted(self._installs.items())
                 for ok, failed in [row]

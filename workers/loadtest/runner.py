@@ -28,7 +28,7 @@ import collections
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -47,6 +47,7 @@ from workers.loadtest.generator import (
     FlowStart,
     RequestEvent,
     RequestIds,
+    Shard,
     Traffic,
     fleet_device,
     site_device,
@@ -64,11 +65,22 @@ from workers.loadtest.install import (
 from workers.loadtest.network import NetworkModel, Timeline
 from workers.loadtest.scenario import Scenario, role_for
 
-__all__ = ["RUN_HEADER", "Collector", "RunStats", "Runner", "settle_time"]
+__all__ = [
+    "RUN_HEADER",
+    "SHARD_HEADER",
+    "Collector",
+    "RunStats",
+    "Runner",
+    "StartGate",
+    "settle_time",
+]
 
 log = logging.getLogger(__name__)
 
 RUN_HEADER = "dccgate-loadtest-run"
+SHARD_HEADER = "dccgate-loadtest-shard"
+"""On every record of a sharded run: the shard's number (the gateway passes request headers
+on to dcc.sr.outbound, so a shard skips the others' forwarded requests unread)."""
 _TICK_S = 0.005
 _FLOW_CHECK_S = 0.2
 _CLOCK_MARGIN_MS = 5_000
@@ -77,7 +89,7 @@ _CLOCK_MARGIN_MS = 5_000
 class Collector(Protocol):
     """What the runner reports to: `workers.loadtest.results.ResultCollector`."""
 
-    def request_sent(self, t_s: float, user_id: str, srv: str) -> None: ...
+    def request_sent(self, t_s: float, user_id: str, srv: str, n: int = 1) -> None: ...
     def request_answered(
         self, t_s: float, user_id: str, srv: str, outcome: str, response_code: str,
         rule: str | None, latency_s: float,
@@ -91,6 +103,11 @@ class Collector(Protocol):
                         throttled_count: int, *, primary: bool = True) -> None: ...  # fmt: skip
     def deadlettered(self, t_s: float, reason: str) -> None: ...
     def event(self, t_s: float, kind: str, detail: str) -> None: ...
+
+
+StartGate = Callable[[], Awaitable[tuple[int, float]]]
+"""Awaited by a shard once it reads the topics: the run's start as (Unix ms, monotonic s),
+the same for every shard."""
 
 
 def _counters() -> collections.defaultdict[str, collections.Counter[str]]:
@@ -138,6 +155,20 @@ class RunStats:
     traffic_s: float = 0.0
     """When the last of the scenario's own traffic was sent (after `duration_s` if the
     runner fell behind the schedule)."""
+
+    def add(self, other: RunStats) -> None:
+        """Add another shard's counts to these (times: the later of the two)."""
+        for name, value in vars(other).items():
+            mine = getattr(self, name)
+            if isinstance(value, collections.defaultdict):
+                for key, counts in value.items():
+                    mine[key].update(counts)
+            elif isinstance(value, collections.Counter):
+                mine.update(value)
+            elif name in ("elapsed_s", "traffic_s"):
+                setattr(self, name, max(mine, value))
+            else:
+                setattr(self, name, mine + value)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-able values."""
@@ -227,7 +258,8 @@ class Runner:
     still awaited (default: the installs' step timeout, or 5 s). settle_s: how long after
     `duration_s` the run goes on at least, for alerts (default `settle_time`). collector:
     where results go. on_progress: called about once a second with the stats and the time
-    left.
+    left. shard: run only this shard's part of the traffic (`workers/loadtest/shards.py`);
+    run_tag: the run's tag, shared by its shards (default: a new one).
     """
 
     def __init__(
@@ -244,6 +276,8 @@ class Runner:
         settle_s: float | None = None,
         on_progress: Callable[[RunStats, float], None] | None = None,
         producer: FastProducer | None = None,
+        shard: Shard | None = None,
+        run_tag: str | None = None,
     ) -> None:
         self.scenario = scenario
         self.kafka = kafka
@@ -257,7 +291,8 @@ class Runner:
         self.settle_s = settle_time(scenario) if settle_s is None else settle_s
         self.on_progress = on_progress
         self.stats = RunStats()
-        self.run_tag = uuid.uuid4().hex[:12]
+        self.run_tag = run_tag or uuid.uuid4().hex[:12]
+        self.shard = shard
         self.network = NetworkModel(scenario, seed=seed)
         self._producer = producer
         self._own_producer = producer is None
@@ -265,6 +300,10 @@ class Runner:
         self._flows: set[_FlowRun] = set()
         self._timeline: Timeline[tuple[str, Any]] = Timeline()
         self._headers: Headers = [(RUN_HEADER, self.run_tag.encode())]
+        self._shard_tag: bytes | None = None
+        if shard is not None:
+            self._shard_tag = str(shard.index).encode()
+            self._headers.append((SHARD_HEADER, self._shard_tag))
         self._alert_n = 0
         self._keys: dict[str, bytes] = {}
         self._first_seen: set[tuple[str, str]] = set()
@@ -282,29 +321,22 @@ class Runner:
         """Seconds since the run started."""
         return time.monotonic() - self._t0
 
-    async def run(self) -> RunStats:
-        """Run the scenario to its end and return the counts."""
+    async def run(self, gate: StartGate | None = None) -> RunStats:
+        """Run the scenario to its end and return the counts. gate: for a shard, awaited
+        once the topics are being read, gives the run's common start."""
         self._start_ms = time.time_ns() // 1_000_000
         self.ids = RequestIds.for_run(self._start_ms // 1000)
         producer = self._producer = self._producer or FastProducer(self.kafka.bootstrap)
-        since_ms = self._start_ms - _CLOCK_MARGIN_MS
-        name = f"loadtest-{self.run_tag}"
-        followers = [
-            TopicFollower(self.kafka, self.topics.user_responses, self._on_responses,
-                          name=name, from_ms=since_ms),
-            TopicFollower(self.kafka, self.topics.sr_outbound, self._on_outbound,
-                          name=name, from_ms=since_ms),
-            TopicFollower(self.kafka, self.topics.alerts_outbound, self._on_alerts,
-                          name=name, from_ms=since_ms),
-            TopicFollower(self.kafka, self.topics.deadletter, self._on_deadletters,
-                          name=name, from_ms=since_ms),
-        ]  # fmt: skip
         started: list[TopicFollower] = []
         try:
-            for follower in followers:
+            for follower in self._followers(self._start_ms - _CLOCK_MARGIN_MS):
                 await follower.start()
                 started.append(follower)
-            self._t0 = time.monotonic()
+            if gate is None:
+                self._t0 = time.monotonic()
+            else:
+                self._start_ms, self._t0 = await gate()
+                self.ids = RequestIds.for_run(self._start_ms // 1000)
             await self._loop(producer)
         finally:
             for follower in started:
@@ -325,10 +357,35 @@ class Runner:
                                  "progress when the run ended")  # fmt: skip
         return self.stats
 
+    def _followers(self, since_ms: int) -> list[TopicFollower]:
+        """What the run reads. A shard reads its own Users' answers (their partitions), every
+        forwarded request (skipping the other shards' by header); shard 0 alone reads the
+        delivered alerts and the dead letters, which no shard's state depends on."""
+        name = f"loadtest-{self.run_tag}"
+        if self.shard is not None:
+            name += f"-{self.shard.index}"
+        first = self.shard is None or self.shard.index == 0
+        partitions = None if self.shard is None else self.shard.response_partitions
+        followers = [
+            TopicFollower(self.kafka, self.topics.user_responses, self._on_responses,
+                          name=name, from_ms=since_ms, partitions=partitions),
+            TopicFollower(self.kafka, self.topics.sr_outbound, self._on_outbound,
+                          name=name, from_ms=since_ms),
+        ]  # fmt: skip
+        if first:
+            followers += [
+                TopicFollower(self.kafka, self.topics.alerts_outbound, self._on_alerts,
+                              name=name, from_ms=since_ms),
+                TopicFollower(self.kafka, self.topics.deadletter, self._on_deadletters,
+                              name=name, from_ms=since_ms),
+            ]  # fmt: skip
+        return followers
+
     async def _loop(self, producer: FastProducer) -> None:
         traffic = Traffic(self.scenario, seed=self.seed, scale=self.scale,
-                          duration_s=self.duration_s)  # fmt: skip
-        self._fault_events()
+                          duration_s=self.duration_s, shard=self.shard)  # fmt: skip
+        if self.shard is None or self.shard.index == 0:
+            self._fault_events()
         next_flow_check = next_progress = 0.0
         while True:
             now = self.now()
@@ -401,16 +458,15 @@ class Runner:
 
     def _send_due(self, producer: FastProducer, events: Sequence[object], now: float) -> None:
         """Send the scenario's due events. The hot path of a run: requests without a body
-        are written as JSON directly (their fields are known-safe strings), and the
-        per-request work is kept to a RequestID, a record and one dict entry."""
+        are written as JSON directly (their fields are known-safe strings), queued in one
+        call, and counted per (User, SRV) once per call; the per-request work is a
+        RequestID, a record and one dict entry."""
         next_id = self.ids.next
-        produce = producer.produce
-        topic = self.topics.sr_inbound
-        headers = self._headers
         pending = self._pending
-        request_sent = self.collector.request_sent
         keys = self._keys
-        sent = 0
+        records: list[tuple[bytes | None, bytes]] = []
+        add = records.append
+        counts: dict[tuple[str, str], int] = {}
         for e in events:
             if type(e) is not RequestEvent:
                 self._handle(producer, e, now)
@@ -424,12 +480,17 @@ class Runner:
             key = keys.get(user_id)
             if key is None:
                 key = keys[user_id] = user_id.encode()
-            produce(topic, key, value, headers)
+            add((key, value))
             pending[rid] = _Pending(now, now, user_id, e.srv, e.command_variant, e.region,
                                     e.source, value, key)  # fmt: skip
-            request_sent(now, user_id, e.srv)
-            sent += 1
-        self.stats.sent += sent
+            pair = (user_id, e.srv)
+            counts[pair] = counts.get(pair, 0) + 1
+        if records:
+            producer.produce_many(self.topics.sr_inbound, records, self._headers)
+            self.stats.sent += len(records)
+            request_sent = self.collector.request_sent
+            for (user_id, srv), n in counts.items():
+                request_sent(now, user_id, srv, n)
 
     def _handle(self, producer: FastProducer, event: object, now: float) -> None:
         if isinstance(event, RequestEvent):
@@ -614,6 +675,9 @@ class Runner:
 
     def _on_outbound(self, records: list[Record]) -> None:
         now = self.now()
+        tag = self._shard_tag
+        if tag is not None:
+            records = [rec for rec in records if _has_header(rec, SHARD_HEADER, tag)]
         for rid, _, pending in self._ours(records):
             seq = self.ids.seq_of(rid)
             target = rid.split(":")[1]
@@ -666,3 +730,7 @@ class Runner:
             self.stats.deadlettered += 1
             reason = headers.get("dccgate-dlq-kind", b"").decode(errors="replace")
             self.collector.deadlettered(now, reason or "unknown")
+
+
+def _has_header(rec: Record, name: str, value: bytes) -> bool:
+    return any(key == name and v == value for key, v in rec.headers or ())

@@ -7,6 +7,7 @@ from pathlib import Path
 from workers.control.configfile import load_config_file
 from workers.loadtest.cli import RunResult, difference, summary
 from workers.loadtest.gateway import _path_of
+from workers.loadtest.results import ResultCollector
 from workers.loadtest.runner import RunStats
 from workers.loadtest.scenario import load_scenario
 
@@ -25,7 +26,10 @@ def _result(accepted: int, throttled: int) -> RunResult:
     stats.by_user[RUNAWAY].update(accepted=accepted, throttled=throttled)
     stats.by_user["90-B3-D5-1F-30-02-00-00"].update(accepted=10)
     stats.installs["north"].update(ok=5, failed=1)
-    return RunResult(stats=stats.as_dict())
+    report = ResultCollector(scenario="unit", seed=1, scale=1.0, duration_s=1.0).finish(
+        1.0, gateway={}
+    )
+    return RunResult(stats=stats.as_dict(), report=report)
 
 
 def test_summary_names_users_and_install_failure_rates() -> None:
@@ -48,3 +52,14 @@ def test_the_proposed_file_replaces_the_scenarios_items() -> None:
     adt = items[f"adt.users/{RUNAWAY}"]
     assert adt.thresholds[0].max == 50  # type: ignore[attr-defined]
     assert items["traffic"] == scenario.gateway_items()["traffic"]
+
+
+def test_run_stats_of_shards_add_up() -> None:
+    a, b = RunStats(sent=3, elapsed_s=2.0), RunStats(sent=4, elapsed_s=5.0)
+    a.by_user[RUNAWAY].update(accepted=2)
+    b.by_user[RUNAWAY].update(accepted=1, throttled=3)
+    b.outcomes.update(accepted=1)
+    a.add(b)
+    assert (a.sent, a.elapsed_s) == (7, 5.0)
+    assert a.by_user[RUNAWAY] == {"accepted": 3, "throttled": 3}
+    assert a.outcomes == {"accepted": 1}

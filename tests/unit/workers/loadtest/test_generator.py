@@ -9,6 +9,7 @@ from workers.loadtest.generator import (
     FlowStart,
     RequestEvent,
     RequestIds,
+    Shard,
     Traffic,
     fleet_device,
     site_device,
@@ -24,6 +25,40 @@ def _events(name: str, seed: int, scale: float = 1.0, duration_s: float = 5.0) -
 def test_same_seed_gives_identical_traffic() -> None:
     for name in ("install-day", "alert-storm", "runaway-user", "firmware-campaign"):
         assert _events(name, 42) == _events(name, 42)
+
+
+def test_shards_together_give_the_single_process_traffic_event_for_event() -> None:
+    for name in ("install-day", "alert-storm", "runaway-user", "noisy-neighbour"):
+        scenario = load_scenario(name)
+        whole = list(Traffic(scenario, seed=5, scale=1.0, duration_s=4.0))
+        for count in (2, 3):
+            parts = [list(Traffic(scenario, seed=5, scale=1.0, duration_s=4.0,
+                                  shard=Shard(index=i, count=count, partitions=6)))
+                     for i in range(count)]  # fmt: skip
+            assert sorted(map(repr, (e for part in parts for e in part))) == sorted(
+                map(repr, whole)
+            )
+            assert all(part for part in parts) or name != "install-day"
+
+
+def test_a_user_belongs_to_one_shard_and_its_partition_decides_which() -> None:
+    from broker.producer import partition_for_key
+
+    shards = [Shard(index=i, count=3, partitions=6) for i in range(3)]
+    for n in range(50):
+        user = f"90-B3-D5-1F-30-{n:02X}-00-00"
+        owners = [s.index for s in shards if s.owns_user(user)]
+        assert len(owners) == 1
+        p = partition_for_key(user.encode(), 6)
+        assert p in shards[owners[0]].response_partitions
+    assert sorted(p for s in shards for p in s.response_partitions) == list(range(6))
+
+
+def test_a_shard_needs_a_partition_of_its_own() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="count <= partitions"):
+        Shard(index=0, count=4, partitions=3)
 
 
 def test_different_seed_gives_different_traffic() -> None:
@@ -58,9 +93,10 @@ def test_rates_follow_the_scenario_and_scale() -> None:
     assert abs(len(reads) - 3000) < 5 * math.sqrt(3000)
     assert {e.srv for e in runaway} == {"7.2"}
     assert {e.command_variant for e in runaway} == {4}
-    # readers take turns: each gets half
+    # two readers share the rate: each a Poisson stream of half of it
     users = [e.user_id for e in reads]
-    assert abs(users.count(users[0]) - len(users) / 2) <= 1
+    for user in set(users):
+        assert abs(users.count(user) - 1500) < 5 * math.sqrt(1500)
 
 
 def test_installs_start_per_region_and_storms_come_from_rogue_devices() -> None:

@@ -66,3 +66,21 @@ def test_out_of_range_values_are_clamped_not_lost() -> None:
 
 def test_empty_sparse_histogram_has_zero_percentiles() -> None:
     assert SparseLatencyHistogram().percentiles_us((50.0, 99.0)) == [0, 0]
+
+
+def test_histograms_merge_to_the_counts_of_one() -> None:
+    points = (1.0, 25.0, 50.0, 90.0, 99.0, 99.9, 100.0)
+    for cls in (LatencyHistogram, SparseLatencyHistogram):
+        whole, a, b = cls(), cls(), cls()
+        for n in range(1, 5000):
+            latency_s = (n * 7919 % 5003) / 1000
+            whole.record_s(latency_s)
+            (a if n % 3 else b).record_s(latency_s)
+        a.merge(b)  # type: ignore[arg-type]
+        assert a.count == whole.count
+        merged, one = a.to_hdr(), whole.to_hdr()
+        assert [merged.get_value_at_percentile(p) for p in points] == [
+            one.get_value_at_percentile(p) for p in points
+        ]
+    with pytest.raises(ValueError, match="significant figures"):
+        LatencyHistogram(3).merge(LatencyHistogram(2))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 
 from workers.loadtest.results import OTHERS, ResultCollector
@@ -238,3 +240,74 @@ def test_an_empty_run() -> None:
 def test_bad_arguments_are_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError, match=r"must|>="):
         _collector(**kwargs)
+
+
+def _calls(seed: int, n: int) -> list[tuple[str, tuple[object, ...]]]:
+    """A seeded mix of every kind of call the runner makes, over 30 s, in time order."""
+    import random
+
+    rng = random.Random(seed)
+    users = [f"U{i}" for i in range(6)]
+    calls: list[tuple[str, tuple[object, ...]]] = []
+    for _ in range(n):
+        t = rng.random() * 30
+        user, srv = rng.choice(users), rng.choice(["4.1.1", "7.2", "11.3"])
+        region = rng.choice(["north", "central", "south"])
+        kind = rng.randrange(9)
+        if kind == 0:
+            calls.append(("request_sent", (t, user, srv)))
+        elif kind == 1:
+            outcome = rng.choice(["accepted", "throttled", "quarantined", "odd"])
+            calls.append(("request_answered", (t, user, srv, outcome, f"C{rng.randrange(4)}",
+                                               rng.choice([None, f"rule{rng.randrange(3)}"]),
+                                               rng.random())))  # fmt: skip
+        elif kind == 2:
+            calls.append(("request_completed", (t, user, srv, region, rng.random() < 0.8,
+                                                rng.random() * 3)))  # fmt: skip
+        elif kind == 3:
+            ok = rng.random() < 0.8
+            calls.append(
+                (
+                    "install_finished",
+                    (t, region, ok, None if ok else rng.choice(["commission", "join gas"])),
+                )
+            )
+        elif kind == 4:
+            calls.append(("alert_raised", (t, region, rng.choice(["8F35", "AD1"]))))
+        elif kind == 5:
+            calls.append(("alert_delivered", (t, region, "8F35",
+                                              rng.choice([None, "periodic", "final"]),
+                                              rng.randrange(100))))  # fmt: skip
+        elif kind == 6:
+            calls.append(("deadlettered", (t, rng.choice(["json", "schema"]))))
+        else:
+            calls.append(("event", (t, rng.choice(["storm", "fault"]), f"e{rng.random()}")))
+    return sorted(calls, key=lambda call: call[1][0])  # type: ignore[arg-type,return-value]
+
+
+def test_merging_shards_gives_the_report_of_one_collector() -> None:
+    calls = _calls(3, 20_000)
+    whole = _collector(duration_s=30.0, max_events=50)
+    parts = [_collector(duration_s=30.0, max_events=50) for _ in range(3)]
+    for n, (name, args) in enumerate(calls):
+        getattr(whole, name)(*args)
+        getattr(parts[n % 3], name)(*args)
+    merged = _collector(duration_s=30.0, max_events=50)
+    for part in parts:
+        merged.merge(pickle.loads(pickle.dumps(part)))  # as a shard process hands it over
+    a = whole.finish(31.0, gateway={})
+    b = merged.finish(31.0, gateway={})
+    assert b.totals == a.totals
+    assert b.buckets == a.buckets
+    assert (b.by_user, b.by_srv, b.by_rule) == (a.by_user, a.by_srv, a.by_rule)
+    assert (b.installs, b.alerts, b.completions) == (a.installs, a.alerts, a.completions)
+    assert (b.gateway_latency, b.e2e_latency) == (a.gateway_latency, a.e2e_latency)
+    assert b.deadletters == a.deadletters
+    # the runner's calls come in time order, so both keep the run's first 50 entries
+    assert b.events == a.events
+    assert len(a.events) == 50
+
+
+def test_merging_is_refused_across_bucket_widths() -> None:
+    with pytest.raises(ValueError, match="buckets"):
+        _collector(duration_s=10.0).merge(_collector(duration_s=100_000.0))
