@@ -203,7 +203,10 @@ async def test_install_day_in_two_generator_processes_adds_up() -> None:
     assert _within(north.get("failed", 0), n_north, scenario.regions.north.install_failure_rate)
     assert stats["unfinished_flows"] == 0
     assert stats["by_source"]["profile"]["accepted"] == 4000
-    assert stats["alerts_delivered"]["steady"] == stats["alerts_raised"]["steady"] > 0
+    # shard 0 reads every shard's delivered alerts, also the installs' last N24s
+    assert stats["alerts_delivered"] == stats["alerts_raised"]
+    assert stats["alerts_raised"]["steady"] > 0
+    assert stats["alerts_raised"]["n24"] > 0
     # the merged report counts what the shards counted, once
     report = result.report
     assert report is not None

@@ -321,9 +321,12 @@ class Runner:
         """Seconds since the run started."""
         return time.monotonic() - self._t0
 
-    async def run(self, gate: StartGate | None = None) -> RunStats:
-        """Run the scenario to its end and return the counts. gate: for a shard, awaited
-        once the topics are being read, gives the run's common start."""
+    async def run(self, gate: StartGate | None = None,
+                  sent: Callable[[], Awaitable[None]] | None = None) -> RunStats:  # fmt: skip
+        """Run the scenario to its end and return the counts. For a shard: `gate`, awaited
+        once the topics are being read, gives the run's common start; `sent`, awaited when
+        this shard's traffic is over, while the topics are still read (shard 0 reads the
+        alerts of all shards, so it goes on until every shard is done)."""
         self._start_ms = time.time_ns() // 1_000_000
         self.ids = RequestIds.for_run(self._start_ms // 1000)
         producer = self._producer = self._producer or FastProducer(self.kafka.bootstrap)
@@ -338,6 +341,8 @@ class Runner:
                 self._start_ms, self._t0 = await gate()
                 self.ids = RequestIds.for_run(self._start_ms // 1000)
             await self._loop(producer)
+            if sent is not None:
+                await sent()
         finally:
             for follower in started:
                 await follower.stop()

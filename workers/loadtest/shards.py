@@ -12,7 +12,8 @@ routers' worth. `run_sharded` starts N shard processes, each a `Runner` for one
 - The User-less lanes (steady alerts per region, storm lanes) are dealt round.
 - Every shard reads `dcc.sr.outbound` and skips the others' forwarded requests by their
   `dccgate-loadtest-shard` header; shard 0 alone reads the delivered alerts and the dead
-  letters, and adds the scenario's fault events to the timeline.
+  letters, and adds the scenario's fault events to the timeline. So shard 0 goes on reading
+  until every shard's traffic is over, and then for the settle time.
 
 The shards connect and start reading, then wait for one start (wall-clock ms and the
 monotonic clock every process on the machine shares), so their time axes agree. Each
@@ -151,6 +152,7 @@ async def _coordinate(
 ) -> ShardedRun:
     workers = len(processes)
     ready: set[int] = set()
+    sent: set[int] = set()
     latest: dict[int, RunStats] = {}
     done: dict[int, tuple[RunStats, float]] = {}
     started_at_s = 0.0
@@ -173,6 +175,10 @@ async def _coordinate(
                     started_at_s = start_ms / 1000
                     for gate in gates:
                         gate.put((start_ms, t0))
+            elif kind == "sent":
+                sent.add(k)
+                if len(sent) == workers:
+                    gates[0].put("all sent")
             elif kind == "progress":
                 latest[k] = rest[0]
             elif kind == "done":
@@ -233,5 +239,14 @@ async def _run_shard(job: _Job, gate: Any, outbox: Any, collect: bool) -> None:
                     seed=job.seed, scale=job.scale, duration_s=job.duration_s,
                     drain_s=job.drain_s, settle_s=job.settle_s, on_progress=progress,
                     shard=job.shard, run_tag=job.run_tag)  # fmt: skip
-    stats = await runner.run(gate=start)
+
+    async def sent() -> None:
+        outbox.put(("sent", k))
+        if k == 0:
+            # Shard 0 reads every shard's delivered alerts: it stops when all are done, and
+            # the last alerts raised have had the settle time to come through.
+            await asyncio.to_thread(gate.get)
+            await asyncio.sleep(runner.settle_s)
+
+    stats = await runner.run(gate=start, sent=sent)
     outbox.put(("done", k, stats, runner.now(), collector if collect else None))
