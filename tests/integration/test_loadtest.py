@@ -246,3 +246,26 @@ def test_cli_refuses_a_bad_scenario_with_the_field_named(tmp_path: Any) -> None:
     assert proc.returncode == 2
     assert "line 3" in proc.stderr.decode()
     assert "installs_per_s" in proc.stderr.decode()
+
+
+def test_cli_what_if_reports_both_runs_and_the_difference(tmp_path: Any) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "workers.cli", "loadtest", "runaway-user", "--what-if",
+         "docs/examples/whatif-runaway.toml", "--duration", "3", "--quiet",
+         "--report", str(tmp_path)],
+        capture_output=True, timeout=200, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr.decode()
+    out = proc.stdout.decode()
+    assert "== current ==" in out
+    assert "== proposed ==" in out
+    runaway = load_scenario("runaway-user").faults.runaway_user[0].user
+    line = next(ln for ln in out.split("== difference")[1].splitlines() if runaway in ln)
+    assert "accepted -" in line  # the proposal's lower ADT maximum lets fewer through
+    for name in ("whatif.json", "whatif.html", "current/report.json", "current/report.html",
+                 "proposed/report.json", "proposed/report.html"):  # fmt: skip
+        assert (tmp_path / name).stat().st_size > 0, name
+    current = json.loads((tmp_path / "current" / "report.json").read_text())
+    proposed = json.loads((tmp_path / "proposed" / "report.json").read_text())
+    assert current["seed"] == proposed["seed"]
+    assert current["totals"]["outcomes"] != proposed["totals"]["outcomes"]
