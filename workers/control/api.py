@@ -28,6 +28,7 @@ import orjson
 from aiohttp import web
 
 from workers.control.audit import AuditLog
+from workers.control.explain import describe
 from workers.control.model import KINDS, USER_ID_PATTERN, Kind, validate_item
 from workers.control.quarantine_routes import QUARANTINE_ROUTES, QuarantineView, no_quarantine
 from workers.control.reader import ControlReader
@@ -103,7 +104,9 @@ def _convert(kind: Kind, user_id: str | None, doc: dict[str, Any]) -> msgspec.St
     try:
         body: msgspec.Struct = msgspec.convert(doc, type=kind.body)
         validate_item(kind, user_id, body)
-    except (msgspec.ValidationError, ValueError) as exc:
+    except msgspec.ValidationError as exc:
+        raise ApiError(422, f"invalid {kind.name} body: {describe(exc, kind.body)}") from None
+    except ValueError as exc:
         raise ApiError(422, f"invalid {kind.name} body: {exc}") from None
     return body
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import msgspec
 
 from workers.codes import ResponseCodes
+from workers.control.explain import describe
 from workers.control.model import (
     KINDS,
     AdtValues,
@@ -110,7 +111,9 @@ def load_config_file(path: Path) -> ConfigFile:
     try:
         config = msgspec.toml.decode(raw, type=ConfigFile)
     except msgspec.ValidationError as exc:
-        raise ConfigFileError(f"{path}: {exc} (`$` is the top of the file)") from exc
+        raise ConfigFileError(
+            f"{path}: {describe(exc, ConfigFile)} (`$` is the top of the file)"
+        ) from exc
     except msgspec.DecodeError as exc:
         raise ConfigFileError(f"{path} is not valid TOML: {exc}") from exc
     from workers.control.model import kind_of_key, validate_item

@@ -24,6 +24,7 @@ import msgspec
 from aiohttp import web
 
 from adt import BreachKind, QuarantineState
+from workers.control.explain import describe
 from workers.control.model import USER_ID_PATTERN
 from workers.control.routing import (
     FORBIDDEN,
@@ -206,7 +207,7 @@ def _bulk(decision: DecisionKind) -> Handler:
         try:
             body = msgspec.convert(doc, BulkDecision)
         except msgspec.ValidationError as exc:
-            raise ApiError(422, f"invalid bulk decision: {exc}") from None
+            raise ApiError(422, f"invalid bulk decision: {describe(exc, BulkDecision)}") from None
         user_id = _own_user(principal, body.user_id)
         if all(v is None for v in (body.user_id, body.rule, body.kind, body.from_, body.to)):
             raise ApiError(

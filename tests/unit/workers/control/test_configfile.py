@@ -60,3 +60,13 @@ def test_errors_name_the_key_and_what_is_wrong(tmp_path: Path, text: str, words:
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigFileError, match="cannot read"):
         load_config_file(tmp_path / "nope.toml")
+
+
+def test_a_bad_region_in_a_file_is_named_with_the_choices(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("[alerts.regional-capacity.regions.west]\nrate_per_s = 10\nburst = 10\n")
+    with pytest.raises(ConfigFileError) as caught:
+        load_config_file(path)
+    message = str(caught.value)
+    assert "Invalid enum value 'west'" in message
+    assert "expected one of: central, north, south" in message
