@@ -33,6 +33,7 @@ class RecordingCollector:
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
         self.installs: list[tuple[str, bool, str | None]] = []
+        self.firmware: list[tuple[str, bool, str | None]] = []
         self.delivered: list[tuple[str, str | None, int]] = []
         self.answered: list[tuple[str, str, str, str | None]] = []
         self.events: list[tuple[str, str]] = []
@@ -54,6 +55,10 @@ class RecordingCollector:
 
     def install_finished(self, t_s: float, region: str, ok: bool, failed_step: str | None) -> None:
         self.installs.append((region, ok, failed_step))
+
+    def firmware_finished(self, t_s: float, region: str, ok: bool,
+                          failed_step: str | None) -> None:  # fmt: skip
+        self.firmware.append((region, ok, failed_step))
 
     def alert_raised(self, t_s: float, region: str, alert_code: str) -> None:
         self.calls["alert_raised"] += 1
@@ -158,11 +163,15 @@ async def test_runaway_user_is_throttled_and_quarantined_others_are_not() -> Non
 
 
 async def test_firmware_campaign_fails_at_its_rate_and_raises_false_outages() -> None:
-    scenario, result, _ = await _run("firmware-campaign", duration_s=6.0)
+    scenario, result, collector = await _run("firmware-campaign", duration_s=6.0)
     campaign = scenario.faults.firmware_campaign[0]
     firmware = result.stats["firmware"]
     n = firmware.get("ok", 0) + firmware.get("failed", 0)
     assert n == campaign.devices
+    # the report's table: each meter once, in the campaign's region, failures with their step
+    assert len(collector.firmware) == n
+    assert {region for region, _, _ in collector.firmware} == {campaign.region}
+    assert all((step is None) == ok for _, ok, step in collector.firmware)
     assert _within(firmware.get("failed", 0), n, campaign.failure_rate)
     raised = result.stats["alerts_raised"]
     assert _within(raised["outage"], firmware["ok"], campaign.false_outage_share)

@@ -15,7 +15,13 @@ from html import escape
 import orjson
 
 from workers.loadtest import svg
-from workers.loadtest.report_schema import OUTCOMES, LatencySummary, LoadTestReport, OutcomeRow
+from workers.loadtest.report_schema import (
+    OUTCOMES,
+    InstallRow,
+    LatencySummary,
+    LoadTestReport,
+    OutcomeRow,
+)
 
 __all__ = ["CSS", "page", "render_report", "table", "throughput", "utc"]
 
@@ -324,38 +330,46 @@ def _outcome_section(title: str, anchor: str, rows: Sequence[OutcomeRow], what: 
     )
 
 
-def _installs(report: LoadTestReport) -> str:
+def _flow_chart(rows: list[InstallRow], title: str, noun: str) -> str:
     bars = [
         svg.Bar(
             label=r.region,
             segments=[("ok", float(r.ok)), ("failed", float(r.failed))],
             note=f"{_pct(r.failed, r.ok + r.failed)} failed",
         )
-        for r in report.installs
+        for r in rows
     ]
     colours = {"ok": svg.GREEN, "failed": svg.VERMILLION}
     chart = svg.hbar_chart(
-        title="Installs per region",
-        width=HALF,
-        bars=bars,
-        colours=colours,
-        x_label="installs",
-        right=96,
+        title=title, width=HALF, bars=bars, colours=colours, x_label=noun, right=96
     )
     steps = table(
-        ["region", "failed step", "installs"],
-        [[r.region, step, n] for r in report.installs for step, n in r.failed_steps.items()],
+        ["region", "failed step", noun],
+        [[r.region, step, n] for r in rows for step, n in r.failed_steps.items()],
     )
+    return f"{chart}<h2>Where failed {escape(noun)} stopped</h2>{steps}"
+
+
+def _installs(report: LoadTestReport) -> str:
     legend = svg.legend([("completed", svg.GREEN, "area"), ("failed", svg.VERMILLION, "area")])
     completions = table(
         ["region", "device answers ok", "failed"],
         [[r.region, r.ok, r.failed] for r in report.completions],
     )
+    chart = _flow_chart(report.installs, "Installs per region", "installs")
     return (
         f'<section id="installs"><h2>Installs per region</h2>{legend}{chart}'
-        f"<h2>Where failed installs stopped</h2>{steps}"
         f"<h2>Device answers per region</h2>{completions}</section>"
     )
+
+
+def _firmware(report: LoadTestReport) -> str:
+    """Only for a run with a firmware campaign."""
+    if not report.firmware:
+        return ""
+    legend = svg.legend([("activated", svg.GREEN, "area"), ("failed", svg.VERMILLION, "area")])
+    chart = _flow_chart(report.firmware, "Firmware updates per region", "meters")
+    return f'<section id="firmware"><h2>Firmware campaign per region</h2>{legend}{chart}</section>'
 
 
 def _alerts(report: LoadTestReport) -> str:
@@ -450,6 +464,7 @@ def render_report(report: LoadTestReport) -> str:
         '<div class="pair">',
         _outcome_section("Outcomes per rule", "rules", report.by_rule, "rules"),
         _installs(report),
+        _firmware(report),
         "</div>",
         _alerts(report),
         _facts(report),

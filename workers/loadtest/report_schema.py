@@ -110,7 +110,8 @@ class CompletionRow(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class InstallRow(msgspec.Struct, frozen=True, kw_only=True):
-    """Installs per CSP region; `failed_steps` counts failures by the step that failed."""
+    """Installs (or firmware-campaign meters) per CSP region; `failed_steps` counts failures
+    by the step that failed."""
 
     region: str
     ok: int = 0
@@ -156,6 +157,8 @@ class Totals(msgspec.Struct, frozen=True, kw_only=True):
     response_codes: dict[str, int] = msgspec.field(default_factory=dict)
     installs_ok: int = 0
     installs_failed: int = 0
+    firmware_ok: int = 0
+    firmware_failed: int = 0
     alerts_raised: int = 0
     alerts_delivered: int = 0
     alerts_suppressed: int = 0
@@ -190,6 +193,8 @@ class LoadTestReport(msgspec.Struct, frozen=True, kw_only=True):
     by_rule: list[OutcomeRow] = msgspec.field(default_factory=list)
     completions: list[CompletionRow] = msgspec.field(default_factory=list)
     installs: list[InstallRow] = msgspec.field(default_factory=list)
+    firmware: list[InstallRow] = msgspec.field(default_factory=list)
+    """Firmware-campaign meters per region (11.1, then 11.3 CV 4 and 5): activated or failed."""
     alerts: list[AlertRow] = msgspec.field(default_factory=list)
     deadletters: dict[str, int] = msgspec.field(default_factory=dict)
     events: list[Event] = msgspec.field(default_factory=list)

@@ -82,6 +82,15 @@ def _landed(table: dict[K, list[int]], key: K, overflow: K) -> K:
     return clipped if clipped in table else overflow
 
 
+def _flow_rows(table: dict[str, list[int]],
+               failed_steps: dict[str, dict[str, int]]) -> list[InstallRow]:  # fmt: skip
+    return [
+        InstallRow(region=region, ok=ok, failed=failed,
+                   failed_steps=dict(sorted(failed_steps.get(region, {}).items())))
+        for region, (ok, failed) in sorted(table.items())
+    ]  # fmt: skip
+
+
 def _add(row: list[int], other: list[int]) -> None:
     for i, n in enumerate(other):
         row[i] += n
@@ -186,6 +195,9 @@ class ResultCollector:
         self._installs: dict[str, list[int]] = {}  # region -> [ok, failed]
         self._failed_steps: dict[str, dict[str, int]] = {}  # installs row's key -> counts
         self._installs_total = [0, 0]
+        self._firmware: dict[str, list[int]] = {}  # region -> [ok, failed]
+        self._firmware_steps: dict[str, dict[str, int]] = {}  # firmware row's key -> counts
+        self._firmware_total = [0, 0]
         # (region, code) -> raised, delivered, at once, periodic, final, suppressed
         self._alerts: dict[tuple[str, str], list[int]] = {}
         self._alerts_total = [0, 0, 0, 0]  # raised, delivered, suppressed, storms
@@ -325,20 +337,35 @@ class ResultCollector:
     def install_finished(self, t_s: float, region: str, ok: bool, failed_step: str | None) -> None:
         """An Install & Commission sequence ended, completed (`ok`) or at `failed_step`."""
         index = self._bucket(t_s)
-        row = self._keyed(self._installs, region, OTHERS, 2)
         if ok:
             self._installs_ok[index] += 1
-            self._installs_total[0] += 1
-            row[0] += 1
+        else:
+            self._installs_failed[index] += 1
+        self._flow_finished(self._installs, self._failed_steps, self._installs_total, region, ok,
+                            failed_step)  # fmt: skip
+
+    def firmware_finished(self, t_s: float, region: str, ok: bool,
+                          failed_step: str | None) -> None:  # fmt: skip
+        """A firmware-campaign meter's update (11.1, then 11.3 CV 4 and 5) ended, activated
+        (`ok`) or at `failed_step`."""
+        self._bucket(t_s)
+        self._flow_finished(self._firmware, self._firmware_steps, self._firmware_total, region,
+                            ok, failed_step)  # fmt: skip
+
+    def _flow_finished(self, table: dict[str, list[int]], failed_steps: dict[str, dict[str, int]],
+                       total: list[int], region: str, ok: bool,
+                       failed_step: str | None) -> None:  # fmt: skip
+        row = self._keyed(table, region, OTHERS, 2)
+        slot = 0 if ok else 1
+        total[slot] += 1
+        row[slot] += 1
+        if ok:
             return
-        self._installs_failed[index] += 1
-        self._installs_total[1] += 1
-        row[1] += 1
-        # Regions are few: one dict of failed steps per row of the installs table.
-        key = _landed(self._installs, region, OTHERS)
-        steps = self._failed_steps.get(key)
+        # Regions are few: one dict of failed steps per row of the table.
+        key = _landed(table, region, OTHERS)
+        steps = failed_steps.get(key)
         if steps is None:
-            steps = self._failed_steps[key] = {}
+            steps = failed_steps[key] = {}
         self._count(steps, failed_step or "unknown")
 
     def alert_raised(self, t_s: float, region: str, alert_code: str) -> None:
@@ -437,13 +464,12 @@ class ResultCollector:
         _add(self._others_rule, other._others_rule)
         for region, row in other._completions.items():
             _add(self._keyed(self._completions, region, OTHERS, 2), row)
-        for region, row in other._installs.items():
-            _add(self._keyed(self._installs, region, OTHERS, 2), row)
-            key = _landed(self._installs, region, OTHERS)
-            steps = self._failed_steps.setdefault(key, {})
-            for step, n in other._failed_steps.get(region, {}).items():
-                self._count_n(steps, step, n)
+        self._merge_flows(self._installs, self._failed_steps, other._installs,
+                          other._failed_steps)  # fmt: skip
         _add(self._installs_total, other._installs_total)
+        self._merge_flows(self._firmware, self._firmware_steps, other._firmware,
+                          other._firmware_steps)  # fmt: skip
+        _add(self._firmware_total, other._firmware_total)
         for pair, row in other._alerts.items():
             _add(self._keyed(self._alerts, pair, _OTHERS_PAIR, 6), row)
         _add(self._alerts_total, other._alerts_total)
@@ -470,6 +496,15 @@ class ResultCollector:
                 if target is None:
                     target = mine[index] = SparseLatencyHistogram(histogram.significant_figures)
                 target.merge(histogram)
+
+    def _merge_flows(self, table: dict[str, list[int]], failed_steps: dict[str, dict[str, int]],
+                     theirs: dict[str, list[int]],
+                     their_steps: dict[str, dict[str, int]]) -> None:  # fmt: skip
+        for region, row in theirs.items():
+            _add(self._keyed(table, region, OTHERS, 2), row)
+            steps = failed_steps.setdefault(_landed(table, region, OTHERS), {})
+            for step, n in their_steps.get(region, {}).items():
+                self._count_n(steps, step, n)
 
     def _count_n(self, table: dict[str, int], label: str, n: int) -> None:
         if label not in table and len(table) >= self._max_labels:
@@ -537,16 +572,8 @@ class ResultCollector:
                 CompletionRow(region=region, ok=ok, failed=failed)
                 for region, (ok, failed) in sorted(self._completions.items())
             ],
-            installs=[
-                InstallRow(
-                    region=region,
-                    ok=ok,
-                    failed=failed,
-                    failed_steps=dict(sorted(self._failed_steps.get(region, {}).items())),
-                )
-                for region, row in sorted(self._installs.items())
-                for ok, failed in [row]
-            ],
+            installs=_flow_rows(self._installs, self._failed_steps),
+            firmware=_flow_rows(self._firmware, self._firmware_steps),
             alerts=[
                 AlertRow(
                     region=region,
@@ -575,6 +602,8 @@ class ResultCollector:
             response_codes=dict(sorted(self._codes.items(), key=lambda kv: -kv[1])),
             installs_ok=self._installs_total[0],
             installs_failed=self._installs_total[1],
+            firmware_ok=self._firmware_total[0],
+            firmware_failed=self._firmware_total[1],
             alerts_raised=self._alerts_total[0],
             alerts_delivered=self._alerts_total[1],
             alerts_suppressed=self._alerts_total[2],

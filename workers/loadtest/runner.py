@@ -98,6 +98,8 @@ class Collector(Protocol):
                           latency_s: float) -> None: ...  # fmt: skip
     def install_finished(self, t_s: float, region: str, ok: bool,
                          failed_step: str | None) -> None: ...  # fmt: skip
+    def firmware_finished(self, t_s: float, region: str, ok: bool,
+                          failed_step: str | None) -> None: ...  # fmt: skip
     def alert_raised(self, t_s: float, region: str, alert_code: str) -> None: ...
     def alert_delivered(self, t_s: float, region: str, alert_code: str, storm_copy: str | None,
                         throttled_count: int, *, primary: bool = True) -> None: ...  # fmt: skip
@@ -571,6 +573,7 @@ class Runner:
                 self.collector.install_finished(now, run.region, action.ok, action.failed_step)
             else:
                 self.stats.firmware["ok" if action.ok else "failed"] += 1
+                self.collector.firmware_finished(now, run.region, action.ok, action.failed_step)
             if not action.ok:
                 self.stats.failed_steps[action.failed_step or "?"] += 1
                 self.stats.failure_reasons[action.reason or "?"] += 1

@@ -62,6 +62,9 @@ def sample_report(
             region = rnd.choice(_REGIONS)
             ok = rnd.random() > (1 / 6 if region == "north" else 0.04)
             c.install_finished(t, region, ok, None if ok else rnd.choice(_STEPS))
+        if rnd.random() < 0.005:
+            ok = rnd.random() > 0.05
+            c.firmware_finished(t, "central", ok, None if ok else "11.3 activate firmware")
         if rnd.random() < 0.05:
             region, code = rnd.choice(_REGIONS), rnd.choice(("8F1C", "8F36", "AD1"))
             c.alert_raised(t, region, code)

@@ -266,12 +266,9 @@ def _calls(seed: int, n: int) -> list[tuple[str, tuple[object, ...]]]:
                                                 rng.random() * 3)))  # fmt: skip
         elif kind == 3:
             ok = rng.random() < 0.8
-            calls.append(
-                (
-                    "install_finished",
-                    (t, region, ok, None if ok else rng.choice(["commission", "join gas"])),
-                )
-            )
+            flow = rng.choice(["install_finished", "firmware_finished"])
+            step = None if ok else rng.choice(["commission", "join gas"])
+            calls.append((flow, (t, region, ok, step)))
         elif kind == 4:
             calls.append(("alert_raised", (t, region, rng.choice(["8F35", "AD1"]))))
         elif kind == 5:
@@ -301,6 +298,8 @@ def test_merging_shards_gives_the_report_of_one_collector() -> None:
     assert b.buckets == a.buckets
     assert (b.by_user, b.by_srv, b.by_rule) == (a.by_user, a.by_srv, a.by_rule)
     assert (b.installs, b.alerts, b.completions) == (a.installs, a.alerts, a.completions)
+    assert b.firmware == a.firmware
+    assert a.firmware
     assert (b.gateway_latency, b.e2e_latency) == (a.gateway_latency, a.e2e_latency)
     assert b.deadletters == a.deadletters
     # the runner's calls come in time order, so both keep the run's first 50 entries
@@ -311,3 +310,19 @@ def test_merging_shards_gives_the_report_of_one_collector() -> None:
 def test_merging_is_refused_across_bucket_widths() -> None:
     with pytest.raises(ValueError, match="buckets"):
         _collector(duration_s=10.0).merge(_collector(duration_s=100_000.0))
+
+
+def test_firmware_campaign_meters_per_region_apart_from_installs() -> None:
+    c = _collector()
+    c.install_finished(1.0, "north", True, None)
+    c.firmware_finished(1.5, "north", True, None)
+    c.firmware_finished(1.6, "north", False, "11.3 activate firmware")
+    c.firmware_finished(1.7, "south", True, None)
+    report = c.finish(2.0, gateway={})
+    assert (report.totals.installs_ok, report.totals.installs_failed) == (1, 0)
+    assert (report.totals.firmware_ok, report.totals.firmware_failed) == (2, 1)
+    rows = {row.region: row for row in report.firmware}
+    assert (rows["north"].ok, rows["north"].failed) == (1, 1)
+    assert rows["north"].failed_steps == {"11.3 activate firmware": 1}
+    assert (rows["south"].ok, rows["south"].failed) == (1, 0)
+    assert [row.region for row in report.installs] == ["north"]
