@@ -268,11 +268,7 @@ class ResultCollector:
         if label in table:
             table[label] += 1
             return
-        label = _clip(label)
-        if label not in table and len(table) >= self._max_labels:
-            self._folded += 1
-            label = OTHERS
-        table[label] = table.get(label, 0) + 1
+        self._count_n(table, _clip(label), 1)
 
     # -- the runner's calls -------------------------------------------------------------
 

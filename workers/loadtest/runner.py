@@ -295,6 +295,8 @@ class Runner:
         self.stats = RunStats()
         self.run_tag = run_tag or uuid.uuid4().hex[:12]
         self.shard = shard
+        self._first_shard = shard is None or shard.index == 0
+        """Reads the delivered alerts and dead letters, and adds the fault events."""
         self.network = NetworkModel(scenario, seed=seed)
         self._producer = producer
         self._own_producer = producer is None
@@ -371,7 +373,6 @@ class Runner:
         name = f"loadtest-{self.run_tag}"
         if self.shard is not None:
             name += f"-{self.shard.index}"
-        first = self.shard is None or self.shard.index == 0
         partitions = None if self.shard is None else self.shard.response_partitions
         followers = [
             TopicFollower(self.kafka, self.topics.user_responses, self._on_responses,
@@ -379,7 +380,7 @@ class Runner:
             TopicFollower(self.kafka, self.topics.sr_outbound, self._on_outbound,
                           name=name, from_ms=since_ms),
         ]  # fmt: skip
-        if first:
+        if self._first_shard:
             followers += [
                 TopicFollower(self.kafka, self.topics.alerts_outbound, self._on_alerts,
                               name=name, from_ms=since_ms),
@@ -391,7 +392,7 @@ class Runner:
     async def _loop(self, producer: FastProducer) -> None:
         traffic = Traffic(self.scenario, seed=self.seed, scale=self.scale,
                           duration_s=self.duration_s, shard=self.shard)  # fmt: skip
-        if self.shard is None or self.shard.index == 0:
+        if self._first_shard:
             self._fault_events()
         next_flow_check = next_progress = 0.0
         while True:

@@ -89,7 +89,6 @@ class ShardedRun:
     """The latest shard's end, seconds since the common start."""
     started_at_s: float
     """The common start, Unix seconds."""
-    workers: int
 
 
 async def run_sharded(
@@ -97,7 +96,7 @@ async def run_sharded(
     *,
     kafka: KafkaSettings,
     topics: Topics,
-    collector: ResultCollector | None,
+    collector: ResultCollector,
     seed: int,
     scale: float,
     duration_s: float,
@@ -114,16 +113,15 @@ async def run_sharded(
         log.warning("%d workers asked for, %s has %d partitions: using %d", workers,
                     topics.user_responses, partitions, partitions)  # fmt: skip
         workers = partitions
-    bucket_s = collector.bucket_s if collector is not None else 1.0
     run_tag = uuid.uuid4().hex[:12]
     context = multiprocessing.get_context("spawn")
     outbox: Any = context.Queue()
     gates: list[Any] = [context.Queue() for _ in range(workers)]
     jobs = [_Job(scenario, kafka, topics, seed, scale, duration_s,
                  Shard(index=k, count=workers, partitions=partitions), run_tag,
-                 bucket_s, drain_s, settle_s) for k in range(workers)]  # fmt: skip
+                 collector.bucket_s, drain_s, settle_s) for k in range(workers)]  # fmt: skip
     processes = [
-        context.Process(target=_shard_main, args=(job, gates[k], outbox, collector is not None),
+        context.Process(target=_shard_main, args=(job, gates[k], outbox),
                         name=f"dccgate-loadtest-shard-{k}", daemon=True)
         for k, job in enumerate(jobs)
     ]  # fmt: skip
@@ -146,7 +144,7 @@ async def _coordinate(
     processes: Sequence[BaseProcess],
     gates: list[Any],
     outbox: Any,
-    collector: ResultCollector | None,
+    collector: ResultCollector,
     duration_s: float,
     on_progress: Callable[[RunStats, float], None] | None,
 ) -> ShardedRun:
@@ -185,8 +183,7 @@ async def _coordinate(
                 stats, elapsed_s, shard_collector = rest
                 done[k] = (stats, elapsed_s)
                 latest[k] = stats
-                if collector is not None and shard_collector is not None:
-                    collector.merge(shard_collector)
+                collector.merge(shard_collector)
         if len(ready) < workers and time.monotonic() > deadline:
             raise ShardError(f"load-test shards not ready after {_READY_TIMEOUT_S:.0f} s "
                              f"({len(ready)} of {workers})")  # fmt: skip
@@ -201,7 +198,7 @@ async def _coordinate(
             on_progress(total, max(0.0, duration_s - total.elapsed_s))
     stats = _added(s for s, _ in done.values())
     return ShardedRun(stats=stats, elapsed_s=max(e for _, e in done.values()),
-                      started_at_s=started_at_s, workers=workers)  # fmt: skip
+                      started_at_s=started_at_s)  # fmt: skip
 
 
 def _added(parts: Any) -> RunStats:
@@ -211,18 +208,18 @@ def _added(parts: Any) -> RunStats:
     return total
 
 
-def _shard_main(job: _Job, gate: Any, outbox: Any, collect: bool) -> None:
+def _shard_main(job: _Job, gate: Any, outbox: Any) -> None:
     """A shard process: run the job's part of the scenario, report to `outbox`."""
     from workers.runtime import run
 
     try:
-        run(_run_shard(job, gate, outbox, collect))
+        run(_run_shard(job, gate, outbox))
     except BaseException:
         outbox.put(("failed", job.shard.index, traceback.format_exc()))
         raise
 
 
-async def _run_shard(job: _Job, gate: Any, outbox: Any, collect: bool) -> None:
+async def _run_shard(job: _Job, gate: Any, outbox: Any) -> None:
     k = job.shard.index
     collector = ResultCollector(scenario=job.scenario.name, seed=job.seed, scale=job.scale,
                                 duration_s=job.duration_s, bucket_s=job.bucket_s)  # fmt: skip
@@ -249,4 +246,4 @@ async def _run_shard(job: _Job, gate: Any, outbox: Any, collect: bool) -> None:
             await asyncio.sleep(runner.settle_s)
 
     stats = await runner.run(gate=start, sent=sent)
-    outbox.put(("done", k, stats, runner.now(), collector if collect else None))
+    outbox.put(("done", k, stats, runner.now(), collector))
