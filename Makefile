@@ -11,12 +11,12 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "dccgate needs Python 3.11 or newer; set PYTHON=python3.11" >&2; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,loadtest]'
 	touch $(STAMP)
 
 # Debian packages the test suite uses: prometheus and prometheus-alertmanager give
 # promtool/amtool, which check deploy/'s rules and configs; chromium renders the load-test
-# report in tests/unit/workers/loadtest/test_report_browser.py. Installed when missing and
+# report in tests/unit/workers/tools/loadtest/test_report_browser.py. Installed when missing and
 # we are root with apt-get (CI, dev machines); otherwise those tests say what to install.
 $(SYSTEM_STAMP): $(STAMP) Makefile
 	@missing=""; \

@@ -37,7 +37,7 @@ from adt.errors import (
     SnapshotError,
     UnknownEntryError,
 )
-from adt.exceptions import active_exceptions, drop_ended
+from adt.exception_windows import active_exceptions, drop_ended
 from adt.quarantine import (
     BulkResult,
     Deleted,

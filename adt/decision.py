@@ -1,7 +1,7 @@
 """What `AdtEngine.check` answers: pass, or quarantine with the breach that caused it.
 
 The three kinds follow SEC G6 (a), (b)(i) and (b)(ii) and map to the response codes of
-`workers/codes.py` (`quarantined_<kind>`): `user_adt` Q1, `dcc_adt` Q2, `data_value` Q3.
+`workers/config/codes.py` (`quarantined_<kind>`): `user_adt` Q1, `dcc_adt` Q2, `data_value` Q3.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ import msgspec
 from adt.config import ALL_SRVS, AdtValues, Threshold, ValueRule
 from adt.decision import Breach, BreachKind
 from adt.errors import AdtConfigError
-from adt.exceptions import RaisedLimit, compile_exceptions, limit_at
+from adt.exception_windows import RaisedLimit, compile_exceptions, limit_at
 from adt.values import ValueCheck
 
 __all__ = ["AdtTable", "CountRule", "Scope", "counter_key", "format_window"]

@@ -7,7 +7,8 @@
 - `correlation`: the MP102 rule for false power-outage alerts after firmware activation.
 """
 
-from throttling.correlation import (
+from throttling.gcra import MAX_RETRY_AFTER_S, Gcra, GcraStore, MemoryGcraStore
+from throttling.mp102 import (
     CorrelationOutcome,
     CorrelationPolicy,
     CorrelationRelease,
@@ -15,7 +16,6 @@ from throttling.correlation import (
     FirmwareActivationRule,
     HeldAlert,
 )
-from throttling.gcra import MAX_RETRY_AFTER_S, Gcra, GcraStore, MemoryGcraStore
 from throttling.rates import RateMeter
 from throttling.regional import REGIONS, RegionalGate, RegionalPolicy, RegionCapacity, ReleasedAlert
 from throttling.storm import (

@@ -47,7 +47,7 @@ back into another guard (a restarted worker, or the new owner of a partition), w
 continues it under the same sequence ID, boundaries and counts. Windows are not exported:
 a key in a window starts afresh, at most `max_alerts` more alerts forwarded, like a burst
 straddling two windows. How a caller makes the export durable and consistent with its input
-is the caller's business (workers/alerts.py, docs/alerts.md).
+is the caller's business (workers/alerts/processor.py, docs/alerts.md).
 
 Alert codes are compared in canonical form (`normalize_alert_code`: upper case, no `0x`);
 codes with no parameters of their own get the default, so unknown codes (MP090's

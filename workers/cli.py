@@ -15,7 +15,7 @@ from typing import Any
 import prometheus_client
 
 from broker.errors import BrokerError
-from workers.settings import Settings, SettingsError, build_settings
+from workers.config.settings import Settings, SettingsError, build_settings
 
 __all__ = ["main"]
 
@@ -128,8 +128,8 @@ def _parser() -> argparse.ArgumentParser:
         "--grep", action="append", default=[], help="only records containing TEXT (repeatable)"
     )
 
-    from workers.admin_cli import add_admin_parser
-    from workers.loadtest.cli import add_loadtest_parser
+    from workers.tools.admin_cli import add_admin_parser
+    from workers.tools.loadtest.parser import add_loadtest_parser
 
     add_admin_parser(sub)
     add_loadtest_parser(sub)
@@ -148,7 +148,7 @@ def _setup_logging(level: str) -> None:
 
 
 def _run_async(coro: Coroutine[Any, Any, None]) -> None:
-    from workers.runtime import run
+    from workers.runtime.process import run
 
     run(coro)
 
@@ -160,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "admin":
         # The admin client needs none of the gateway's settings, so a broken DCCGATE_*
         # variable of the gateway must not stop an operator's terminal session.
-        from workers.admin_cli import run_admin
+        from workers.tools.admin_cli import run_admin
 
         return run_admin(args)
     flags = vars(args)
@@ -179,8 +179,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+# The modules of the `loadtest` extra (pyproject.toml), which only the load test needs.
+_LOADTEST_EXTRA = frozenset({"confluent_kafka", "hdrh"})
+
+
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
-    from workers import services
+    from workers import gateway
 
     if args.command == "run":
 
@@ -193,7 +197,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
                         if token
                         else ""
                     ),
-                    version=services.dccgate_version(),
+                    version=gateway.dccgate_version(),
                     bootstrap=bootstrap,
                     embedded=" (embedded broker, memory storage: data is lost when it stops)"
                     if settings.bootstrap is None
@@ -203,16 +207,16 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
                 )
             )
 
-        _run_async(services.run_gateway(settings, on_ready=ready, log_dir=args.log_dir))
+        _run_async(gateway.run_gateway(settings, on_ready=ready, log_dir=args.log_dir))
         return 0
     if args.command == "worker":
-        _run_async(services.run_worker(args.service, settings))
+        _run_async(gateway.run_worker(args.service, settings))
         return 0
     if args.command in ("send", "watch"):
         bootstrap = settings.bootstrap or f"127.0.0.1:{settings.kafka_port}"
         kafka = settings.kafka(bootstrap, embedded=settings.bootstrap is None)
     if args.command == "watch":
-        from workers.watch import run_watch
+        from workers.tools.watch import run_watch
 
         return run_watch(
             kafka,
@@ -225,7 +229,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             grep=args.grep,
         )
     if args.command == "send":
-        from workers.send import run_send
+        from workers.tools.send import run_send
 
         if args.rate is not None and not args.rate > 0:
             raise ValueError(f"--rate must be a positive number of lines a second, got {args.rate}")
@@ -241,15 +245,23 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
                 summary=args.summary,
             )
     if args.command == "admin":
-        from workers.admin_cli import run_admin
+        from workers.tools.admin_cli import run_admin
 
         return run_admin(args)
     if args.command == "loadtest":
-        from workers.loadtest.cli import run_loadtest
-
+        try:
+            from workers.tools.loadtest.cli import run_loadtest
+        except ModuleNotFoundError as exc:
+            if exc.name not in _LOADTEST_EXTRA:
+                raise
+            sys.stderr.write(
+                f"dccgate loadtest needs the load-test extra ({exc.name} is missing): "
+                "pip install 'dccgate[loadtest]' (make installs it)\n"
+            )
+            return 1
         return run_loadtest(args, settings)
     if args.command == "bench":
-        from workers.bench import run_bench
+        from workers.tools.bench import run_bench
 
         return run_bench(
             settings, messages=args.messages, repeat=args.repeat, as_json=args.json,

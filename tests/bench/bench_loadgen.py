@@ -7,7 +7,7 @@ docs/benchmarks.md. Run from the repository root:
     python tests/bench/bench_loadgen.py --seconds 2 --runs 1 --workers 1 2
 
 It starts the embedded broker, creates the contract's topics (6 partitions), and runs the
-load test's real sending path, `workers.loadtest.runner.Runner` (traffic generation,
+load test's real sending path, `workers.tools.loadtest.runner.Runner` (traffic generation,
 RequestIDs, JSON encoding, confluent-kafka produce, the bookkeeping of every request in
 flight), with a scenario whose only traffic is one User looping 4.1.1 at 300,000
 requests/s: more than it can send, so it sends as fast as it can. No gateway runs, so
@@ -16,7 +16,7 @@ queued per second during the traffic, and per second up to the broker's last
 acknowledgement. For comparison: the producer alone (pre-encoded records, confluent-kafka
 and the gateway's own aiokafka `BatchProducer`).
 
-Then the sharded generator (`--workers N`, workers/loadtest/shards.py), as `dccgate
+Then the sharded generator (`--workers N`, workers/tools/loadtest/shards.py), as `dccgate
 loadtest --workers N` runs it, with its real results collector: twelve Users, two on each
 partition, reading 4.1.1 at 600,000 requests/s in all. Printed: requests sent per second
 of traffic by all shards together. The shards share the machine's cores with the broker
@@ -32,15 +32,15 @@ import time
 from typing import Any
 
 from broker.embedded import EmbeddedBroker
-from broker.fastproducer import FastProducer
 from broker.producer import BatchProducer, partition_for_key
 from broker.settings import KafkaSettings
 from broker.topics import Topics, ensure_topics
-from workers.loadtest.results import ResultCollector
-from workers.loadtest.runner import Runner
-from workers.loadtest.scenario import parse_scenario
-from workers.loadtest.shards import run_sharded
-from workers.runtime import run  # uvloop and the GC tuning of the dccgate command
+from workers.runtime.process import run  # uvloop and the GC tuning of the dccgate command
+from workers.tools.loadtest.fastproducer import FastProducer
+from workers.tools.loadtest.results import ResultCollector
+from workers.tools.loadtest.runner import Runner
+from workers.tools.loadtest.scenario import parse_scenario
+from workers.tools.loadtest.shards import run_sharded
 
 SCENARIO = """
 name = "flat-out"

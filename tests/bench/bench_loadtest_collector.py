@@ -15,7 +15,7 @@ import timeit
 
 from hdrh.histogram import HdrHistogram
 
-from workers.loadtest.results import ResultCollector
+from workers.tools.loadtest.results import ResultCollector
 
 N = 200_000
 

@@ -17,11 +17,12 @@ from broker.producer import BatchProducer
 from broker.schemas import DeviceAlert
 from broker.settings import KafkaSettings
 from tests.integration.helpers import wait_until_async
+from workers.admin.service import AdminService
 from workers.alerts import AlertService
-from workers.control.reader import ControlReader
-from workers.metrics import CommonMetrics
-from workers.services import AdminService, build_alerts
-from workers.settings import Settings
+from workers.alerts.service import build_alerts
+from workers.config.reader import ControlReader
+from workers.config.settings import Settings
+from workers.runtime.metrics import CommonMetrics
 
 SUPPLIER = "90-B3-D5-1F-30-01-00-00"
 DNO = "90-B3-D5-1F-30-02-00-00"

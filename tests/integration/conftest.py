@@ -16,7 +16,7 @@ import pytest
 from broker.embedded import EmbeddedBroker
 from broker.settings import KafkaSettings
 from broker.topics import ensure_topics
-from workers.settings import Settings
+from workers.config.settings import Settings
 
 pytestmark = pytest.mark.integration
 

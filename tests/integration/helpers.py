@@ -21,10 +21,10 @@ from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry
 
 from broker.settings import KafkaSettings
-from workers.loop import ServiceLoop
-from workers.metrics import CommonMetrics
-from workers.services import build_router
-from workers.settings import Settings
+from workers.config.settings import Settings
+from workers.router.service import build_router
+from workers.runtime.loop import ServiceLoop
+from workers.runtime.metrics import CommonMetrics
 
 T = TypeVar("T")
 
@@ -216,8 +216,8 @@ async def admin_api(
     from aiohttp import web
     from aiohttp.test_utils import TestClient, TestServer
 
-    from workers.control.reader import ControlReader
-    from workers.services import AdminService
+    from workers.admin.service import AdminService
+    from workers.config.reader import ControlReader
 
     settings = msgspec.structs.replace(settings, admin_token=operator_token)
     reader = ControlReader(kafka, settings.topics.control)

@@ -13,10 +13,10 @@ from prometheus_client import CollectorRegistry
 
 from broker.settings import KafkaSettings
 from tests.integration.helpers import ApiClient, admin_api, wait_until_async
-from workers.metrics import CommonMetrics
-from workers.send import send_requests
-from workers.services import build_router
-from workers.settings import Settings
+from workers.config.settings import Settings
+from workers.router.service import build_router
+from workers.runtime.metrics import CommonMetrics
+from workers.tools.send import send_requests
 
 A = "90-B3-D5-1F-30-01-00-00"
 B = "90-B3-D5-1F-30-02-00-00"

@@ -9,7 +9,7 @@ import pytest
 
 from broker.settings import KafkaSettings
 from tests.integration.helpers import ApiClient, admin_api
-from workers.settings import Settings
+from workers.config.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("topics_ready")
 
@@ -197,7 +197,7 @@ async def test_unauthenticated_and_bad_tokens(api: Api) -> None:
 
 
 async def test_openapi_lists_every_route(api: Api) -> None:
-    from workers.control.api import ROUTES
+    from workers.admin.app import ROUTES
 
     async with api.client.get("/openapi.json") as resp:
         doc = await resp.json()

@@ -1,4 +1,4 @@
-"""ADT counters survive the router (SEC G6; workers/adt_state.py): a User cannot slip past a
+"""ADT counters survive the router (SEC G6; workers/router/adt_state.py): a User cannot slip past a
 threshold by the router being killed mid-window, and released requests count.
 
 Real `dccgate worker router` processes against the embedded broker; the configuration is
@@ -32,10 +32,10 @@ from tests.integration.helpers import (
     wait_healthy,
     wait_until_async,
 )
-from workers.metrics import CommonMetrics
-from workers.send import send_requests
-from workers.services import build_router
-from workers.settings import Settings
+from workers.config.settings import Settings
+from workers.router.service import build_router
+from workers.runtime.metrics import CommonMetrics
+from workers.tools.send import send_requests
 
 pytestmark = [pytest.mark.usefixtures("topics_ready"), pytest.mark.slow]
 

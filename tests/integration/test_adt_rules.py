@@ -18,10 +18,10 @@ from prometheus_client import CollectorRegistry
 
 from broker.settings import KafkaSettings
 from tests.integration.helpers import ApiClient, admin_api, read_topic
-from workers.metrics import CommonMetrics
-from workers.send import send_requests
-from workers.services import build_router
-from workers.settings import Settings
+from workers.config.settings import Settings
+from workers.router.service import build_router
+from workers.runtime.metrics import CommonMetrics
+from workers.tools.send import send_requests
 
 pytestmark = pytest.mark.usefixtures("topics_ready")
 

@@ -28,8 +28,8 @@ from tests.integration.alerts_helpers import (
 )
 from tests.integration.helpers import start_worker_process, wait_until_async
 from workers.alerts import STORM_HEADER
-from workers.control.model import RegionalCapacity, RegionCapacity, StormParams, StormPolicy
-from workers.settings import Settings
+from workers.config.model import RegionalCapacity, RegionCapacity, StormParams, StormPolicy
+from workers.config.settings import Settings
 
 pytestmark = [pytest.mark.usefixtures("topics_ready"), pytest.mark.slow]
 

@@ -29,8 +29,8 @@ from tests.integration.alerts_helpers import (
 )
 from tests.integration.helpers import read_topic, wait_until_async
 from workers.alerts import STORM_HEADER
-from workers.control.model import Exclusions, StormParams, StormPolicy
-from workers.settings import Settings
+from workers.config.model import Exclusions, StormParams, StormPolicy
+from workers.config.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("topics_ready")
 

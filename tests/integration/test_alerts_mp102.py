@@ -21,8 +21,8 @@ from tests.integration.alerts_helpers import (
     send,
 )
 from tests.integration.helpers import running_router, wait_until_async
-from workers.control.model import Mp102Rule
-from workers.settings import Settings
+from workers.config.model import Mp102Rule
+from workers.config.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("topics_ready")
 

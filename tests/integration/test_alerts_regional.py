@@ -20,8 +20,8 @@ from tests.integration.alerts_helpers import (
     send,
 )
 from tests.integration.helpers import wait_until_async
-from workers.control.model import Exclusions, RegionalCapacity, RegionCapacity
-from workers.settings import Settings
+from workers.config.model import Exclusions, RegionalCapacity, RegionCapacity
+from workers.config.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("topics_ready")
 

@@ -22,8 +22,8 @@ from broker.embedded import EmbeddedBroker
 from broker.producer import BatchProducer
 from broker.settings import KafkaSettings
 from tests.integration.helpers import read_topic, start_worker_process
-from workers.bench import make_requests
-from workers.settings import Settings
+from workers.config.settings import Settings
+from workers.tools.bench import make_requests
 
 pytestmark = [pytest.mark.usefixtures("topics_ready"), pytest.mark.slow]
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import asyncio
 
-from broker.fastproducer import FastProducer
 from broker.producer import partition_for_key
 from broker.replay import read_to_end
 from broker.settings import KafkaSettings
-from workers.settings import Settings
+from workers.config.settings import Settings
+from workers.tools.loadtest.fastproducer import FastProducer
 
 
 async def test_produce_many_delivers_every_record_through_a_full_queue(

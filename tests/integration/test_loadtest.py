@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 
 from broker.topics import Topics
-from workers.loadtest.cli import RunResult, run_scenario
-from workers.loadtest.generator import Shard
-from workers.loadtest.scenario import Scenario, load_scenario
-from workers.settings import Settings
+from workers.config.settings import Settings
+from workers.tools.loadtest.cli import RunResult, run_scenario
+from workers.tools.loadtest.generator import Shard
+from workers.tools.loadtest.scenario import Scenario, load_scenario
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

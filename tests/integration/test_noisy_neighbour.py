@@ -26,10 +26,10 @@ from broker.producer import BatchProducer, partition_for_key
 from broker.settings import KafkaSettings
 from broker.topics import ensure_topics
 from tests.integration.helpers import start_worker_process, wait_until_async
-from workers.control.model import Allocation, Traffic, User
-from workers.control.reader import ControlReader
-from workers.services import AdminService
-from workers.settings import Settings
+from workers.admin.service import AdminService
+from workers.config.model import Allocation, Traffic, User
+from workers.config.reader import ControlReader
+from workers.config.settings import Settings
 
 pytestmark = pytest.mark.slow
 

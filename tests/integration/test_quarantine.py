@@ -20,9 +20,9 @@ from tests.integration.quarantine_helpers import (
     disable_supply,
     quarantine_gateway,
 )
-from workers.send import send_requests
-from workers.services import AdminService
-from workers.settings import Settings
+from workers.admin.service import AdminService
+from workers.config.settings import Settings
+from workers.tools.send import send_requests
 
 pytestmark = pytest.mark.usefixtures("topics_ready")
 

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from broker.settings import KafkaSettings
 from tests.integration.helpers import ApiClient, read_topic
 from tests.integration.quarantine_helpers import A, B, quarantine_all, quarantine_gateway
-from workers.settings import Settings
+from workers.config.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("topics_ready")
 

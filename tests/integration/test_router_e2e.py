@@ -9,8 +9,8 @@ import pytest
 from broker.settings import KafkaSettings
 from tests.conftest import DEVICE, USER_A, RequestFactory
 from tests.integration.helpers import read_topic, running_router
-from workers.send import send_requests
-from workers.settings import Settings
+from workers.config.settings import Settings
+from workers.tools.send import send_requests
 
 pytestmark = pytest.mark.usefixtures("topics_ready")
 
@@ -53,7 +53,7 @@ async def test_requests_are_forwarded_rejected_or_dead_lettered(
 async def test_two_routers_share_the_partitions_and_answer_everything(
     settings: Settings, kafka: KafkaSettings
 ) -> None:
-    from workers.bench import make_requests
+    from workers.tools.bench import make_requests
 
     records = make_requests(3_000, seed=3)
     lines = [value for _, value in records]

@@ -1,14 +1,14 @@
 """deploy/ is checked by the tools that will read it: promtool, amtool, and YAML/JSON parsers.
 
 Docker is not available on the build machines, so the image and the compose stack are not
-started here; their files must at least parse and agree with the metrics the code exports.
+started here; their files must at least parse. That they name only metrics the services
+export is checked against a running gateway (tests/integration/test_deploy_metrics.py).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,50 +16,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.deploy_metrics import metrics_used_by_deploy
+
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
-METRICS_IN_CODE = {
-    "dccgate_build_info",
-    "dccgate_records_consumed_total",
-    "dccgate_records_produced_total",
-    "dccgate_router_decisions_total",
-    "dccgate_deadletter_records_total",
-    "dccgate_batch_size_records",
-    "dccgate_batch_duration_seconds",
-    "dccgate_forward_latency_seconds",
-    "dccgate_assigned_partitions",
-    "dccgate_traffic_active",
-    "dccgate_traffic_active_seconds_total",
-    "dccgate_traffic_activations_total",
-    "dccgate_traffic_admitted_requests_per_second",
-    "dccgate_traffic_capacity_requests_per_second",
-    "dccgate_traffic_threshold_requests_per_second",
-    "dccgate_traffic_oversubscribed",
-    "dccgate_traffic_user_allocation_requests_per_second",
-    "dccgate_traffic_user_rate_requests_per_second",
-    "dccgate_traffic_user_limit_requests_per_second",
-    "dccgate_traffic_throttled_total",
-    "dccgate_traffic_shadow_would_throttle_total",
-    "dccgate_alerts_received_total",
-    "dccgate_alerts_forwarded_total",
-    "dccgate_alerts_suppressed_total",
-    "dccgate_alerts_active_storms",
-    "dccgate_alerts_tracked_keys",
-    "dccgate_alerts_regional_queued",
-    "dccgate_alerts_regional_oldest_delay_seconds",
-    "dccgate_alerts_regional_delay_seconds",
-    "dccgate_alerts_input_paused",
-    "dccgate_alerts_mp102_held",
-    "dccgate_alerts_mp102_dropped_total",
-    "dccgate_alerts_mp102_released_total",
-    "dccgate_adt_quarantined_total",
-    "dccgate_adt_shadow_would_quarantine_total",
-    "dccgate_adt_user_nearest_threshold_ratio",
-    "dccgate_adt_dcc_threshold_ratio",
-    "dccgate_quarantine_pending",
-    "dccgate_quarantine_oldest_pending_age_seconds",
-    "dccgate_quarantine_pending_max_seconds",
-    "dccgate_quarantine_decisions_total",
-}
 
 
 def _tool(name: str) -> str:
@@ -87,12 +46,10 @@ def test_every_yaml_and_json_file_parses() -> None:
             list(yaml.safe_load_all(text))
 
 
-def test_dashboards_and_rules_use_only_metrics_the_code_exports() -> None:
-    used: set[str] = set()
-    for path in [*DEPLOY.rglob("*.json"), *DEPLOY.rglob("*.rules.yml")]:
-        used |= set(re.findall(r"dccgate_[a-z0-9_]+", path.read_text()))
-    base = {re.sub(r"_(bucket|sum|count)$", "", m) for m in used}
-    assert base <= METRICS_IN_CODE, base - METRICS_IN_CODE
+def test_dashboards_and_rules_name_metrics() -> None:
+    # That each of them is exported is checked against a running gateway's /metrics page:
+    # tests/integration/test_deploy_metrics.py.
+    assert len(metrics_used_by_deploy()) > 20
 
 
 def test_prometheus_config_rules_and_rule_tests() -> None:

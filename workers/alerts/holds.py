@@ -11,7 +11,7 @@ written to `dcc.alerts.outbound`:
    alerts a second; above it, excluded and high-priority codes first, the rest delayed.
 
 `Outlet` chains them. Every alert it holds keeps its input offset in `HeldOffsets`, and the
-loop commits no offset past the lowest one held (`workers.loop.HoldingProcessor`): a crash
+loop commits no offset past the lowest one held (`workers.runtime.loop.HoldingProcessor`): a crash
 or a rebalance redelivers every alert that was still waiting (at-least-once), never loses
 one. When a region's queue is full the alert waits in an overflow list and `wants_input`
 turns False, so the loop pauses its partitions until the queue has room: backpressure into

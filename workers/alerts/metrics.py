@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from workers.metrics import CommonMetrics
+from workers.runtime.metrics import CommonMetrics
 
 __all__ = ["DELAY_BUCKETS_S", "AlertMetrics", "LaneGauges", "RegionHistogram"]
 

@@ -18,7 +18,7 @@ when no input arrives, so a storm's copies go out on time in a quiet system too.
 the MP102 rule and regional capacity: at most one per storm and period, they are the
 summary the recipients need. With the changelog on (`set_changelog`), running storms are
 snapshotted to `dcc.state.alerts` after their batch's outputs are acknowledged
-(workers/alerts/state.py explains the order that keeps counts exact across a crash).
+(workers/alerts/storm_changelog.py explains the order that keeps counts exact across a crash).
 """
 
 from __future__ import annotations
@@ -46,10 +46,10 @@ from throttling import (
 )
 from workers.alerts.holds import Outlet, Pending
 from workers.alerts.metrics import AlertMetrics, LaneGauges
-from workers.alerts.state import FORWARD, SKIP, StormBook
-from workers.control import model
-from workers.control.state import ConfigSnapshot
-from workers.deadletter import deadletter
+from workers.alerts.storm_changelog import FORWARD, SKIP, StormBook
+from workers.config import model
+from workers.config.snapshot import ConfigSnapshot
+from workers.runtime.deadletter import deadletter
 
 __all__ = [
     "BOUNDARY_HEADER",
@@ -370,7 +370,7 @@ class AlertProcessor:
         self._again = [(tp, c) for tp, c in self._again if tp not in gone]
 
     def held_floor(self) -> Mapping[TopicPartition, int]:
-        """Per partition, the lowest input offset still held (workers.loop.HoldingProcessor)."""
+        """Per partition, the lowest input offset still held (see `HoldingProcessor`)."""
         return self._outlet.held.floor()
 
     def wants_input(self) -> bool:
@@ -525,7 +525,7 @@ class AlertProcessor:
     ) -> None:
         """With the changelog: snapshots of the devices changed in this step (stage 0, the
         step's copies embedded), the copies (stage 1), then the snapshots again without the
-        copies (stage 2). See workers/alerts/state.py."""
+        copies (stage 2). See workers/alerts/storm_changelog.py."""
         book, guard = self._book, self._guard
         by_device: dict[str, list[StormCopyRecord]] = {}
         for copy in copies:
@@ -634,8 +634,8 @@ class AlertProcessor:
     # --- after the acknowledgements --------------------------------------------------------
 
     def follow_up(self, report: object, stage: int, out: OutputBatch) -> bool:
-        """The records of follow-up `stage` (workers.loop.StagedProcessor): the changelog
-        and the storm copies, in the order workers/alerts/state.py explains."""
+        """The records of follow-up `stage` (workers.runtime.loop.StagedProcessor): the changelog
+        and the storm copies, in the order workers/alerts/storm_changelog.py explains."""
         tally = _check(report)
         if stage >= len(tally.stages):
             return False

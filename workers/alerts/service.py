@@ -17,10 +17,12 @@ from broker.topics import Topics
 from workers.alerts.firmware import FirmwareFeed
 from workers.alerts.metrics import AlertMetrics
 from workers.alerts.processor import SERVICE, AlertProcessor
-from workers.loop import ServiceLoop
-from workers.metrics import CommonMetrics
+from workers.config.reader import ControlReader
+from workers.config.settings import Settings
+from workers.runtime.loop import ServiceLoop
+from workers.runtime.metrics import CommonMetrics
 
-__all__ = ["AlertService"]
+__all__ = ["AlertService", "build_alerts"]
 
 log = logging.getLogger(__name__)
 
@@ -150,3 +152,30 @@ class AlertService:
             await changed.wait()
             changed.clear()
             await self._follow_feed()
+
+
+def build_alerts(
+    settings: Settings,
+    kafka: KafkaSettings,
+    metrics: CommonMetrics,
+    *,
+    reader: ControlReader | None = None,
+    group_id: str | None = None,
+) -> AlertService:
+    """The alert worker: consumes dcc.alerts.inbound, produces per-recipient alerts with
+    storm protection (SECMP0062), regional capacity and the MP102 rule (docs/alerts.md).
+
+    `group_id` defaults to `<prefix>dccgate-alerts`. With `reader`, the exclusion list, the
+    storm policy, the regional capacities and the MP102 rule follow the configuration on
+    dcc.control; without, no code is excluded, every code gets
+    `throttling.DEFAULT_STORM_PARAMS`, and neither capacity nor the rule applies.
+    """
+    service = AlertService(
+        topics=settings.topics,
+        kafka=kafka,
+        metrics=metrics,
+        group_id=group_id or f"{settings.topic_prefix}dccgate-{SERVICE}",
+    )
+    if reader is not None:
+        reader.subscribe(service.processor.apply)
+    return service

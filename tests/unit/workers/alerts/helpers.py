@@ -14,7 +14,7 @@ from broker.schemas import DeviceAlert
 from broker.topics import Topics
 from throttling import StormGuard, StormParams, StormPolicy
 from workers.alerts import AlertMetrics, AlertProcessor
-from workers.metrics import CommonMetrics
+from workers.runtime.metrics import CommonMetrics
 
 TOPICS = Topics.with_prefix("")
 TP = TopicPartition(TOPICS.alerts_inbound, 0)

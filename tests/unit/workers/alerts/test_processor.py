@@ -37,9 +37,9 @@ from workers.alerts import (
     regional_policy_from_config,
     storm_policy_from_config,
 )
-from workers.control import model
-from workers.control.state import ConfigSnapshot, Item
-from workers.metrics import CommonMetrics
+from workers.config import model
+from workers.config.snapshot import ConfigSnapshot, Item
+from workers.runtime.metrics import CommonMetrics
 
 __all__ = ["alerts"]  # the fixture, imported from the helpers
 

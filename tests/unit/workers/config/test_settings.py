@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import pytest
+
+from workers.config.settings import SettingsError, build_settings
+
+
+def test_defaults_without_flags_or_environment() -> None:
+    s = build_settings({}, {})
+    assert s.bootstrap is None
+    assert s.kafka_port == 9092
+    assert s.http_port == 8080
+    assert s.topics.sr_inbound == "dcc.sr.inbound"
+
+
+def test_flag_beats_environment_beats_default() -> None:
+    env = {"DCCGATE_HTTP_PORT": "9000", "DCCGATE_KAFKA_PORT": "9999"}
+    s = build_settings({"http_port": 8181}, env)
+    assert s.http_port == 8181
+    assert s.kafka_port == 9999
+
+
+@pytest.mark.parametrize(
+    ("flags", "env", "message"),
+    [
+        ({}, {"DCCGATE_HTTP_PORT": "eighty"}, "DCCGATE_HTTP_PORT='eighty' is not a whole number"),
+        ({"http_port": 70000}, {}, "TCP port"),
+        ({"partitions": 0}, {}, "at least 1"),
+        ({}, {"DCCGATE_LOG_LEVEL": "LOUD"}, "DCCGATE_LOG_LEVEL"),
+        ({"bootstrap": "  "}, {}, "empty"),
+        ({}, {"DCCGATE_MIN_INSYNC_REPLICAS": "2"}, "to the replication factor"),
+        ({"replication_factor": 0}, {}, "at least 1"),
+    ],
+)
+def test_bad_values_name_the_setting(
+    flags: dict[str, object], env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(SettingsError, match=message):
+        build_settings(flags, env)
+
+
+def test_embedded_tuning_shortens_group_timing() -> None:
+    s = build_settings({}, {})
+    k = s.kafka("127.0.0.1:1", embedded=True)
+    assert k.session_timeout_ms < 10_000
+    assert k.heartbeat_interval_ms < k.session_timeout_ms
+
+
+def test_group_timing_overrides_apply_on_top_of_embedded_tuning() -> None:
+    s = build_settings(
+        {},
+        {"DCCGATE_SESSION_TIMEOUT_MS": "1000", "DCCGATE_HEARTBEAT_INTERVAL_MS": "100"},
+    )
+    k = s.kafka("127.0.0.1:1", embedded=True)
+    assert (k.session_timeout_ms, k.heartbeat_interval_ms) == (1000, 100)
+
+
+def test_heartbeat_must_stay_below_session_timeout() -> None:
+    with pytest.raises(SettingsError, match="well below"):
+        build_settings(
+            {},
+            {"DCCGATE_SESSION_TIMEOUT_MS": "1000", "DCCGATE_HEARTBEAT_INTERVAL_MS": "1000"},
+        )

@@ -1,0 +1,72 @@
+"""The admin process as a service: the API with its producer, audit log, writer and
+quarantine service, and the configuration file's items seeded at start."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry
+
+from broker.producer import BatchProducer
+from broker.settings import KafkaSettings
+from workers.admin.app import AdminApi
+from workers.admin.audit import AuditLog
+from workers.admin.quarantine import QuarantineService
+from workers.admin.seed import seed_control
+from workers.admin.writer import ControlWriter
+from workers.config.reader import ControlReader
+from workers.config.settings import Settings
+
+__all__ = ["AdminService"]
+
+log = logging.getLogger(__name__)
+
+
+class AdminService:
+    """The admin API with what it needs: a producer, the audit log, the writer and the
+    quarantine service (its metrics on `registry`; `clock` is injected by tests)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        kafka: KafkaSettings,
+        reader: ControlReader,
+        *,
+        registry: CollectorRegistry | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        topics = settings.topics
+        self.reader = reader
+        self.producer = BatchProducer(kafka)
+        self.audit = AuditLog(kafka, topics.audit)
+        self.writer = ControlWriter(self.producer, topics, reader, self.audit)
+        self.quarantine = QuarantineService(
+            kafka, topics, self.producer, self.writer, settings.codes,
+            pending_max_s=settings.quarantine_pending_max_s, registry=registry, clock=clock,
+        )  # fmt: skip
+        self.api = AdminApi(
+            reader=reader,
+            writer=self.writer,
+            audit=self.audit,
+            bootstrap_token_sha256=settings.admin_token_sha256,
+            quarantine=self.quarantine,
+        )
+        self._config = settings.config
+
+    async def start(self) -> None:
+        """Connect, load the audit trail, and seed the configuration file's new items."""
+        await self.producer.start()
+        await self.audit.start()
+        await self.quarantine.start()
+        if self._config is not None:
+            written = await seed_control(self._config, self.reader, self.writer)
+            if written:
+                log.info("configuration file: %d new items written to dcc.control", written)
+
+    async def stop(self) -> None:
+        """Disconnect."""
+        await self.quarantine.stop()
+        await self.audit.stop()
+        await self.producer.stop()

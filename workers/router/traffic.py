@@ -1,0 +1,184 @@
+"""Traffic management (SECMP0067) in the router: the configuration and the metrics.
+
+The decisions are `throttling.traffic.TrafficManager`'s (pure); this module feeds it the
+policy and allocations from `dcc.control` and exports what operators watch. The system load
+comes from the other routers through `workers.router.load_exchange`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from throttling import (
+    Allocation,
+    TrafficManager,
+    TrafficPolicy,
+)
+from workers.config.model import Traffic
+from workers.config.snapshot import ConfigSnapshot
+
+__all__ = [
+    "TrafficControl",
+    "TrafficMetrics",
+    "policy_from_config",
+]
+
+log = logging.getLogger(__name__)
+
+# "No allocation and no default" means never throttled: an allocation no User reaches.
+_UNLIMITED = Allocation(rate_per_s=1e12, burst=1_000_000)
+
+
+def policy_from_config(traffic: Traffic) -> TrafficPolicy:
+    """The pure policy for the `traffic` item of the configuration."""
+    default = traffic.default_allocation
+    return TrafficPolicy(
+        capacity_per_s=traffic.capacity_per_s,
+        operating_threshold_per_s=traffic.operating_threshold_per_s,
+        default_allocation=(
+            _UNLIMITED
+            if default is None
+            else Allocation(
+                rate_per_s=default.rate_per_s, burst=default.burst, shadow=default.shadow
+            )
+        ),
+        reserved_srvs=frozenset(traffic.reserved_srvs),
+        reserved_share=traffic.reserved_share,
+        shadow=traffic.shadow,
+    )
+
+
+class TrafficControl:
+    """The router's traffic manager and whether traffic management is configured at all.
+
+    `manager` is None while `dcc.control` has no `traffic` item: then nothing is throttled
+    and no decision is computed.
+    """
+
+    def __init__(self, peer_id: str) -> None:
+        self.peer_id = peer_id
+        self.manager: TrafficManager | None = None
+        self.registered_users: frozenset[str] = frozenset()
+
+    def apply(self, snapshot: ConfigSnapshot) -> None:
+        """Take a new configuration (a control-reader listener)."""
+        self.registered_users = frozenset(snapshot.users)
+        config = snapshot.traffic
+        if config is None:
+            if self.manager is not None:
+                log.info("traffic management switched off (no traffic configuration)")
+            self.manager = None
+            return
+        policy = policy_from_config(config)
+        allocations = {
+            user: Allocation(rate_per_s=a.rate_per_s, burst=a.burst, shadow=a.shadow)
+            for user, a in snapshot.allocations.items()
+        }
+        if self.manager is None:
+            self.manager = TrafficManager(policy, allocations, peer_id=self.peer_id)
+            log.info(
+                "traffic management on: capacity %.0f/s, operating threshold %.0f/s",
+                policy.capacity_per_s,
+                policy.operating_threshold_per_s,
+            )
+        else:
+            self.manager.set_policy(policy)
+            self.manager.set_allocations(allocations)
+
+    def user_label(self, user_id: str) -> str:
+        """The `user` label of a metric: registered Users by ID, everyone else `other`."""
+        return user_id if user_id in self.registered_users else "other"
+
+
+class TrafficMetrics(Collector):
+    """What operators watch, read from the traffic manager at scrape time (nothing on the
+    hot path), plus the throttled and would-throttle counters the router flushes per batch.
+    """
+
+    def __init__(self, registry: CollectorRegistry, control: TrafficControl) -> None:
+        self._control = control
+        self.throttled = Counter(
+            "dccgate_traffic_throttled",
+            "Requests throttled by traffic management (T1), by User (registered Users; "
+            "others as 'other') and rule (allocation, capacity).",
+            ["user", "rule"],
+            registry=registry,
+        )
+        self.would_throttle = Counter(
+            "dccgate_traffic_shadow_would_throttle",
+            "Requests traffic management would have throttled but admitted in shadow mode.",
+            ["user"],
+            registry=registry,
+        )
+        registry.register(self)
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        manager = self._control.manager
+        now_s = time.time()
+        active = GaugeMetricFamily(
+            "dccgate_traffic_active", "1 while traffic management is active (load >= T)."
+        )
+        active.add_metric([], 1.0 if manager is not None and manager.active else 0.0)
+        yield active
+        if manager is None:
+            return
+        yield CounterMetricFamily(
+            "dccgate_traffic_active_seconds",
+            "Seconds traffic management has been active since this router started.",
+            value=manager.active_seconds_total(now_s),
+        )
+        yield CounterMetricFamily(
+            "dccgate_traffic_activations",
+            "Times traffic management became active since this router started.",
+            value=manager.activations_total,
+        )
+        policy, view, plan = manager.policy, manager.view, manager.plan
+        for name, doc, value in (
+            ("admitted", "System admitted rate R, summed over routers.",
+             view.admitted_per_s if view else 0.0),
+            ("capacity", "Maximum system capacity C.", policy.capacity_per_s),
+            ("threshold", "Operating threshold T.", policy.operating_threshold_per_s),
+        ):  # fmt: skip
+            gauge = GaugeMetricFamily(f"dccgate_traffic_{name}_requests_per_second", doc)
+            gauge.add_metric([], value)
+            yield gauge
+        over = GaugeMetricFamily(
+            "dccgate_traffic_oversubscribed",
+            "1 when Users within their allocations alone exceed the capacity.",
+        )
+        over.add_metric([], 1.0 if plan.oversubscribed else 0.0)
+        yield over
+        users = sorted(self._control.registered_users)
+        allocation = GaugeMetricFamily(
+            "dccgate_traffic_user_allocation_requests_per_second",
+            "Allocation of each registered User.",
+            labels=["user"],
+        )
+        rate = GaugeMetricFamily(
+            "dccgate_traffic_user_rate_requests_per_second",
+            "Recent admitted rate of each registered User, summed over routers.",
+            labels=["user"],
+        )
+        limit = GaugeMetricFamily(
+            "dccgate_traffic_user_limit_requests_per_second",
+            "Current limit of each registered User over its allocation (absent: unlimited).",
+            labels=["user"],
+        )
+        rates = view.user_rates if view else {}
+        for user in users:
+            allocation.add_metric([user], manager.allocation(user).rate_per_s)
+            rate.add_metric([user], max(rates.get(user, 0.0), manager.user_rate(user, now_s)))
+            if user in plan.limits_per_s:
+                limit.add_metric([user], plan.limits_per_s[user])
+        yield allocation
+        yield rate
+        yield limit
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        return iter(())

@@ -1,0 +1,98 @@
+"""The HTTP side of a worker: `/metrics` for Prometheus and `/healthz` for orchestrators.
+
+aiohttp serves it, and the admin API on the same port: a well-kept asyncio server that
+takes msgspec-encoded bytes as they are, with no ASGI adapter layer in between.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from workers.runtime.loop import LoopStatus
+
+__all__ = ["HttpServer", "build_app"]
+
+log = logging.getLogger(__name__)
+
+HealthExtra = Callable[[], dict[str, object]]
+
+
+def build_app(
+    registry: CollectorRegistry,
+    loops: dict[str, LoopStatus],
+    *,
+    extra: HealthExtra | None = None,
+) -> web.Application:
+    """The aiohttp application with `/metrics` and `/healthz`."""
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    async def healthz(_: web.Request) -> web.Response:
+        services = {
+            name: {
+                "running": st.running,
+                "batches": st.batches,
+                "records": st.records,
+                "last_batch_at_s": st.last_batch_at_s,
+                "assigned_partitions": sorted(f"{tp.topic}/{tp.partition}" for tp in st.assigned),
+                "error": st.error,
+            }
+            for name, st in loops.items()
+        }
+        ok = all(st.running and st.error is None for st in loops.values())
+        body: dict[str, object] = {"services": services}
+        if extra is not None:
+            body.update(extra())
+        control = body.get("control")
+        if isinstance(control, dict) and not control.get("caught_up", True):
+            ok = False
+        body = {"status": "ok" if ok else "unavailable", **body}
+        return web.Response(
+            body=orjson.dumps(body),
+            status=200 if ok else 503,
+            content_type="application/json",
+        )
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+class HttpServer:
+    """Serves an aiohttp application on host:port until `stop()`."""
+
+    def __init__(self, app: web.Application, *, host: str, port: int) -> None:
+        self._runner = web.AppRunner(app, access_log=None)
+        self._host = host
+        self._port = port
+        self.port = port
+
+    async def start(self) -> None:
+        """Bind and serve; `port` holds the bound port (useful with port 0)."""
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            raise OSError(
+                f"cannot serve HTTP on {self._host}:{self._port}: {exc.strerror}; "
+                "pick another port with --http-port"
+            ) from exc
+        server = site._server
+        if server is not None and server.sockets:  # type: ignore[attr-defined]
+            self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        log.info("HTTP on http://%s:%d (/metrics, /healthz)", self._host, self.port)
+
+    async def stop(self) -> None:
+        """Stop serving."""
+        await self._runner.cleanup()

@@ -1,0 +1,361 @@
+"""The consume-process-produce loop every service runs, with at-least-once delivery.
+
+One iteration: fetch a batch; let the processor turn it into output records; send them;
+commit the input offsets only once every output of that batch, and of every batch before
+it, is acknowledged. Sending runs in the background while the next batch is decided (at
+most `max_batches_in_flight` batches are unacknowledged at once), so the CPU does not idle
+on broker round trips. A crash before a commit means those batches are processed again by
+whoever owns the partitions next: the duplicate window is `max_batches_in_flight` x
+`max_poll_records` input records.
+
+A processor may also have a `tick(out, now_ms)` (`TickingProcessor`): work that is due with
+no input, such as an alert storm's periodic copies. It is called when a fetch returns
+nothing, and at least every `TICK_INTERVAL_S` while input flows; its outputs go through the
+same ordered send-then-commit chain as a batch with no input offsets.
+
+Two more optional abilities (the alert worker has both):
+
+- `HoldingProcessor`: it keeps some input records beyond their batch (alerts delayed by
+  regional capacity, or held by a correlation rule). The loop then never commits an offset
+  past the lowest one still held (`held_floor()`), so a crash redelivers every held record
+  (at-least-once); a tick that releases held records commits the offsets they held back.
+  While `wants_input()` is False (a full queue) the loop pauses its partitions and keeps
+  ticking instead of fetching: backpressure into Kafka, nothing dropped.
+- `StagedProcessor`: records that must be written only once the batch's outputs are
+  acknowledged (a changelog of state that says "these outputs were made"). Each follow-up
+  stage is sent and acknowledged before the next one and before the commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol, runtime_checkable
+
+from broker.consumer import BatchConsumer, Record, TopicPartition
+from broker.producer import BatchProducer, OutputBatch
+from broker.settings import KafkaSettings
+from workers.runtime.metrics import CommonMetrics
+
+__all__ = [
+    "TICK_INTERVAL_S",
+    "BatchProcessor",
+    "HoldingProcessor",
+    "LoopStatus",
+    "ServiceLoop",
+    "StagedProcessor",
+    "TickingProcessor",
+]
+
+log = logging.getLogger(__name__)
+
+TICK_INTERVAL_S = 0.5
+"""The longest time between two `tick()` calls while input keeps arriving."""
+
+
+class BatchProcessor(Protocol):
+    """What a service does with a batch: decide it, adding outputs to `out`, and return a
+    report (counts for metrics) that is handed back once the outputs are acknowledged."""
+
+    def process(
+        self, batch: dict[TopicPartition, list[Record]], out: OutputBatch, now_ms: int
+    ) -> object: ...
+
+    def after_send(self, report: object, now_ms: int) -> None:
+        """Called with `process()`'s report once that batch is acknowledged and committed."""
+
+
+@runtime_checkable
+class TickingProcessor(Protocol):
+    """A processor with work that is due without input (optional: the loop checks)."""
+
+    def tick(self, out: OutputBatch, now_ms: int) -> object | None:
+        """Add what is due by `now_ms` to `out` and return a report for `after_send`, or
+        None when nothing was added."""
+
+
+@runtime_checkable
+class HoldingProcessor(Protocol):
+    """A processor that holds input records beyond their batch (optional: the loop checks)."""
+
+    def held_floor(self) -> Mapping[TopicPartition, int]:
+        """Per partition, the lowest input offset still held (not yet added to an output
+        batch); partitions with nothing held are absent. The loop commits no further."""
+
+    def wants_input(self) -> bool:
+        """False while no more input can be taken (a queue is full): the loop pauses its
+        partitions and keeps calling `tick` until this is True again."""
+
+
+@runtime_checkable
+class StagedProcessor(Protocol):
+    """A processor with records to write only after a batch's outputs are acknowledged."""
+
+    def follow_up(self, report: object, stage: int, out: OutputBatch) -> bool:
+        """Add the records of follow-up `stage` (0, 1, ...) of the batch or tick that
+        returned `report`, whose outputs (and those of every earlier batch) are now
+        acknowledged; return False, adding nothing, when there is no such stage. Each
+        stage is acknowledged before the next is asked for and before the commit."""
+
+
+class LoopStatus:
+    """What /healthz reports about one loop."""
+
+    def __init__(self) -> None:
+        self.running = False
+        self.batches = 0
+        self.records = 0
+        self.last_batch_at_s: float | None = None
+        self.first_batch_started: float | None = None
+        """perf_counter() when the first batch arrived (for benchmarks)."""
+        self.last_batch_done: float | None = None
+        """perf_counter() when the latest batch was committed."""
+        self.assigned: frozenset[TopicPartition] = frozenset()
+        self.error: str | None = None
+
+
+class ServiceLoop:
+    """Runs one service's consume-process-produce loop until told to stop.
+
+    Parameters:
+        name: the service name (metric label, client id suffix).
+        settings: Kafka client settings.
+        input_topics: topics to consume.
+        output_topics: topics the processor may produce to (partition counts are learned).
+        group_id: consumer group shared by every instance of the service.
+        processor: turns each batch into output records.
+        metrics: the shared metrics.
+        on_assign / on_revoke: optional hooks for state that moves with partitions.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        settings: KafkaSettings,
+        input_topics: list[str],
+        output_topics: list[str],
+        group_id: str,
+        processor: BatchProcessor,
+        metrics: CommonMetrics,
+        on_assign: Callable[[frozenset[TopicPartition]], Awaitable[None]] | None = None,
+        on_revoke: Callable[[frozenset[TopicPartition]], Awaitable[None]] | None = None,
+    ) -> None:
+        self.name = name
+        self._settings = settings
+        self._inputs = input_topics
+        self._outputs = output_topics
+        self._processor = processor
+        self._metrics = metrics
+        self.status = LoopStatus()
+        self._on_assign_hook = on_assign
+        self._on_revoke_hook = on_revoke
+        self._inflight: deque[asyncio.Task[None]] = deque()
+        self._max_inflight = settings.max_batches_in_flight
+        self._holding = processor if isinstance(processor, HoldingProcessor) else None
+        self._staged = processor if isinstance(processor, StagedProcessor) else None
+        # Per partition: the end offset of the latest batch decided, and the latest offset
+        # handed to a commit (commits only move forward; see _commit_targets).
+        self._decided: dict[TopicPartition, int] = {}
+        self._targets: dict[TopicPartition, int] = {}
+        self._consumer = BatchConsumer(
+            settings,
+            input_topics,
+            group_id=group_id,
+            on_assign=self._assigned,
+            on_revoke=self._revoked,
+        )
+        self._producer = BatchProducer(settings)
+        m = metrics
+        self._m_batch_size = m.batch_size.labels(name)
+        self._m_batch_duration = m.batch_duration.labels(name)
+        self._m_assigned = m.assigned.labels(name)
+        self._m_consumed = {t: m.consumed.labels(name, t) for t in input_topics}
+        self._m_produced = {t: m.produced.labels(name, t) for t in output_topics}
+
+    async def _assigned(self, partitions: frozenset[TopicPartition]) -> None:
+        self.status.assigned = partitions
+        self._m_assigned.set(len(partitions))
+        if self._on_assign_hook is not None:
+            # Runs under the consumer lock (broker/consumer.py): no batch is decided until
+            # the hook has restored the new partitions' state.
+            await self._on_assign_hook(partitions)
+
+    async def run(self, stop: asyncio.Event, *, idle_exit_s: float | None = None) -> None:
+        """Process batches until `stop` is set (the batch in flight is finished and
+        committed first). With `idle_exit_s`, also return after that long without input
+        (for tests and benchmarks: "run until idle")."""
+        await self._producer.start()
+        try:
+            await self._producer.prepare(self._outputs)
+            await self._consumer.start()
+            try:
+                self.status.running = True
+                await self._loop(stop, idle_exit_s)
+            finally:
+                self.status.running = False
+                self._m_assigned.set(0)
+                await self._consumer.stop()
+        finally:
+            await self._producer.stop()
+
+    async def _drain(self) -> None:
+        """Wait until every batch in flight is acknowledged and committed."""
+        while self._inflight:
+            task = self._inflight.popleft()
+            await task
+
+    async def _revoked(self, partitions: frozenset[TopicPartition]) -> None:
+        # Called with the consumer lock held: finish what is in flight before letting go.
+        await self._drain()
+        for tp in partitions:
+            self._decided.pop(tp, None)
+            self._targets.pop(tp, None)
+        if self._on_revoke_hook is not None:
+            await self._on_revoke_hook(partitions)
+
+    async def _loop(self, stop: asyncio.Event, idle_exit_s: float | None) -> None:
+        max_records = self._settings.max_poll_records
+        poll_ms = min(500, self._settings.fetch_max_wait_ms * 4)
+        last_input = time.monotonic()
+        stop_wait = asyncio.ensure_future(stop.wait())
+        inflight = self._inflight
+        tick = self._processor if isinstance(self._processor, TickingProcessor) else None
+        holding = self._holding
+        last_tick = time.monotonic()
+        try:
+            while not stop.is_set():
+                while inflight and inflight[0].done():
+                    inflight.popleft().result()  # raises if that batch failed
+                if holding is not None:
+                    # Backpressure: a full queue stops the fetching, never drops a record.
+                    self._consumer.set_paused(not holding.wants_input())
+                fetch = asyncio.ensure_future(
+                    self._consumer.getmany(timeout_ms=poll_ms, max_records=max_records)
+                )
+                await asyncio.wait({fetch, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+                if not fetch.done():
+                    # Stopping while waiting for input: nothing new was taken.
+                    fetch.cancel()
+                    break
+                batch = fetch.result()
+                if batch:
+                    last_input = time.monotonic()
+                    while len(inflight) >= self._max_inflight:
+                        await inflight.popleft()
+                    await self._start_batch(batch)
+                if tick is not None and (
+                    not batch or time.monotonic() - last_tick >= TICK_INTERVAL_S
+                ):
+                    # Not held to max_batches_in_flight: a tick has no input to redo, and
+                    # waiting for a slot when nothing is due would only delay the next fetch.
+                    last_tick = time.monotonic()
+                    await self._start_batch({}, tick)
+                if (
+                    not batch
+                    and idle_exit_s is not None
+                    and not inflight
+                    and not (holding is not None and holding.held_floor())
+                    and time.monotonic() - last_input > idle_exit_s
+                ):
+                    return
+        except BaseException as exc:
+            if not isinstance(exc, asyncio.CancelledError):
+                self.status.error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            stop_wait.cancel()
+            await self._drain()
+
+    async def _start_batch(
+        self, batch: dict[TopicPartition, list[Record]], tick: TickingProcessor | None = None
+    ) -> None:
+        """Decide the batch now; send and commit it in the background, after the batch
+        before it (commits stay in order, and a failed batch stops every later commit).
+        With `tick`, `batch` is empty and the outputs are what `tick.tick()` adds."""
+        started = time.perf_counter()
+        async with self._consumer.lock:
+            out = self._producer.batch()
+            now_ms = time.time_ns() // 1_000_000
+            if tick is not None:
+                report = tick.tick(out, now_ms)
+                if report is None:
+                    return  # nothing due
+            else:
+                if self.status.first_batch_started is None:
+                    self.status.first_batch_started = started
+                report = self._processor.process(batch, out, now_ms)
+            commits = self._commit_targets(batch)
+            previous = self._inflight[-1] if self._inflight else None
+            task = asyncio.create_task(
+                self._finish_batch(batch, out, report, previous, started, commits)
+            )
+            self._inflight.append(task)
+
+    def _commit_targets(
+        self, batch: dict[TopicPartition, list[Record]]
+    ) -> dict[TopicPartition, int]:
+        """The offsets to commit once this step's outputs are acknowledged: per partition
+        the end of the latest batch decided, but never past a record still held."""
+        decided = self._decided
+        for tp, records in batch.items():
+            decided[tp] = records[-1].offset + 1
+        floors = self._holding.held_floor() if self._holding is not None else {}
+        targets = self._targets
+        commits: dict[TopicPartition, int] = {}
+        for tp, end in decided.items():
+            floor = floors.get(tp)
+            target = end if floor is None or floor > end else floor
+            if target > targets.get(tp, -1):
+                targets[tp] = commits[tp] = target
+        return commits
+
+    async def _finish_batch(
+        self,
+        batch: dict[TopicPartition, list[Record]],
+        out: OutputBatch,
+        report: object,
+        previous: asyncio.Task[None] | None,
+        started: float,
+        commits: Mapping[TopicPartition, int],
+    ) -> None:
+        counts = dict(out.counts)
+        await self._producer.send(out)
+        if previous is not None:
+            await previous
+        if self._staged is not None:
+            stage = 0
+            while True:
+                follow = self._producer.batch()
+                if not self._staged.follow_up(report, stage, follow):
+                    break
+                for topic, count in follow.counts.items():
+                    counts[topic] = counts.get(topic, 0) + count
+                await self._producer.send(follow)
+                stage += 1
+        if commits:
+            await self._consumer.commit(commits)
+        if not batch:
+            # A tick: its outputs were ordered like a batch's; it commits only the offsets
+            # that held records it released kept back.
+            for topic, count in counts.items():
+                self._m_produced[topic].inc(count)
+            self._processor.after_send(report, time.time_ns() // 1_000_000)
+            return
+        n = 0
+        for tp, records in batch.items():
+            self._m_consumed[tp.topic].inc(len(records))
+            n += len(records)
+        for topic, count in counts.items():
+            self._m_produced[topic].inc(count)
+        self._processor.after_send(report, time.time_ns() // 1_000_000)
+        self._m_batch_size.observe(n)
+        self._m_batch_duration.observe(time.perf_counter() - started)
+        st = self.status
+        st.batches += 1
+        st.records += n
+        st.last_batch_at_s = time.time()
+        st.last_batch_done = time.perf_counter()

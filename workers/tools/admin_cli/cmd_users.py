@@ -1,0 +1,73 @@
+"""`dccgate admin users`: list, show, create or change, delete DCC Users."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from typing import Any
+
+from workers.tools.admin_cli.client import segment
+from workers.tools.admin_cli.command import Ctx, nothing_to_change, uid, update
+from workers.tools.admin_cli.formatting import format_fields, format_table, split_list
+from workers.tools.admin_cli.tree import Tree, version_flag
+
+__all__ = ["register"]
+
+
+def _user_fields(user_id: str, doc: Mapping[str, Any]) -> str:
+    return format_fields(
+        [
+            ("USER ID", user_id),
+            ("NAME", doc.get("name")),
+            ("ROLES", doc.get("roles")),
+            ("VERSION", doc.get("version")),
+        ]
+    )
+
+
+def _users_list(ctx: Ctx, args: argparse.Namespace) -> int:
+    doc = ctx.client.call("GET", "/v1/users")
+    users: dict[str, Any] = doc.get("users", {})
+    rows = [
+        (uid, u.get("name"), u.get("roles"), u.get("version")) for uid, u in sorted(users.items())
+    ]
+    return ctx.show(
+        doc,
+        lambda: format_table(("USER ID", "NAME", "ROLES", "VERSION"), rows, empty="no Users"),
+    )
+
+
+def _users_get(ctx: Ctx, args: argparse.Namespace) -> int:
+    doc = ctx.client.call("GET", f"/v1/users/{segment(args.user_id)}")
+    return ctx.show(doc, lambda: _user_fields(args.user_id, doc))
+
+
+def _users_set(ctx: Ctx, args: argparse.Namespace) -> int:
+    roles = None if args.roles is None else [r.upper() for r in split_list(args.roles)]
+    if args.name is None and roles is None:
+        raise nothing_to_change("--name and/or --roles")
+    path = f"/v1/users/{segment(args.user_id)}"
+    doc = update(ctx, path, {"name": args.name, "roles": roles}, args.version)
+    return ctx.show(doc, lambda: _user_fields(args.user_id, doc))
+
+
+def _users_delete(ctx: Ctx, args: argparse.Namespace) -> int:
+    headers = {} if args.version is None else {"If-Match": f'"{args.version}"'}
+    doc = ctx.client.call("DELETE", f"/v1/users/{segment(args.user_id)}", headers=headers)
+    return ctx.show(doc, lambda: f"deleted User {args.user_id}\n")
+
+
+def register(t: Tree) -> None:
+    """Add `users list|get|set|delete` to the tree."""
+    users = t.resource("users", "DCC Users")
+    t.leaf(users, "list", _users_list, "list Users (a User token sees itself)")
+    p = t.leaf(users, "get", _users_get, "show a User")
+    p.add_argument("user_id", type=uid, metavar="USER_ID")
+    p = t.leaf(users, "set", _users_set, "create a User or change the fields given")
+    p.add_argument("user_id", type=uid, metavar="USER_ID")
+    p.add_argument("--name", help="the User's name")
+    p.add_argument("--roles", metavar="IS,GS", help="comma-separated roles: IS ES GS ED GT RSA OU")
+    version_flag(p)
+    p = t.leaf(users, "delete", _users_delete, "delete a User")
+    p.add_argument("user_id", type=uid, metavar="USER_ID")
+    version_flag(p, "delete")

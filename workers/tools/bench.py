@@ -1,0 +1,375 @@
+"""`dccgate bench`: the router's (or, with `--service alerts`, the alert worker's)
+throughput against a plain aiokafka pass-through loop.
+
+Both read the same input topic on the same broker, each with its own consumer group, taking
+turns (`--repeat` runs each, medians reported, because a shared 2-core machine is noisy). The
+pass-through loop is what an operator would write with aiokafka alone: fetch a batch, send
+every record unchanged to another topic (same partition), await the acks, commit. The
+service then does its real work on the same records. The clock starts at each loop's first
+record, so group-join time is not counted. This is a benchmark, not a test: it asserts
+nothing and prints figures for docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
+
+import msgspec
+import orjson
+from prometheus_client import CollectorRegistry
+
+from broker.embedded import EmbeddedBroker
+from broker.producer import BatchProducer
+from broker.settings import KafkaSettings
+from broker.topics import Topics, ensure_topics
+from throttling import (
+    REGIONS,
+    Allocation,
+    RegionalPolicy,
+    RegionCapacity,
+    TrafficManager,
+    TrafficPolicy,
+)
+from workers.alerts import KNOWN_ALERT_CODES, AlertService
+from workers.config.settings import Settings
+from workers.duis import load_catalogue
+from workers.gateway import dccgate_version
+from workers.router.load_exchange import new_peer_id
+from workers.router.service import build_router
+from workers.router.traffic import TrafficControl
+from workers.runtime.loop import LoopStatus
+from workers.runtime.metrics import CommonMetrics
+from workers.tools.passthrough import passthrough
+
+__all__ = ["make_alerts", "make_requests", "run_bench"]
+
+_USERS = 200
+
+
+def _eui(n: int, prefix: str) -> str:
+    raw = f"{prefix}{n:0{16 - len(prefix)}X}"
+    return "-".join(raw[i : i + 2] for i in range(0, 16, 2))
+
+
+def make_requests(n: int, *, seed: int = 1) -> list[tuple[bytes, bytes]]:
+    """`n` (key, value) Service Requests like a day's mixed traffic: 200 Users, random
+    devices, eligible SRVs with valid command variants, counters increasing per pair."""
+    rng = random.Random(seed)
+    catalogue = load_catalogue()
+    by_role: dict[str, list[tuple[str, int]]] = {}
+    for entry in catalogue.values():
+        cv = min(entry.allowed_command_variants)
+        for role in entry.roles:
+            by_role.setdefault(role, []).append((entry.srv, cv))
+    roles = sorted(by_role)
+    users = [(_eui(0x90B3D51F300000 + i, ""), rng.choice(roles)) for i in range(_USERS)]
+    out = []
+    for i in range(n):
+        user_id, role = users[rng.randrange(_USERS)]
+        srv, cv = rng.choice(by_role[role])
+        target = _eui(rng.randrange(1 << 40), "00DB")
+        rid = f"{user_id}:{target}:{1_700_000_000_000 + i}"
+        doc = {
+            "request_id": rid,
+            "user_role": role,
+            "srv": srv,
+            "command_variant": cv,
+            "body": {"note": "bench"},
+            "region": ("north", "central", "south")[i % 3],
+        }
+        out.append((user_id.encode(), orjson.dumps(doc)))
+    return out
+
+
+def make_alerts(n: int, *, seed: int = 1) -> list[tuple[bytes, bytes]]:
+    """`n` (key, value) device alerts like a busy hour: 100,000 devices raising well-known
+    codes in the three regions, half to two recipients (supplier and network operator),
+    and 5% from 20 devices in a storm."""
+    rng = random.Random(seed)
+    codes = sorted(KNOWN_ALERT_CODES)
+    supplier, dno = _eui(0x90B3D51F300001, ""), _eui(0x90B3D51F300002, "")
+    out = []
+    for i in range(n):
+        if rng.random() < 0.05:
+            device, code = _eui(rng.randrange(20), "00DC"), "8F1F"
+        else:
+            device, code = _eui(rng.randrange(100_000), "00DB"), rng.choice(codes)
+        doc = {
+            "device_id": device,
+            "alert_code": code,
+            "recipients": [supplier, dno] if i % 2 else [supplier],
+            "region": REGIONS[i % 3],
+            "raised_at_ms": 1_700_000_000_000 + i,
+            "payload": "AAECAwQFBgcICQ==",
+        }
+        out.append((device.encode(), orjson.dumps(doc)))
+    return out
+
+
+async def _produce(kafka: KafkaSettings, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    async with BatchProducer(kafka) as producer:
+        await producer.prepare([topic])
+        for start in range(0, len(records), 20_000):
+            batch = producer.batch()
+            for key, value in records[start : start + 20_000]:
+                batch.add(topic, key, value)
+            await producer.send(batch)
+
+
+def _always_active_traffic() -> TrafficControl:
+    """Traffic management active from the first view (T = 0) with allocations no User
+    reaches: every request takes the active decision path and is counted, none throttled."""
+    control = TrafficControl(new_peer_id())
+    control.manager = TrafficManager(
+        TrafficPolicy(
+            capacity_per_s=10_000_000,
+            operating_threshold_per_s=0,
+            default_allocation=Allocation(rate_per_s=1_000_000, burst=1_000),
+        ),
+        peer_id=control.peer_id,
+    )
+    return control
+
+
+async def _router(settings: Settings, kafka: KafkaSettings, n: int, *, traffic: bool) -> float:
+    """Seconds from the router's first batch to the commit of the n-th record."""
+    metrics = CommonMetrics(CollectorRegistry(), version=dccgate_version())
+    loop = build_router(
+        settings,
+        kafka,
+        metrics,
+        group_id=f"bench-router-{uuid.uuid4().hex[:8]}",
+        traffic=_always_active_traffic() if traffic else None,
+    )
+    return await _timed(loop.run, loop.status, n)
+
+
+async def _timed(
+    run: Callable[[asyncio.Event], Coroutine[Any, Any, None]], status: LoopStatus, n: int
+) -> float:
+    """Run a service until it has committed `n` records; seconds from its first batch to
+    the commit of the last."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(run(stop))
+    try:
+        while status.records < n:
+            if task.done():
+                task.result()
+                raise RuntimeError("the service stopped before the input was processed")
+            await asyncio.sleep(0.002)
+        first = status.first_batch_started
+        last = status.last_batch_done
+        if first is None or last is None:
+            raise RuntimeError("the service reported no batch")
+        return last - first
+    finally:
+        stop.set()
+        await task
+
+
+async def _alerts(run: _Run, n: int, *, regional: bool) -> float:
+    """Seconds from the alert worker's first batch to the commit of the n-th record; with
+    `regional`, regional capacity on for the three regions, far above the input rate
+    (every alert passes the gate, none waits). Each run gets a storm changelog of its own,
+    so it does not restore the storms of the run before."""
+    group = f"bench-alerts-{uuid.uuid4().hex[:8]}"
+    topics = msgspec.structs.replace(run.topics, state_alerts=f"{run.topics.state_alerts}.{group}")
+    specs = run.topics.specs(partitions=run.settings.partitions)
+    spec = next(s for s in specs if s.name == run.topics.state_alerts)
+    await ensure_topics(run.kafka, [msgspec.structs.replace(spec, name=topics.state_alerts)])
+    metrics = CommonMetrics(CollectorRegistry(), version=dccgate_version())
+    service = AlertService(topics=topics, kafka=run.kafka, metrics=metrics, group_id=group)
+    if regional:
+        unlimited = RegionCapacity(rate_per_s=10_000_000, burst=10_000_000)
+        service.processor.set_capacity(RegionalPolicy(regions=dict.fromkeys(REGIONS, unlimited)))
+    return await _timed(service.run, service.status, n)
+
+
+class _Run(msgspec.Struct, frozen=True, kw_only=True):
+    """Where one benchmark runs: its settings, topics and broker."""
+
+    settings: Settings
+    kafka: KafkaSettings
+    topics: Topics
+    passthrough_out: str
+    bootstrap: str
+    embedded: bool
+
+
+@contextlib.asynccontextmanager
+async def _bench_run(settings: Settings) -> AsyncIterator[_Run]:
+    """The embedded broker (unless `settings.bootstrap`) and a fresh set of topics."""
+    broker = None
+    if settings.bootstrap is None:
+        broker = EmbeddedBroker()
+        await broker.start()
+        bootstrap, embedded = broker.bootstrap, True
+    else:
+        bootstrap, embedded = settings.bootstrap, False
+    try:
+        prefix = f"bench-{uuid.uuid4().hex[:8]}."
+        run_settings = msgspec.structs.replace(settings, topic_prefix=prefix)
+        kafka = run_settings.kafka(bootstrap, embedded=embedded)
+        topics = run_settings.topics
+        specs = topics.specs(partitions=settings.partitions)
+        pt_out = f"{prefix}passthrough.out"
+        specs.append(
+            specs[0].__class__(
+                name=pt_out, partitions=settings.partitions, replication_factor=1, configs={}
+            )
+        )
+        await ensure_topics(kafka, specs)
+        yield _Run(settings=run_settings, kafka=kafka, topics=topics, passthrough_out=pt_out,
+                   bootstrap=bootstrap, embedded=embedded)  # fmt: skip
+    finally:
+        if broker is not None:
+            await broker.stop()
+
+
+async def bench(settings: Settings, *, messages: int, repeat: int = 3) -> dict[str, object]:
+    """Run both loops on the same `messages` records, alternating, `repeat` times each
+    (each run with a consumer group of its own); return the medians and every sample."""
+    async with _bench_run(settings) as run:
+        kafka, topics, pt_out = run.kafka, run.topics, run.passthrough_out
+        run_settings, bootstrap, embedded = run.settings, run.bootstrap, run.embedded
+        records = make_requests(messages)
+        t0 = time.perf_counter()
+        await _produce(kafka, topics.sr_inbound, records)
+        produce_s = time.perf_counter() - t0
+        pt_rates: list[float] = []
+        router_rates: list[float] = []
+        traffic_rates: list[float] = []
+        for _ in range(repeat):
+            pt_rates.append(
+                messages / await passthrough(kafka, topics.sr_inbound, pt_out, messages)
+            )
+            router_rates.append(
+                messages / await _router(run_settings, kafka, messages, traffic=False)
+            )
+            traffic_rates.append(
+                messages / await _router(run_settings, kafka, messages, traffic=True)
+            )
+        pt_rate = statistics.median(pt_rates)
+        router_rate = statistics.median(router_rates)
+        traffic_rate = statistics.median(traffic_rates)
+        return {
+            "messages": messages,
+            "bootstrap": bootstrap,
+            "embedded_broker": embedded,
+            "partitions": settings.partitions,
+            "max_poll_records": kafka.max_poll_records,
+            "input_produce_msgs_per_s": round(messages / produce_s),
+            "passthrough_msgs_per_s": round(pt_rate),
+            "router_msgs_per_s": round(router_rate),
+            "ratio": round(router_rate / pt_rate, 3),
+            "repeat": repeat,
+            "passthrough_samples": [round(r) for r in pt_rates],
+            "router_samples": [round(r) for r in router_rates],
+            "router_traffic_msgs_per_s": round(traffic_rate),
+            "traffic_ratio": round(traffic_rate / pt_rate, 3),
+            "router_traffic_samples": [round(r) for r in traffic_rates],
+            "python": sys.version.split()[0],
+            "version": dccgate_version(),
+        }
+
+
+async def bench_alerts(settings: Settings, *, messages: int, repeat: int = 3) -> dict[str, object]:
+    """The alert worker against the pass-through loop on the same `messages` alerts
+    (`make_alerts`), alternating, `repeat` times each: plain, and with regional capacity
+    on. Returns the medians and every sample."""
+    async with _bench_run(settings) as run:
+        records = make_alerts(messages)
+        t0 = time.perf_counter()
+        await _produce(run.kafka, run.topics.alerts_inbound, records)
+        produce_s = time.perf_counter() - t0
+        samples: dict[str, list[float]] = {"passthrough": [], "alerts": [], "regional": []}
+        for _ in range(repeat):
+            samples["passthrough"].append(
+                messages / await passthrough(run.kafka, run.topics.alerts_inbound,
+                                             run.passthrough_out, messages)
+            )  # fmt: skip
+            for name, regional in (("alerts", False), ("regional", True)):
+                seconds = await _alerts(run, messages, regional=regional)
+                samples[name].append(messages / seconds)
+        pt_rate = statistics.median(samples["passthrough"])
+        rate = statistics.median(samples["alerts"])
+        regional_rate = statistics.median(samples["regional"])
+        return {
+            "service": "alerts",
+            "messages": messages,
+            "bootstrap": run.bootstrap,
+            "embedded_broker": run.embedded,
+            "partitions": settings.partitions,
+            "max_poll_records": run.kafka.max_poll_records,
+            "input_produce_msgs_per_s": round(messages / produce_s),
+            "passthrough_msgs_per_s": round(pt_rate),
+            "alerts_msgs_per_s": round(rate),
+            "ratio": round(rate / pt_rate, 3),
+            "alerts_regional_msgs_per_s": round(regional_rate),
+            "regional_ratio": round(regional_rate / pt_rate, 3),
+            "repeat": repeat,
+            "passthrough_samples": [round(r) for r in samples["passthrough"]],
+            "alerts_samples": [round(r) for r in samples["alerts"]],
+            "alerts_regional_samples": [round(r) for r in samples["regional"]],
+            "python": sys.version.split()[0],
+            "version": dccgate_version(),
+        }
+
+
+def run_bench(
+    settings: Settings, *, messages: int, repeat: int, as_json: bool, service: str = "router"
+) -> int:
+    """CLI wrapper: print the figures (and a last JSON line with --json)."""
+    if messages < 1000:
+        sys.stderr.write("dccgate bench: --messages must be at least 1000\n")
+        return 2
+    from workers.runtime.process import run
+
+    if repeat < 1:
+        sys.stderr.write("dccgate bench: --repeat must be at least 1\n")
+        return 2
+    if service == "alerts":
+        result = run(bench_alerts(settings, messages=messages, repeat=repeat))
+        print(
+            f"messages            {result['messages']} alerts x {repeat} runs each, "
+            "alternating; medians:\n"
+            f"pass-through        {result['passthrough_msgs_per_s']:>10} msg/s  "
+            "(aiokafka: getmany, send each, gather acks, commit)\n"
+            f"alert worker        {result['alerts_msgs_per_s']:>10} msg/s  "
+            "(decode, storm protection, 1.5 outputs per alert, storm changelog, commit)\n"
+            f"ratio               {result['ratio']:>10}\n"
+            f"alerts + regional   {result['alerts_regional_msgs_per_s']:>10} msg/s  "
+            "(every alert through the regional gate, none waiting)\n"
+            f"ratio with regional {result['regional_ratio']:>10}\n"
+            f"samples             pass-through {result['passthrough_samples']}, "
+            f"alerts {result['alerts_samples']}, with regional "
+            f"{result['alerts_regional_samples']}"
+        )
+        if as_json:
+            print(orjson.dumps(result).decode())
+        return 0
+    result = run(bench(settings, messages=messages, repeat=repeat))
+    print(
+        f"messages            {result['messages']} x {repeat} runs each, alternating; medians:\n"
+        f"pass-through        {result['passthrough_msgs_per_s']:>10} msg/s  "
+        "(aiokafka: getmany, send each, gather acks, commit)\n"
+        f"router              {result['router_msgs_per_s']:>10} msg/s  "
+        "(decode, DUIS validation, forward + answer, acks, commit)\n"
+        f"ratio               {result['ratio']:>10}   (target >= 0.8)\n"
+        f"router + traffic    {result['router_traffic_msgs_per_s']:>10} msg/s  "
+        "(SECMP0067 active for every request, nobody throttled)\n"
+        f"ratio with traffic  {result['traffic_ratio']:>10}\n"
+        f"samples             pass-through {result['passthrough_samples']}, "
+        f"router {result['router_samples']}, with traffic {result['router_traffic_samples']}"
+    )
+    if as_json:
+        print(orjson.dumps(result).decode())
+    return 0
