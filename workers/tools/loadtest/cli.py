@@ -34,7 +34,7 @@ from workers.tools.loadtest.report import compare, write_report, write_whatif
 from workers.tools.loadtest.report_schema import LoadTestReport
 from workers.tools.loadtest.results import ResultCollector
 from workers.tools.loadtest.runner import Collector, Runner
-from workers.tools.loadtest.scenario import BUILT_IN, Scenario, ScenarioError, load_scenario
+from workers.tools.loadtest.scenario import Scenario, ScenarioError, load_scenario
 from workers.tools.loadtest.shards import ShardError, run_sharded
 
 __all__ = [
