@@ -45,6 +45,7 @@ def test_every_metric_deploy_uses_is_exported(tmp_path: Path) -> None:
     try:
         wait_healthy(http_port, gateway, log, ready=lambda d: "traffic" in d["control"]["versions"])
         used = metrics_used_by_deploy()
+
         # The traffic collector exports once the router has applied the configuration.
         def traffic_exported() -> str | None:
             page = _page(http_port)
