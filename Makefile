@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SYSTEM_STAMP := $(VENV)/.system-packages
 
-.PHONY: run test check lint types unit integration bench fmt clean
+.PHONY: run test check lint types unit integration bench fmt clean kafka-up kafka-down fuzz
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "dccgate needs Python 3.11 or newer; set PYTHON=python3.11" >&2; exit 1; }
@@ -35,9 +35,13 @@ $(SYSTEM_STAMP): $(STAMP) Makefile
 	fi
 	touch $(SYSTEM_STAMP)
 
+# The demo's configuration: the example Users (registered in their roles, so the router
+# decides their requests), allocations, ADT values and alert settings. CONFIG= runs without.
+CONFIG ?= docs/examples/dccgate.toml
+
 ## run: set up and run the whole gateway (embedded broker unless DCCGATE_BOOTSTRAP is set)
 run: $(STAMP)
-	$(BIN)/dccgate run $(ARGS)
+	$(BIN)/dccgate run $(if $(CONFIG),--config $(CONFIG)) $(ARGS)
 
 ## test: set up, lint, type-check and run every test (unit and integration)
 test: $(STAMP) $(SYSTEM_STAMP) lint types
@@ -67,3 +71,31 @@ fmt: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# A local Apache Kafka (KRaft) on 127.0.0.1, see deploy/kafka/README.md. The first kafka-up
+# fetches the broker jars with Maven into .kafka/; the last line it prints is
+# `bootstrap: HOST:PORT[,...]`. KAFKA_NODES=1|3; the nodes use 2 x KAFKA_NODES ports from
+# KAFKA_PORT; data, configs and logs in KAFKA_DATA, which kafka-down stops and deletes.
+KAFKA_NODES ?= 1
+KAFKA_PORT ?= 19092
+KAFKA_DATA ?= .kafka/run
+
+## kafka-up: start a local Apache Kafka (KAFKA_NODES=1|3, KAFKA_PORT=19092), print its bootstrap
+kafka-up: $(STAMP)
+	@$(BIN)/python deploy/kafka/kafka.py up --nodes $(KAFKA_NODES) --base-port $(KAFKA_PORT) --data-dir $(KAFKA_DATA)
+
+## kafka-down: stop the local Apache Kafka and delete its data
+kafka-down:
+	@$(PYTHON) deploy/kafka/kafka.py down --data-dir $(KAFKA_DATA)
+
+# Coverage-guided fuzzing (atheris) of what a hostile record meets first: the wire guard, the
+# msgspec decoders, DUIS validation and the ADT value checks (fuzz/fuzz_decoders.py). The
+# corpus grows in $(VENV)/fuzz/corpus; an input that fails is written to $(VENV)/fuzz/ and
+# replays with `$(BIN)/python fuzz/fuzz_decoders.py FILE`. `make test` runs a short seeded run.
+FUZZ_SECONDS ?= 60
+
+## fuzz: fuzz the record decoders for FUZZ_SECONDS (60)
+fuzz: $(STAMP)
+	@mkdir -p $(VENV)/fuzz/corpus
+	$(BIN)/python fuzz/fuzz_decoders.py -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+	  -dict=fuzz/json.dict -artifact_prefix=$(VENV)/fuzz/ $(VENV)/fuzz/corpus fuzz/seeds

@@ -94,10 +94,20 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+_FLOAT_MAX = float.fromhex("0x1.fffffffffffffp+1023")  # sys.float_info.max
+
+
 def _check_number(name: str, value: object) -> None:
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise AdtConfigError(f"{name} must be a finite number, got {value!r}")
+    # An int beyond a float's range would raise OverflowError in math.isfinite (and a
+    # 4,300-digit one ValueError in repr): compare it instead, exactly, and never print it.
+    if isinstance(value, int):
+        if abs(value) > _FLOAT_MAX:
+            raise AdtConfigError(f"{name} must be a finite number, got an integer beyond 1.8e308")
+    elif not math.isfinite(value):
         raise AdtConfigError(f"{name} must be a finite number, got {value!r}")
 
 

@@ -39,7 +39,12 @@ from adt.windows import DEFAULT_BUCKETS, SlidingWindow
 __all__ = ["AdtEngine", "BodyGetter", "ThresholdUsage"]
 
 BodyGetter = Callable[[], Mapping[str, Any]]
-"""Returns the decoded request body; called only when a value rule applies to the SRV."""
+"""Returns the decoded request body; called only when a value rule applies to the SRV.
+
+Raises ValueError (`msgspec.DecodeError` is one; so are `UnicodeDecodeError` and
+`json.JSONDecodeError`) when the body cannot be decoded: every value rule of the SRV is
+then breached as `unreadable` (`ServiceRequest.body_values` raises nothing else). Any other
+exception is a bug in the getter and propagates."""
 
 # Per owner, plans are cached per SRV; requests reach ADT after DUIS validation, so the SRVs
 # are the catalogue's 129, but a bound keeps a stray caller from growing the cache.
@@ -223,10 +228,12 @@ class AdtEngine:
         """Decide one request: pass, or quarantine with the breach. Counts nothing.
 
         body_getter: returns the decoded body; called at most once, and only when a value
-        rule applies to `srv` (decoding is the expensive part). Data values are checked
-        first (Q3), then the User's counts (Q1), then the DCC-wide counts (Q2); the first
-        enforcing breach decides. A count breaches when this request would be number
-        max + 1 or more in the window. Call `record_processed` once the request is passed on.
+        rule applies to `srv` (decoding is the expensive part). When it raises ValueError
+        (the body cannot be decoded: see `BodyGetter`), every value rule is breached, with
+        the error in the reason. Data values are checked first (Q3), then the User's counts
+        (Q1), then the DCC-wide counts (Q2); the first enforcing breach decides. A count
+        breaches when this request would be number max + 1 or more in the window. Call
+        `record_processed` once the request is passed on.
         """
         plan = self._plan(user_id, srv)
         if plan is _EMPTY_PLAN:
@@ -234,9 +241,15 @@ class AdtEngine:
         breach: Breach | None = None
         shadow: list[Breach] | None = None
         if plan.value_checks:
-            body = body_getter()
+            body: Mapping[str, Any] | None
+            why = ""
+            try:
+                body = body_getter()
+            except ValueError as exc:
+                # SEC G6 (b)(ii): a value that cannot be read cannot be shown to be in range.
+                body, why = None, str(exc) or type(exc).__name__
             for check in plan.value_checks:
-                found = check.evaluate(body, now_s)
+                found = check.evaluate(body, now_s) if body is not None else check.unreadable(why)
                 if found is None:
                     continue
                 if found.shadow:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
@@ -24,8 +24,32 @@ __all__ = ["BatchConsumer", "Record", "TopicPartition", "start_offsets_at"]
 
 log = logging.getLogger(__name__)
 
-# aiokafka's ConsumerRecord; typed loosely because aiokafka ships no type information.
-Record = Any
+
+class Record(Protocol):
+    """A consumed record: what the services read of aiokafka's `ConsumerRecord`.
+
+    aiokafka ships no type information, so its records reach us untyped; this names the
+    attributes the code relies on. `timestamp` is in epoch milliseconds (the producer's
+    time, or the broker's on append); `value` is None for a tombstone. Read-only, so a
+    frozen dataclass satisfies it too (the unit tests' in-memory records).
+    """
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def timestamp(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes]]: ...
+
+
 PartitionsHook = Callable[[frozenset[TopicPartition]], Awaitable[None]]
 
 
@@ -106,6 +130,20 @@ class BatchConsumer:
             timeout_ms=timeout_ms, max_records=max_records
         )
         return result
+
+    def highwaters(self) -> dict[TopicPartition, int]:
+        """The high watermark of each assigned partition (the offset the next record written
+        to it will get), as the latest fetch of that partition returned it; partitions not
+        fetched since their assignment are absent. Read from the consumer's own state, no
+        request to the broker, so it costs nothing on the hot path and holds on every broker
+        that answers fetches (unlike ListOffsets "latest", see docs/operations.md)."""
+        consumer = self._consumer
+        found: dict[TopicPartition, int] = {}
+        for tp in consumer.assignment():
+            high = consumer.highwater(tp)
+            if high is not None:
+                found[tp] = high
+        return found
 
     def set_paused(self, paused: bool) -> None:
         """Pause (or resume) fetching from every assigned partition. Paused, `getmany`

@@ -38,6 +38,11 @@ class TopicFollower:
     `on_records` runs in the event loop and must not block. `applied[p]` is the next offset
     to read in partition p once its batch has been handed over. `partitions`: follow only
     these (default: every partition of the topic).
+
+    No record stops the follower: when `on_records` raises on a batch, the batch is handed
+    over again one record at a time, and a record that still raises is skipped, logged and
+    counted (`skipped_records`, `last_skipped`). A fetch that fails is retried every second;
+    while it fails, `problem` says why (the owner shows it on /healthz).
     """
 
     def __init__(
@@ -61,6 +66,17 @@ class TopicFollower:
         self._caught_up = asyncio.Event()
         self._changed = asyncio.Event()
         self.applied: dict[int, int] = {}
+        self.skipped_records = 0
+        self.last_skipped: str | None = None
+        self._fetch_problem: str | None = None
+
+    @property
+    def problem(self) -> str | None:
+        """Why the follower cannot follow now (a fetch failing, the task gone), or None."""
+        task = self._task
+        if task is not None and task.done() and not task.cancelled():
+            return f"following {self._topic} stopped: {task.exception()!r}"
+        return self._fetch_problem
 
     async def start(self) -> None:
         """Connect, assign every partition from the beginning, and follow in the background."""
@@ -118,19 +134,38 @@ class TopicFollower:
         while True:
             try:
                 batch = await consumer.getmany(*tps, timeout_ms=500, max_records=5000)
-            except KafkaError as exc:  # the client reconnects by itself; say so and go on
+            except Exception as exc:  # KafkaError: the client reconnects by itself; go on
+                self._fetch_problem = f"cannot fetch {self._topic}: {type(exc).__name__}: {exc}"
                 log.warning("following %s: %s", self._topic, exc)
                 await asyncio.sleep(1.0)
                 continue
+            self._fetch_problem = None
             for tp, records in batch.items():
                 if records:
-                    self._on_records(records)
+                    self._hand_over(records)
                     self.applied[tp.partition] = records[-1].offset + 1
             if batch:
                 changed, self._changed = self._changed, asyncio.Event()
                 changed.set()
             if not self._caught_up.is_set() and await self._at_end(consumer, tps):
                 self._caught_up.set()
+
+    def _hand_over(self, records: list[Record]) -> None:
+        try:
+            self._on_records(records)
+            return
+        except Exception:  # noqa: S110 - isolated below, record by record
+            pass
+        for record in records:
+            try:
+                self._on_records([record])
+            except Exception as exc:  # a record the owner cannot apply is skipped, not fatal
+                self.skipped_records += 1
+                self.last_skipped = (
+                    f"{self._topic}/{record.partition} offset {record.offset}: "
+                    f"{type(exc).__name__}: {str(exc)[:200]}"
+                )
+                log.error("following %s: skipped %s", self._topic, self.last_skipped)
 
     @staticmethod
     async def _at_end(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> bool:

@@ -12,7 +12,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -22,7 +22,7 @@ from murmurhash2 import murmurhash2
 from broker.errors import BrokerError, DeliveryError
 from broker.settings import KafkaSettings
 
-__all__ = ["BatchProducer", "Headers", "OutputBatch", "partition_for_key"]
+__all__ = ["BatchProducer", "Headers", "OutputBatch", "OutputRecord", "partition_for_key"]
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +30,8 @@ Headers = Sequence[tuple[str, bytes]]
 
 _MURMUR2_SEED = 0x9747B28C
 
-# (key, value, headers, timestamp_ms) of one output record, kept until acknowledged.
-_Record = tuple[bytes | None, bytes | None, Headers, int | None]
+OutputRecord = tuple[bytes | None, bytes | None, Headers, int | None]
+"""(key, value, headers, timestamp_ms) of one output record, kept until acknowledged."""
 
 
 def partition_for_key(key: bytes, partitions: int) -> int:
@@ -52,7 +52,7 @@ class OutputBatch:
     def __init__(self, partitions: dict[str, int]) -> None:
         self._partitions = partitions
         # topic -> one list of records per partition
-        self._lists: dict[str, list[list[_Record]]] = {}
+        self._lists: dict[str, list[list[OutputRecord]]] = {}
         self._round_robin = itertools.count()
 
     def __len__(self) -> int:
@@ -87,7 +87,7 @@ class OutputBatch:
                 partition = next(self._round_robin) % len(parts)
         parts[partition].append((key, value, headers, timestamp_ms))
 
-    def partition_lists(self, topic: str) -> list[list[_Record]]:
+    def partition_lists(self, topic: str) -> list[list[OutputRecord]]:
         """The per-partition record lists of `topic`, for a hot loop that places records
         itself: append `(key, value, headers, timestamp_ms)` to
         `lists[partition_for_key(key, len(lists))]`. Same effect as `add()`, without a
@@ -102,7 +102,16 @@ class OutputBatch:
             parts = self._lists[topic] = [[] for _ in range(n)]
         return parts
 
-    def _take(self) -> dict[tuple[str, int], list[_Record]]:
+    def records(self) -> Iterator[tuple[str, int, OutputRecord]]:
+        """Every record added so far as (topic, partition, record): by topic in the order
+        first added to, then by partition, then in the order added. The batch keeps them
+        (for tests and diagnostics; the hot path never reads a batch back)."""
+        for topic, parts in self._lists.items():
+            for partition, records in enumerate(parts):
+                for record in records:
+                    yield topic, partition, record
+
+    def _take(self) -> dict[tuple[str, int], list[OutputRecord]]:
         """Hand over the records by (topic, partition) and empty the batch."""
         taken = {
             (topic, p): records
@@ -162,7 +171,7 @@ class BatchProducer:
         """A new, empty output batch."""
         return OutputBatch(self._partitions)
 
-    def _builders(self, topic: str, records: list[_Record]) -> list[Any]:
+    def _builders(self, topic: str, records: list[OutputRecord]) -> list[Any]:
         """Record batches for one partition, filled in order.
 
         Appends go straight to aiokafka's C batch builder: its Python wrapper doubles the
@@ -202,7 +211,7 @@ class BatchProducer:
         deadline = time.monotonic() + self._settings.delivery_timeout_s
         backoff_s = 0.1
         while pending:
-            failed: dict[tuple[str, int], list[_Record]] = {}
+            failed: dict[tuple[str, int], list[OutputRecord]] = {}
             errors: list[BaseException] = []
             futures: list[tuple[tuple[str, int], asyncio.Future[Any]]] = []
             for tp, records in pending.items():

@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct
 
+from broker.wire_guard import json_problem
+
 __all__ = [
     "OUTCOMES",
     "REGIONS",
@@ -81,8 +83,21 @@ class ServiceRequest(Struct, frozen=True, kw_only=True, gc=False):
         return len(view) > 0 and view[0] in (0x22, 0x6E)  # '"' or "n" of null
 
     def body_values(self) -> dict[str, Any]:
-        """`body` decoded (it must be an object; see `body_is_object`)."""
-        return _decode_body(self.body)
+        """`body` decoded (it must be an object; see `body_is_object`).
+
+        Raises `msgspec.DecodeError`, and nothing else, when it cannot be: the reason of
+        `broker.wire_guard.json_problem` (invalid UTF-8, nesting deeper than 32, a lone
+        surrogate, a duplicate key; offsets within the body) for bytes no decoder should
+        see, or msgspec's own error, a `msgspec.ValidationError`, when the body is not an
+        object or holds a number beyond a float's range (`1e400`) or an integer of more
+        than 4,300 digits. `adt.AdtEngine.check` turns such an error into a data-value
+        breach.
+        """
+        body = bytes(self.body)
+        problem = json_problem(body)
+        if problem is not None:
+            raise msgspec.DecodeError(f"{problem} - at `$.body`")
+        return _decode_body(body)
 
 
 class UserResponse(Struct, frozen=True, kw_only=True):

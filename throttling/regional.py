@@ -35,6 +35,7 @@ a deployment that must cap them names a region).
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Final, Generic, NamedTuple, TypeVar
@@ -169,6 +170,23 @@ class _Lane(Generic[T]):
             )
             self.last_s = now_s
 
+    def token_at(self, now_s: float) -> float:
+        """The first time a whole token is in the bucket (now_s if one is); after refill.
+
+        `last_s + missing / rate_per_s` rounds to the float grid (2.4e-7 s near the Unix
+        time 1.8e9), as often to just before the token is whole as after: a poll there
+        released nothing, and asked again, the gate answered the same time, for ever on a
+        simulated clock. So step to the next float until the refill's own arithmetic gives
+        the token (a step or two)."""
+        missing = 1.0 - self.tokens
+        last_s = self.last_s
+        if missing <= 0.0 or last_s is None:
+            return now_s
+        at_s = max(now_s, last_s + missing / self.rate_per_s)
+        while self.tokens + (at_s - last_s) * self.rate_per_s < 1.0:
+            at_s = math.nextafter(at_s, math.inf)
+        return at_s
+
 
 class RegionalGate(Generic[T]):
     """Per-region rate limit on forwarded alerts, with priority and bounded queues.
@@ -283,14 +301,15 @@ class RegionalGate(Generic[T]):
 
     def next_release_s(self, now_s: float) -> float | None:
         """When `poll` can next release something (now_s if it can now), or None if nothing
-        waits. The caller's timer for the next poll."""
+        waits. The caller's timer for the next poll: a poll at that time releases at least
+        one alert (at the same capacity)."""
         if self._unlimited.priority or self._unlimited.normal:
             return now_s
         soonest: float | None = None
         for lane in self._lanes.values():
             if lane.priority or lane.normal:
                 lane.refill(now_s)
-                at = now_s + max(0.0, 1.0 - lane.tokens) / lane.rate_per_s
+                at = lane.token_at(now_s)
                 if soonest is None or at < soonest:
                     soonest = at
         return soonest

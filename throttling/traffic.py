@@ -442,8 +442,8 @@ class TrafficManager:
         "_active_since_s",
         "_active_total_s",
         "_allocations",
+        "_gcra",
         "_gcra_decide",
-        "_gcra_store",
         "_last_at_s",
         "_limited",
         "_max_retry_after_ms",
@@ -475,8 +475,8 @@ class TrafficManager:
         self._meter_add = self._meter.add
         self._reserved_meter = RateMeter(tau_s=meter_tau_s, max_keys=1)
         store = MemoryGcraStore(max_keys=max_users) if gcra_store is None else gcra_store
-        self._gcra_store = store
-        self._gcra_decide = Gcra(store).decide
+        self._gcra = Gcra(store)
+        self._gcra_decide = self._gcra.decide
         self._view: SystemView | None = None
         self._plan = _INACTIVE_PLAN
         self._active = False
@@ -621,7 +621,7 @@ class TrafficManager:
         """What this router publishes on `dcc.load` now; also forgets idle Users."""
         self._meter.expire(now_s)
         self._reserved_meter.expire(now_s)
-        self._gcra_store.expire(now_s)
+        self._gcra.expire(now_s)
         user_rates = self._meter.rates(now_s)
         return LoadReport(
             peer_id=self._peer_id,

@@ -41,6 +41,15 @@ def _common(p: argparse.ArgumentParser, *, http: bool = True) -> None:
             "--http-port", dest="http_port", type=int, help="HTTP port (DCCGATE_HTTP_PORT, 8080)"
         )
         p.add_argument("--http-host", dest="http_host", help="HTTP address (127.0.0.1)")
+        p.add_argument(
+            "--open-users",
+            dest="open_users",
+            action="store_const",
+            const=True,
+            default=None,
+            help="demos only: route requests of unregistered Users in any role "
+            "(DCCGATE_OPEN_USERS; off by default)",
+        )
     p.add_argument("--partitions", type=int, help="partitions per data topic when created (6)")
     p.add_argument(
         "--replication-factor",
@@ -108,6 +117,13 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--messages", type=int, default=200_000, help="input records (200000)")
     bench.add_argument("--repeat", type=int, default=3, help="runs of each loop, alternating (3)")
     bench.add_argument("--json", action="store_true", help="end with one JSON line of results")
+    bench.add_argument(
+        "--checks",
+        choices=["all", "duis"],
+        default="all",
+        help="all (default): also the router with every production check on; duis: only "
+        "DUIS validation and traffic management",
+    )
     bench.add_argument(
         "--service", choices=["router", "alerts"], default="router", help="what to measure"
     )
@@ -264,9 +280,13 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from workers.tools.bench import run_bench
 
         return run_bench(
-            settings, messages=args.messages, repeat=args.repeat, as_json=args.json,
+            settings,
+            messages=args.messages,
+            repeat=args.repeat,
+            as_json=args.json,
             service=args.service,
-        )  # fmt: skip
+            checks=args.checks,
+        )
     raise AssertionError(args.command)  # argparse allows nothing else
 
 

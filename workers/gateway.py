@@ -122,7 +122,7 @@ class Service(Protocol):
 async def _serve(
     settings: Settings,
     loops: Sequence[Service],
-    registry: CollectorRegistry,
+    metrics: CommonMetrics,
     stop: asyncio.Event,
     *,
     reader: ControlReader,
@@ -130,10 +130,16 @@ async def _serve(
     extra: dict[str, object] | None = None,
     ready: Callable[[int], Awaitable[None]] | None = None,
 ) -> None:
-    def health() -> dict[str, object]:
-        return {**(extra or {}), **_control_health(reader)}
+    side = metrics.side_tasks
+    side.watch("control", lambda: reader.problem)
+    if admin is not None:
+        admin.watch(side)
 
-    app = build_app(registry, {lp.name: lp.status for lp in loops}, extra=health)
+    def health() -> dict[str, object]:
+        # A side task that cannot do its work makes /healthz answer 503 (build_app).
+        return {**(extra or {}), **_control_health(reader), "side_tasks": side.problems()}
+
+    app = build_app(metrics.registry, {lp.name: lp.status for lp in loops}, extra=health)
     if admin is not None:
         admin.api.install(app)
     http = HttpServer(app, host=settings.http_host, port=settings.http_port)
@@ -185,7 +191,7 @@ async def run_worker(name: str, settings: Settings) -> None:
             loops.append(build_alerts(settings, kafka, metrics, reader=reader))
         else:
             loops.append(build_router(settings, kafka, metrics, reader=reader))
-        await _serve(settings, loops, registry, stop, reader=reader, admin=admin)
+        await _serve(settings, loops, metrics, stop, reader=reader, admin=admin)
 
 
 async def run_gateway(
@@ -240,7 +246,7 @@ async def run_gateway(
             await _serve(
                 settings,
                 loops,
-                registry,
+                metrics,
                 stop,
                 reader=reader,
                 admin=admin,

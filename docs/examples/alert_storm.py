@@ -1,6 +1,6 @@
 """Replay an alert storm against a running gateway and watch it being contained.
 
-    DCCGATE_ADMIN_TOKEN=demo dccgate run            # in another terminal
+    dccgate run                                     # in another terminal
     python docs/examples/alert_storm.py             # docs/alerts.md, "Watch a storm"
 
 Sends, over `--seconds` (default 15), interleaved on dcc.alerts.inbound:
@@ -41,9 +41,15 @@ HEADER = "dccgate-storm-copy"
 
 def _alert(device: str, code: str, n: int) -> bytes:
     return orjson.dumps(
-        {"device_id": device, "alert_code": code, "recipients": [SUPPLIER, DNO],
-         "region": "south", "raised_at_ms": time.time_ns() // 1_000_000, "payload": f"{code}-{n}"}
-    )  # fmt: skip
+        {
+            "device_id": device,
+            "alert_code": code,
+            "recipients": [SUPPLIER, DNO],
+            "region": "south",
+            "raised_at_ms": time.time_ns() // 1_000_000,
+            "payload": f"{code}-{n}",
+        }
+    )
 
 
 async def _send(kafka: KafkaSettings, topic: str, args: argparse.Namespace) -> None:
@@ -87,8 +93,9 @@ async def main(args: argparse.Namespace) -> None:
                 final.append(alert)
                 final_in.set()
 
-    follower = TopicFollower(kafka, topics.alerts_outbound, on_records, name="storm-demo",
-                             from_ms=started_ms)  # fmt: skip
+    follower = TopicFollower(
+        kafka, topics.alerts_outbound, on_records, name="storm-demo", from_ms=started_ms
+    )
     await follower.start()
     try:
         await _send(kafka, topics.alerts_inbound, args)
@@ -102,8 +109,10 @@ async def main(args: argparse.Namespace) -> None:
         print(f"  {key:<28} {n}")
     print(f"  throttled_alert_count of the periodic copies: {counts} (sum {sum(counts)})")
     for alert in final:
-        print(f"  final copy: sequence {alert.throttled_alert_sequence_id}, "
-              f"total suppressed {alert.throttled_alert_count}")  # fmt: skip
+        print(
+            f"  final copy: sequence {alert.throttled_alert_sequence_id}, "
+            f"total suppressed {alert.throttled_alert_count}"
+        )
     if not final:
         print(f"  no final copy within {args.wait:.0f} s: is period_s short enough?")
 

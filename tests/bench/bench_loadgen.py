@@ -77,18 +77,29 @@ def _spread_users(per_partition: int = 2, partitions: int = 6) -> list[str]:
 def _readers_scenario(users: list[str], rate_per_s: int) -> str:
     table = "".join(f'[[users]]\nid = "{u}"\nroles = ["IS"]\n' for u in users)
     readers = ", ".join(f'"{u}"' for u in users)
-    return (f'name = "flat-out-readers"\n{table}[regions.north]\ndevices = 100000\n'
-            f"[regions.central]\ndevices = 100000\n[regions.south]\ndevices = 100000\n"
-            f"[background]\non_demand_reads_per_s = {rate_per_s}\nreaders = [{readers}]\n"
-            "alerts_per_device_per_hour = 0\nprofile_reads_per_burst = 0\n")  # fmt: skip
+    return (
+        f'name = "flat-out-readers"\n{table}[regions.north]\ndevices = 100000\n'
+        f"[regions.central]\ndevices = 100000\n[regions.south]\ndevices = 100000\n"
+        f"[background]\non_demand_reads_per_s = {rate_per_s}\nreaders = [{readers}]\n"
+        "alerts_per_device_per_hour = 0\nprofile_reads_per_burst = 0\n"
+    )
 
 
 async def sharded_rate(kafka: KafkaSettings, topics: Topics, seconds: float, workers: int) -> float:
     scenario = parse_scenario(_readers_scenario(_spread_users(), 600_000))
     collector = ResultCollector(scenario=scenario.name, seed=1, scale=1.0, duration_s=seconds)
-    run = await run_sharded(scenario, kafka=kafka, topics=topics, collector=collector, seed=1,
-                            scale=1.0, duration_s=seconds, workers=workers, drain_s=0.0,
-                            settle_s=0.0)  # fmt: skip
+    run = await run_sharded(
+        scenario,
+        kafka=kafka,
+        topics=topics,
+        collector=collector,
+        seed=1,
+        scale=1.0,
+        duration_s=seconds,
+        workers=workers,
+        drain_s=0.0,
+        settle_s=0.0,
+    )
     return run.stats.sent / run.stats.traffic_s
 
 
@@ -106,9 +117,16 @@ async def runner_rate(kafka: KafkaSettings, topics: Topics, seconds: float) -> t
     producer = FastProducer(kafka.bootstrap)
     collector: Any = _Nothing()
     runner = Runner(
-        parse_scenario(SCENARIO), kafka=kafka, topics=topics, collector=collector, seed=1,
-        duration_s=seconds, drain_s=0.0, settle_s=0.0, producer=producer,
-    )  # fmt: skip
+        parse_scenario(SCENARIO),
+        kafka=kafka,
+        topics=topics,
+        collector=collector,
+        seed=1,
+        duration_s=seconds,
+        drain_s=0.0,
+        settle_s=0.0,
+        producer=producer,
+    )
     start = time.perf_counter()
     stats = await runner.run()  # flushes at the end
     total_s = time.perf_counter() - start
@@ -157,20 +175,27 @@ async def main() -> None:
         runs = [await runner_rate(kafka, topics, args.seconds) for _ in range(args.runs)]
         for n, (queued, acked) in enumerate(runs, start=1):
             print(f"runner run {n}: {queued:,.0f} requests/s queued, {acked:,.0f}/s acknowledged")
-        print(f"runner median: {statistics.median(q for q, _ in runs):,.0f} queued/s, "
-              f"{statistics.median(a for _, a in runs):,.0f} acknowledged/s")  # fmt: skip
+        print(
+            f"runner median: {statistics.median(q for q, _ in runs):,.0f} queued/s, "
+            f"{statistics.median(a for _, a in runs):,.0f} acknowledged/s"
+        )
         for workers in args.workers:
-            rates = [await sharded_rate(kafka, topics, args.seconds, workers)
-                     for _ in range(args.runs)]  # fmt: skip
-            print(f"sharded, {workers} worker(s): "
-                  f"{', '.join(f'{r:,.0f}' for r in rates)} requests/s sent; "
-                  f"median {statistics.median(rates):,.0f}")  # fmt: skip
+            rates = [
+                await sharded_rate(kafka, topics, args.seconds, workers) for _ in range(args.runs)
+            ]
+            print(
+                f"sharded, {workers} worker(s): "
+                f"{', '.join(f'{r:,.0f}' for r in rates)} requests/s sent; "
+                f"median {statistics.median(rates):,.0f}"
+            )
         n = 500_000
         print(
             f"confluent-kafka producer alone: {producer_only(kafka, 'bench.plain', n):,.0f} msg/s"
         )
-        print(f"aiokafka BatchProducer alone:   "
-              f"{await aiokafka_only(kafka, 'bench.plain2', n):,.0f} msg/s")  # fmt: skip
+        print(
+            f"aiokafka BatchProducer alone:   "
+            f"{await aiokafka_only(kafka, 'bench.plain2', n):,.0f} msg/s"
+        )
 
 
 if __name__ == "__main__":

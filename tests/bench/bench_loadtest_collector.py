@@ -24,8 +24,10 @@ def main() -> None:
     rnd = random.Random(1)
     users = [f"90-B3-D5-1F-30-00-{i:02X}-00" for i in range(200)]
     srvs = [f"4.{i}.1" for i in range(20)]
-    calls = [(i * 600.0 / N, rnd.choice(users), rnd.choice(srvs), rnd.lognormvariate(-5, 1))
-             for i in range(N)]  # fmt: skip
+    calls = [
+        (i * 600.0 / N, rnd.choice(users), rnd.choice(srvs), rnd.lognormvariate(-5, 1))
+        for i in range(N)
+    ]
     c = ResultCollector(scenario="bench", seed=1, scale=1.0, duration_s=600.0)
 
     def sent() -> None:
@@ -57,8 +59,10 @@ def main() -> None:
         print(f"{name:28s} {best / N * 1e6:6.2f} us/call")
     start = time.perf_counter()
     report = c.finish(600.0, gateway={})
-    print(f"finish() after {c.progress().sent:,} sent: {time.perf_counter() - start:.2f} s, "
-          f"{len(report.buckets)} buckets")  # fmt: skip
+    print(
+        f"finish() after {c.progress().sent:,} sent: {time.perf_counter() - start:.2f} s, "
+        f"{len(report.buckets)} buckets"
+    )
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from throttling.gcra import Gcra, MemoryGcraStore
+from throttling.gcra import Gcra, MemoryGcraStore, to_ticks
 from throttling.rates import RateMeter
 from throttling.traffic import (
     Allocation,
@@ -97,9 +97,31 @@ def bench_gcra() -> list[tuple[str, float]]:
 
         return body
 
+    # Users with different limits, interleaved (each limit is converted to ticks once).
+    limits = [(1_000_000.0, 10), (999_999.0, 20), (1_000_001.0, 5)] * (len(users) // 3 + 1)
+
+    def mixed_loop() -> None:
+        for _user, _now, (_rate, _burst) in zip(users, times, limits, strict=False):
+            pass
+
+    mixed_overhead = best_ns(same(mixed_loop), len(users))
+
+    def mixed() -> Body:
+        decide = Gcra(MemoryGcraStore()).decide
+
+        def body() -> None:
+            for user, now, (rate, burst) in zip(users, times, limits, strict=False):
+                decide(user, now, rate, burst)
+
+        return body
+
     return [
         ("Gcra.decide, allowed", best_ns(allowed, len(users)) - overhead),
         ("Gcra.decide, denied", best_ns(denied, len(users)) - overhead),
+        (
+            "Gcra.decide, allowed, 3 limits interleaved",
+            best_ns(mixed, len(users)) - mixed_overhead,
+        ),
     ]
 
 
@@ -252,11 +274,12 @@ def bench_periodic() -> list[tuple[str, float]]:
     store = MemoryGcraStore(max_keys=len(keys))
     meter = RateMeter(max_keys=len(keys))
     for key in keys:
-        store.set(key, NOW + 10.0)
+        store.set(key, to_ticks(NOW + 10.0))
         meter.add(key, NOW, 100)
+    now_ticks = to_ticks(NOW)
 
     def expire_store() -> None:
-        store.expire(NOW)
+        store.expire(now_ticks)
 
     def expire_meter() -> None:
         meter.expire(NOW)

@@ -31,8 +31,14 @@ DNO = "90-B3-D5-1F-30-02-00-00"
 Outbound = tuple[bytes, DeviceAlert, dict[str, bytes]]
 
 
-def alert(device: str, code: str, n: int, *, region: str | None = "south",
-          recipients: Iterable[str] = (SUPPLIER, DNO)) -> bytes:  # fmt: skip
+def alert(
+    device: str,
+    code: str,
+    n: int,
+    *,
+    region: str | None = "south",
+    recipients: Iterable[str] = (SUPPLIER, DNO),
+) -> bytes:
     """An alert's JSON; `n` goes into its payload (`{code}-{n}`) and `raised_at_ms`."""
     return orjson.dumps(
         {
@@ -57,7 +63,8 @@ async def configured(
 ) -> AsyncIterator[tuple[ControlReader, AdminService]]:
     """A control reader with `items` (dcc.control key -> body) written through the admin
     service's writer, as the admin API does, and applied."""
-    settings = msgspec.structs.replace(settings, admin_token="x")
+    token = "alerts-test-operator-token-32-characters"
+    settings = msgspec.structs.replace(settings, admin_token=token)
     reader = ControlReader(kafka, settings.topics.control)
     await reader.start()
     await reader.wait_caught_up()

@@ -1,36 +1,69 @@
-"""Integration fixtures: one real embedded Kafka-protocol broker (tansu) per session.
+"""Integration fixtures: one real broker per session, the embedded one (tansu, the default)
+or Apache Kafka (`--broker kafka`, see tests/integration/brokers.py).
 
 Never a mock of Kafka. Tests isolate themselves with unique topic prefixes and group ids
-(the broker has no delete_records and keeps everything in memory).
+(one broker serves the whole session; the embedded one has no delete_records and keeps
+everything in memory).
+
+A test that depends on one broker's behaviour says so, and is skipped on the other:
+`@pytest.mark.embedded_only(reason=...)` (it tests the embedded broker itself, or a defect of
+it that is the test's subject) or `@pytest.mark.kafka_only(reason=...)` (it needs what only
+Apache Kafka does). The reason is required; the skip shows it.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
-import msgspec
 import pytest
 
-from broker.embedded import EmbeddedBroker
 from broker.settings import KafkaSettings
 from broker.topics import ensure_topics
+from tests.integration.brokers import (
+    BrokerKind,
+    SessionBroker,
+    session_broker,
+    tuned_kafka_settings,
+)
 from workers.config.settings import Settings
 
 pytestmark = pytest.mark.integration
 
+_ONLY = {"embedded_only": "embedded", "kafka_only": "kafka"}
+
+
+def _broker_kind(config: pytest.Config) -> BrokerKind:
+    kind: BrokerKind = config.getoption("--broker")
+    return kind
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip the tests marked for the other broker, with the marker's reason."""
+    kind = _broker_kind(config)
+    for item in items:
+        for marker_name, only_on in _ONLY.items():
+            marker = item.get_closest_marker(marker_name)
+            if marker is None:
+                continue
+            reason = marker.kwargs.get("reason")
+            if not reason:
+                raise pytest.UsageError(
+                    f"{item.nodeid}: @pytest.mark.{marker_name} needs reason='...' "
+                    "(why the test holds on one broker only)"
+                )
+            if kind != only_on:
+                item.add_marker(pytest.mark.skip(reason=f"{marker_name}: {reason}"))
+
 
 @pytest.fixture(scope="session")
-def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
-    """The session's embedded broker on a free loopback port."""
-    log_dir: Path = tmp_path_factory.mktemp("tansu")
-    broker = EmbeddedBroker(log_path=log_dir / "tansu.log")
-    broker.start_blocking()
-    try:
+def kafka_broker(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SessionBroker]:
+    """The session's broker (`--broker embedded|kafka`) on free loopback ports."""
+    kind = _broker_kind(request.config)
+    with session_broker(kind, tmp_path_factory.mktemp(kind)) as broker:
         yield broker
-    finally:
-        broker.stop_blocking()
 
 
 @pytest.fixture
@@ -40,15 +73,9 @@ def settings() -> Settings:
 
 
 @pytest.fixture
-def kafka(kafka_broker: EmbeddedBroker, settings: Settings) -> KafkaSettings:
+def kafka(kafka_broker: SessionBroker, settings: Settings) -> KafkaSettings:
     """Client settings for the session broker, tuned for tests (quick joins and fetches)."""
-    return msgspec.structs.replace(
-        settings.kafka(kafka_broker.bootstrap, embedded=True),
-        session_timeout_ms=1_000,
-        heartbeat_interval_ms=100,
-        fetch_max_wait_ms=20,
-        max_poll_records=500,
-    )
+    return tuned_kafka_settings(kafka_broker, settings)
 
 
 @pytest.fixture

@@ -12,19 +12,25 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry
 
 from broker.settings import KafkaSettings
+from tests.conftest import USER_A, USER_B
 from workers.config.settings import Settings
-from workers.router.service import build_router
-from workers.runtime.loop import ServiceLoop
+from workers.router.service import RouterService, build_router
 from workers.runtime.metrics import CommonMetrics
+
+if TYPE_CHECKING:
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient
+
+    from workers.admin.service import AdminService
 
 T = TypeVar("T")
 
@@ -91,17 +97,41 @@ async def read_topic(
         await consumer.stop()
 
 
+ALL_ROLES = ("IS", "ES", "GS", "ED", "GT", "RSA", "OU")
+TEST_USERS: dict[str, tuple[str, ...]] = {USER_A: ALL_ROLES, USER_B: ALL_ROLES}
+"""The Users the suite's requests come from, registered in every role unless a test says
+otherwise (the router decides only for registered Users, in their roles)."""
+
+
+async def register_users(
+    settings: Settings, kafka: KafkaSettings, users: Mapping[str, Sequence[str]]
+) -> None:
+    """Register `users` (User ID -> roles) on dcc.control through the admin API, as an
+    operator would, for routers that follow the configuration (worker processes)."""
+    async with admin_api(settings, kafka, "register-users-operator-token-0123456789") as api:
+        for user_id, roles in users.items():
+            body = {"name": f"User {user_id[-5:]}", "roles": list(roles)}
+            status, answer = await api.call("operator", "PUT", f"/v1/users/{user_id}", body)
+            assert status == 200, answer
+
+
 @contextlib.asynccontextmanager
 async def running_router(
-    settings: Settings, kafka: KafkaSettings
-) -> AsyncIterator[tuple[ServiceLoop, CollectorRegistry]]:
-    """A router service loop running in this event loop until the block ends."""
+    settings: Settings,
+    kafka: KafkaSettings,
+    *,
+    users: Mapping[str, Sequence[str]] | None = TEST_USERS,
+) -> AsyncIterator[tuple[RouterService, CollectorRegistry]]:
+    """A router service running in this event loop until the block ends, deciding for
+    `users` (User ID -> roles; None: any User in any role)."""
     registry = CollectorRegistry()
-    loop = build_router(settings, kafka, CommonMetrics(registry, version="test"))
+    router = build_router(settings, kafka, CommonMetrics(registry, version="test"))
+    assert router.validator is not None
+    router.validator.set_users(users)
     stop = asyncio.Event()
-    task = asyncio.create_task(loop.run(stop))
+    task = asyncio.create_task(router.run(stop))
     try:
-        yield loop, registry
+        yield router, registry
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
@@ -183,7 +213,12 @@ def wait_healthy(
 class ApiClient:
     """The admin API as named principals call it: `tokens[who]` (None: no token)."""
 
-    def __init__(self, client: Any, admin: Any, operator_token: str) -> None:
+    def __init__(
+        self,
+        client: TestClient[web.Request, web.Application],
+        admin: AdminService,
+        operator_token: str,
+    ) -> None:
         self.client = client
         self.admin = admin
         self.reader = admin.reader
@@ -198,6 +233,8 @@ class ApiClient:
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
         data = body if isinstance(body, (bytes, str)) or body is None else msgspec.json.encode(body)
+        if data is not None:
+            headers.setdefault("Content-Type", "application/json")
         async with self.client.request(method, path, data=data, headers=headers) as resp:
             return resp.status, await resp.json()
 

@@ -11,8 +11,11 @@ from collections.abc import AsyncIterator
 import orjson
 from prometheus_client import CollectorRegistry
 
+from adt import QuarantineEntry
+from broker.errors import DeliveryError
 from broker.settings import KafkaSettings
 from tests.integration.helpers import ApiClient, admin_api, wait_until_async
+from workers.admin.quarantine import QuarantineService, RecordSender
 from workers.config.settings import Settings
 from workers.router.service import build_router
 from workers.runtime.metrics import CommonMetrics
@@ -20,7 +23,7 @@ from workers.tools.send import send_requests
 
 A = "90-B3-D5-1F-30-01-00-00"
 B = "90-B3-D5-1F-30-02-00-00"
-OPERATOR = "quarantine-test-operator"
+OPERATOR = "quarantine-test-operator-token-32-characters"
 
 
 class FakeClock:
@@ -37,6 +40,24 @@ class FakeClock:
         self.now_s += seconds
 
 
+class RefuseOnce:
+    """A quarantine service's producer whose first send to `topic` (holding `containing`,
+    if given) is refused as an unacknowledged record is (DeliveryError); every other send
+    goes to the broker. Install it as `service._producer`."""
+
+    def __init__(self, producer: RecordSender, topic: str, containing: bytes = b"") -> None:
+        self._producer = producer
+        self._topic = topic
+        self._containing = containing
+        self.refused = 0
+
+    async def send_one(self, topic: str, key: bytes | None, value: bytes | None) -> tuple[int, int]:
+        if topic == self._topic and not self.refused and self._containing in (value or b""):
+            self.refused += 1
+            raise DeliveryError(f"record to {topic} not acknowledged: injected by the test")
+        return await self._producer.send_one(topic, key, value)
+
+
 @contextlib.asynccontextmanager
 async def quarantine_gateway(
     settings: Settings,
@@ -46,16 +67,19 @@ async def quarantine_gateway(
     clock: FakeClock | None = None,
 ) -> AsyncIterator[ApiClient]:
     """The admin API and a router in this event loop; Users A and B with tokens "A", "B"."""
-    async with admin_api(settings, kafka, OPERATOR, registry=registry,
-                         clock=clock or time.time) as gw:  # fmt: skip
-        router = build_router(settings, kafka, CommonMetrics(CollectorRegistry(), version="t"),
-                              reader=gw.reader)  # fmt: skip
+    async with admin_api(
+        settings, kafka, OPERATOR, registry=registry, clock=clock or time.time
+    ) as gw:
+        router = build_router(
+            settings, kafka, CommonMetrics(CollectorRegistry(), version="t"), reader=gw.reader
+        )
         stop = asyncio.Event()
         task = asyncio.create_task(router.run(stop))
         try:
             for name, user in (("A", A), ("B", B)):
-                assert (await gw.call("operator", "PUT", f"/v1/users/{user}",
-                                      {"name": name, "roles": ["IS", "GS"]}))[0] == 200  # fmt: skip
+                body = {"name": name, "roles": ["IS", "GS"]}
+                status, _ = await gw.call("operator", "PUT", f"/v1/users/{user}", body)
+                assert status == 200
                 _, doc = await gw.call("operator", "POST", f"/v1/users/{user}/tokens")
                 gw.tokens[name] = doc["token"]
             yield gw
@@ -64,12 +88,24 @@ async def quarantine_gateway(
             await task
 
 
+def held_entry(quarantine: QuarantineService, request_id: str) -> QuarantineEntry:
+    """The quarantine book's entry for `request_id` (the test fails when there is none)."""
+    entry = quarantine.book.get(request_id)
+    assert entry is not None, f"{request_id} is not in the quarantine book"
+    return entry
+
+
 def disable_supply(counter: int, user: str = A) -> bytes:
     """A 7.2 Disable Supply Service Request of `user` to its own device number `counter`."""
-    return orjson.dumps({
-        "request_id": f"{user}:00-DB-00-00-00-00-00-{counter:02X}:{counter}",
-        "user_role": "IS", "srv": "7.2", "command_variant": 4, "body": {},
-    })  # fmt: skip
+    return orjson.dumps(
+        {
+            "request_id": f"{user}:00-DB-00-00-00-00-00-{counter:02X}:{counter}",
+            "user_role": "IS",
+            "srv": "7.2",
+            "command_variant": 4,
+            "body": {},
+        }
+    )
 
 
 async def quarantine_all(
@@ -79,8 +115,13 @@ async def quarantine_all(
     wait until the quarantine service holds them; return their request ids in order."""
     values = {"thresholds": [{"srv": "7.2", "window_s": 3600, "max": 0}]}
     assert (await gw.call("operator", "PUT", f"/v1/adt/users/{user}", values))[0] == 200
-    result = await send_requests([disable_supply(n, user) for n in counters], settings=kafka,
-                                 topics=settings.topics, timeout_s=20, out=None)  # fmt: skip
+    result = await send_requests(
+        [disable_supply(n, user) for n in counters],
+        settings=kafka,
+        topics=settings.topics,
+        timeout_s=20,
+        out=None,
+    )
     assert {a["response_code"] for a in result.answers} == {"Q1"}
     ids = [orjson.loads(disable_supply(n, user))["request_id"] for n in counters]
 

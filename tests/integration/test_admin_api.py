@@ -16,7 +16,7 @@ pytestmark = pytest.mark.usefixtures("topics_ready")
 A = "90-B3-D5-1F-30-01-00-00"
 B = "90-B3-D5-1F-30-02-00-00"
 C = "90-B3-D5-1F-30-03-00-00"
-OPERATOR = "op-secret-for-tests"
+OPERATOR = "op-secret-for-tests-at-least-32-characters"
 
 
 Api = ApiClient
@@ -239,7 +239,7 @@ async def test_unknown_paths_and_methods_answer_in_json(api: Api) -> None:
 
 
 async def test_adt_values_with_exception_windows_and_owner_checks(api: Api) -> None:
-    values = {
+    values: dict[str, Any] = {
         "thresholds": [{"srv": "11.3", "window_s": 86400, "max": 1000}],
         "exceptions": [
             {
@@ -285,7 +285,12 @@ async def test_regional_capacity_and_mp102_bodies_are_checked(api: Api) -> None:
     status, doc = await api.call("operator", "PUT", "/v1/alerts/mp102", {})
     assert status == 200
     assert doc == {
-        "enabled": False, "watch_s": 1800, "hold_s": 600, "outage_codes": ["AD1"],
-        "restore_codes": ["8F35", "8F36"], "max_watched": 100000, "max_held": 100000,
+        "enabled": False,
+        "watch_s": 1800,
+        "hold_s": 600,
+        "outage_codes": ["AD1"],
+        "restore_codes": ["8F35", "8F36"],
+        "max_watched": 100000,
+        "max_held": 100000,
         "version": 1,
-    }  # fmt: skip
+    }

@@ -21,7 +21,7 @@ from tests.integration.helpers import wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 DCCGATE = [sys.executable, "-m", "workers.cli"]
-OPERATOR_TOKEN = "op-live-test-secret"
+OPERATOR_TOKEN = "op-live-test-secret-of-at-least-32-characters"
 SUPPLIER = "90-B3-D5-1F-30-0A-00-00"
 NETWORK = "90-B3-D5-1F-30-0B-00-00"
 
@@ -47,11 +47,14 @@ def gateway_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     }
     log = tmp / "run.log"
     with log.open("wb") as out:
+        ports = ["--kafka-port", str(kafka_port), "--http-port", str(http_port)]
         gateway = subprocess.Popen(
-            [*DCCGATE, "run", "--kafka-port", str(kafka_port), "--http-port", str(http_port),
-             "--log-dir", str(tmp)],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [*DCCGATE, "run", *ports, "--log-dir", str(tmp)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{http_port}"
     try:
         wait_healthy(http_port, gateway, log)
@@ -135,8 +138,8 @@ def test_exclusions_and_traffic_merge_against_the_real_api(gateway_url: str) -> 
     assert doc["alert_codes"] == ["8F35", "8F36"]
 
     ok(admin(url, op, "traffic", "set", "--capacity", "1000", "--threshold", "800"))
-    ok(admin(url, op, "traffic", "set", "--reserved", "2.2,7.1", "--default-rate", "5",
-             "--default-burst", "10"))  # fmt: skip
+    defaults = ["--default-rate", "5", "--default-burst", "10"]
+    ok(admin(url, op, "traffic", "set", "--reserved", "2.2,7.1", *defaults))
     traffic = json.loads(ok(admin(url, op, "get", "traffic")))
     assert traffic["capacity_per_s"] == 1000.0
     assert traffic["reserved_srvs"] == ["2.2", "7.1"]

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import schemathesis
@@ -18,9 +19,12 @@ from schemathesis.checks import not_a_server_error
 from broker.embedded import free_port
 from tests.integration.helpers import wait_healthy
 
+if TYPE_CHECKING:
+    from schemathesis.specs.openapi.schemas import OpenApiCase
+
 pytestmark = pytest.mark.slow
 
-TOKEN = "fuzz-operator-token"
+TOKEN = "fuzz-operator-token-at-least-32-characters"
 
 
 @pytest.fixture(scope="module")
@@ -30,11 +34,13 @@ def gateway_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     env = {**os.environ, "DCCGATE_ADMIN_TOKEN": TOKEN, "DCCGATE_LOG_LEVEL": "WARNING"}
     config = Path(__file__).resolve().parents[2] / "docs" / "examples" / "dccgate.toml"
     with log.open("wb") as out:
+        ports = ["--kafka-port", str(kafka_port), "--http-port", str(http_port)]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "workers.cli", "run", "--kafka-port", str(kafka_port),
-             "--http-port", str(http_port), "--config", str(config)],
-            env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [sys.executable, "-m", "workers.cli", "run", *ports, "--config", str(config)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{http_port}"
     try:
         wait_healthy(http_port, proc, log)
@@ -58,7 +64,7 @@ schema = schemathesis.pytest.from_fixture("api_schema")
     deadline=None,
     suppress_health_check=list(HealthCheck),
 )
-def test_no_input_makes_the_api_fail(case: schemathesis.Case) -> None:
+def test_no_input_makes_the_api_fail(case: OpenApiCase) -> None:
     # As the operator (everything allowed) and without a token (every route must refuse).
     case.call_and_validate(
         headers={"Authorization": f"Bearer {TOKEN}"}, checks=[not_a_server_error]

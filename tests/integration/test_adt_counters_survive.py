@@ -20,9 +20,10 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from broker.embedded import EmbeddedBroker, free_port
+from broker.embedded import free_port
 from broker.producer import partition_for_key
 from broker.settings import KafkaSettings
+from tests.integration.brokers import SessionBroker
 from tests.integration.helpers import (
     ApiClient,
     admin_api,
@@ -40,20 +41,25 @@ from workers.tools.send import send_requests
 pytestmark = [pytest.mark.usefixtures("topics_ready"), pytest.mark.slow]
 
 A = "90-B3-D5-1F-30-01-00-00"
-OPERATOR = "adt-state-test-operator"
+OPERATOR = "adt-state-test-operator-token-32-characters"
 MAX = 40
 
 
 def _request(user: str, counter: int) -> bytes:
     target = f"00-DB-00-00-00-00-{counter // 256:02X}-{counter % 256:02X}"
-    return orjson.dumps({
-        "request_id": f"{user}:{target}:{counter}",
-        "user_role": "IS", "srv": "7.2", "command_variant": 4, "body": {},
-    })  # fmt: skip
+    return orjson.dumps(
+        {
+            "request_id": f"{user}:{target}:{counter}",
+            "user_role": "IS",
+            "srv": "7.2",
+            "command_variant": 4,
+            "body": {},
+        }
+    )
 
 
 def _start_router(
-    broker: EmbeddedBroker, settings: Settings, port: int, log: Path
+    broker: SessionBroker, settings: Settings, port: int, log: Path
 ) -> subprocess.Popen[bytes]:
     return start_worker_process(broker.bootstrap, settings, log, http_port=port)
 
@@ -78,15 +84,18 @@ async def _send(
 ) -> collections.Counter[str]:
     result = await send_requests(
         [_request(A, n) for n in counters],
-        settings=kafka, topics=settings.topics, timeout_s=30, out=None,
-    )  # fmt: skip
+        settings=kafka,
+        topics=settings.topics,
+        timeout_s=30,
+        out=None,
+    )
     assert len(result.answers) == len(counters)
     return collections.Counter(a["outcome"] for a in result.answers)
 
 
 async def test_a_killed_router_does_not_reset_the_users_window(
     api: ApiClient,
-    kafka_broker: EmbeddedBroker,
+    kafka_broker: SessionBroker,
     settings: Settings,
     kafka: KafkaSettings,
     tmp_path: Path,
@@ -113,7 +122,7 @@ async def test_a_killed_router_does_not_reset_the_users_window(
             "quarantined": 30 - (MAX - 30),
         }
         log = (tmp_path / "router-2.log").read_text()
-        assert "ADT counters: restored 1 Users" in log, log
+        assert "restored the ADT counters of 1 Users" in log, log
     finally:
         for proc in (first, second):
             if proc is not None and proc.poll() is None:
@@ -201,8 +210,11 @@ async def test_dcc_wide_counts_are_summed_across_routers(
             assert (await api.call("operator", "PUT", f"/v1/users/{user}", body))[0] == 200
         first = await send_requests(
             [_request(users[0], n) for n in range(1, 31)],
-            settings=kafka, topics=settings.topics, timeout_s=30, out=None,
-        )  # fmt: skip
+            settings=kafka,
+            topics=settings.topics,
+            timeout_s=30,
+            out=None,
+        )
         assert collections.Counter(a["outcome"] for a in first.answers) == {"accepted": 30}
         # The second router learns the first's count from dcc.load (a report every 0.25 s).
         engine = routers[1].adt.engine if routers[1].adt else None
@@ -214,8 +226,11 @@ async def test_dcc_wide_counts_are_summed_across_routers(
         )
         second = await send_requests(
             [_request(users[1], n) for n in range(1, 31)],
-            settings=kafka, topics=settings.topics, timeout_s=30, out=None,
-        )  # fmt: skip
+            settings=kafka,
+            topics=settings.topics,
+            timeout_s=30,
+            out=None,
+        )
         outcomes = collections.Counter((a["outcome"], a["response_code"]) for a in second.answers)
         # Without the exchange router 2 would count from zero and accept all 30.
         assert outcomes == {("accepted", "I99"): MAX - 30, ("quarantined", "Q2"): 30 - (MAX - 30)}

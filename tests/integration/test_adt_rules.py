@@ -26,7 +26,7 @@ from workers.tools.send import send_requests
 pytestmark = pytest.mark.usefixtures("topics_ready")
 
 A = "90-B3-D5-1F-30-01-00-00"
-OPERATOR = "adt-rules-test-operator"
+OPERATOR = "adt-rules-test-operator-token-32-characters"
 
 
 @pytest.fixture
@@ -35,8 +35,9 @@ async def gateway(
 ) -> AsyncIterator[tuple[ApiClient, CollectorRegistry]]:
     async with admin_api(settings, kafka, OPERATOR) as gw:
         registry = CollectorRegistry()
-        router = build_router(settings, kafka, CommonMetrics(registry, version="t"),
-                              reader=gw.reader)  # fmt: skip
+        router = build_router(
+            settings, kafka, CommonMetrics(registry, version="t"), reader=gw.reader
+        )
         stop = asyncio.Event()
         task = asyncio.create_task(router.run(stop))
         try:
@@ -49,10 +50,15 @@ async def gateway(
 
 
 def _request(counter: int, srv: str, cv: int, body: dict[str, Any]) -> bytes:
-    return orjson.dumps({
-        "request_id": f"{A}:00-DB-00-00-00-00-00-{counter:02X}:{counter}",
-        "user_role": "IS", "srv": srv, "command_variant": cv, "body": body,
-    })  # fmt: skip
+    return orjson.dumps(
+        {
+            "request_id": f"{A}:00-DB-00-00-00-00-00-{counter:02X}:{counter}",
+            "user_role": "IS",
+            "srv": srv,
+            "command_variant": cv,
+            "body": body,
+        }
+    )
 
 
 async def _answers(settings: Settings, kafka: KafkaSettings, requests: list[bytes]) -> list[Any]:

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from broker.embedded import EmbeddedBroker
 from broker.producer import BatchProducer
 from broker.settings import KafkaSettings
 from tests.integration.alerts_helpers import (
@@ -26,6 +25,7 @@ from tests.integration.alerts_helpers import (
     device,
     storm_seen,
 )
+from tests.integration.brokers import SessionBroker
 from tests.integration.helpers import start_worker_process, wait_until_async
 from workers.alerts import STORM_HEADER
 from workers.config.model import RegionalCapacity, RegionCapacity, StormParams, StormPolicy
@@ -48,7 +48,7 @@ CONFIG = {
 }
 
 
-def _start(broker: EmbeddedBroker, settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+def _start(broker: SessionBroker, settings: Settings, log: Path) -> subprocess.Popen[bytes]:
     return start_worker_process(
         broker.bootstrap, settings, log, worker="alerts", env={"DCCGATE_MAX_POLL_RECORDS": "500"}
     )
@@ -69,7 +69,7 @@ async def _stream(kafka: KafkaSettings, topic: str) -> None:
 
 
 async def test_sigkill_mid_storm_keeps_the_storm_contained_and_loses_nothing(
-    kafka_broker: EmbeddedBroker, settings: Settings, kafka: KafkaSettings, tmp_path: Path
+    kafka_broker: SessionBroker, settings: Settings, kafka: KafkaSettings, tmp_path: Path
 ) -> None:
     logs = [tmp_path / "alerts-1.log", tmp_path / "alerts-2.log"]
     procs: list[subprocess.Popen[bytes]] = []

@@ -111,8 +111,9 @@ async def test_alert_storm_is_reduced_and_everything_else_is_delivered(
     # The storm, per recipient (its records are in one partition, in order): one storm,
     # reduced to MAX_ALERTS at once and one copy a second, every alert accounted for.
     for user in RECIPIENTS:
-        seen = storm_seen([r for r in by_device[ROGUE] if r[0] == user.encode()], STORM_N,
-                          MAX_ALERTS)  # fmt: skip
+        seen = storm_seen(
+            [r for r in by_device[ROGUE] if r[0] == user.encode()], STORM_N, MAX_ALERTS
+        )
         assert (len(seen.sequences), seen.repeats) == (1, 0)
         assert seen.periodic >= 2
         assert seen.last_payload == f"8F1F-{STORM_N - 1}"

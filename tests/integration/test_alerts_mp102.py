@@ -36,9 +36,14 @@ HOLD_S = 2
 def _activate(target: str, counter: int) -> tuple[bytes, bytes]:
     # 11.3 is critical: CV 5 is the signed pre-command sent to the device over the WAN.
     return SUPPLIER.encode(), orjson.dumps(
-        {"request_id": f"{SUPPLIER}:{target}:{counter}", "user_role": "IS", "srv": "11.3",
-         "command_variant": 5, "body": {}}
-    )  # fmt: skip
+        {
+            "request_id": f"{SUPPLIER}:{target}:{counter}",
+            "user_role": "IS",
+            "srv": "11.3",
+            "command_variant": 5,
+            "body": {},
+        }
+    )
 
 
 async def test_outage_alerts_after_firmware_activation(
@@ -51,22 +56,29 @@ async def test_outage_alerts_after_firmware_activation(
         running_router(settings, kafka),
         running_alerts(settings, kafka, reader) as (_, registry, task),
     ):
-        await send(kafka, settings.topics.sr_inbound,
-                   [_activate(RESTORED, 1), _activate(UNRESTORED, 2)])  # fmt: skip
+        await send(
+            kafka, settings.topics.sr_inbound, [_activate(RESTORED, 1), _activate(UNRESTORED, 2)]
+        )
 
         def activations_seen() -> bool:
             assert not task.done(), task.exception()
             seen = registry.get_sample_value("dccgate_alerts_firmware_activations_total")
             return seen == 2
 
-        await wait_until_async(activations_seen, timeout_s=30,
-                               what="the 11.3 requests did not reach the alert worker")  # fmt: skip
+        await wait_until_async(
+            activations_seen, timeout_s=30, what="the 11.3 requests did not reach the alert worker"
+        )
         inbound = settings.topics.alerts_inbound
-        outages = [(d.encode(), alert(d, "AD1", i, recipients=[DNO]))
-                   for i, d in enumerate((RESTORED, UNRESTORED, UNRELATED))]  # fmt: skip
+        outages = [
+            (d.encode(), alert(d, "AD1", i, recipients=[DNO]))
+            for i, d in enumerate((RESTORED, UNRESTORED, UNRELATED))
+        ]
         await send(kafka, inbound, outages)
-        await wait_until_async(lambda: len(watch.records) >= 1, timeout_s=30,
-                               what="the unrelated outage alert did not go out")  # fmt: skip
+        await wait_until_async(
+            lambda: len(watch.records) >= 1,
+            timeout_s=30,
+            what="the unrelated outage alert did not go out",
+        )
         assert registry.get_sample_value("dccgate_alerts_mp102_held") == 2
         assert [a.device_id for _, a, _ in watch.records] == [UNRELATED]
         await send(

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from broker.embedded import EmbeddedBroker, free_port
+from broker.embedded import free_port
+from tests.integration.brokers import SessionBroker
 from tests.integration.helpers import wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,6 +42,9 @@ def test_run_then_send_shows_every_kind_of_answer(tmp_path: Path) -> None:
             [
                 *DCCGATE,
                 "run",
+                # As `make run` does: the example Users are registered in their roles.
+                "--config",
+                str(ROOT / "docs" / "examples" / "dccgate.toml"),
                 "--kafka-port",
                 str(kafka_port),
                 "--http-port",
@@ -84,16 +88,24 @@ def test_run_then_send_shows_every_kind_of_answer(tmp_path: Path) -> None:
         assert b"dccgate_build_info{" in metrics
         watched = subprocess.run(
             [*DCCGATE, "watch", "sr.outbound", "--kafka-port", str(kafka_port), "--idle", "0.5"],
-            env=env, capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert watched.returncode == 0, watched.stderr
         assert len(watched.stdout.splitlines()) == 3  # the three accepted requests, forwarded
         assert "3 records on dcc.sr.outbound" in watched.stderr
+        argv = [*DCCGATE, "watch", "deadletter", "--kafka-port", str(kafka_port), "--idle", "0.5"]
         dead = subprocess.run(
-            [*DCCGATE, "watch", "deadletter", "--kafka-port", str(kafka_port), "--idle", "0.5",
-             "--grep", "invalid_json"],
-            env=env, capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
+            [*argv, "--grep", "invalid_json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert len(dead.stdout.splitlines()) == 1, dead.stdout
     finally:
         gateway.send_signal(signal.SIGTERM)
@@ -121,7 +133,7 @@ def test_bad_setting_is_named_and_exits_2() -> None:
 
 
 @pytest.mark.slow
-def test_bench_prints_the_figures_as_json(kafka_broker: EmbeddedBroker) -> None:
+def test_bench_prints_the_figures_as_json(kafka_broker: SessionBroker) -> None:
     done = subprocess.run(
         [
             *DCCGATE,

@@ -1,5 +1,8 @@
-"""A change made through the API on one process is in force on another within a second,
-and a worker started later ends up with exactly the same configuration."""
+"""A change made through the API on one process is in force on another, each version in
+turn, and a worker started later ends up with exactly the same configuration.
+
+How fast a change spreads is measured here and printed (docs/control-plane.md), never
+asserted: the only clock in the assertions is a liveness deadline."""
 
 from __future__ import annotations
 
@@ -16,11 +19,11 @@ from typing import Any
 import pytest
 
 from broker.embedded import free_port
-from tests.integration.helpers import wait_healthy
+from tests.integration.helpers import wait_healthy, wait_until
 
 pytestmark = pytest.mark.slow
 
-TOKEN = "live-test-operator"
+TOKEN = "live-test-operator-token-of-32-characters"
 A = "90-B3-D5-1F-30-01-00-00"
 ENV = {
     **os.environ,
@@ -28,12 +31,17 @@ ENV = {
     "DCCGATE_SESSION_TIMEOUT_MS": "1000",
     "DCCGATE_HEARTBEAT_INTERVAL_MS": "100",
 }
+# How long a worker may take to apply a change before the test calls it hung: a deadline
+# so that CI fails with the worker's log instead of stalling, not a speed check.
+LIVENESS_S = 30.0
 
 
 def _http(method: str, url: str, body: Any = None) -> tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method=method)
     request.add_header("Authorization", f"Bearer {TOKEN}")
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
     try:
         with urllib.request.urlopen(request, timeout=5) as resp:
             return resp.status, json.loads(resp.read())
@@ -55,13 +63,35 @@ def _health(port: int, proc: subprocess.Popen[bytes], log: Path) -> dict[str, An
     return wait_healthy(port, proc, log)
 
 
+def _versions_until(
+    port: int, proc: subprocess.Popen[bytes], log: Path, key: str, version: int
+) -> list[int | None]:
+    """The versions of control item `key` that the process on `port` reports, polled until
+    it reports `version`: each distinct value in the order seen."""
+    seen: list[int | None] = []
+
+    def applied() -> bool:
+        current: int | None = _health(port, proc, log)["control"]["versions"].get(key)
+        if not seen or seen[-1] != current:
+            seen.append(current)
+        return current == version
+
+    wait_until(
+        applied,
+        timeout_s=LIVENESS_S,
+        step_s=0.01,
+        what=lambda: f"{key} version {version} never applied, saw {seen}:\n{log.read_text()}",
+    )
+    return seen
+
+
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=40)
 
 
-def test_change_on_one_process_applies_on_another_within_a_second(tmp_path: Path) -> None:
+def test_change_on_one_process_applies_on_another_in_order(tmp_path: Path) -> None:
     kafka_port, api_port, worker_port, late_port = (free_port() for _ in range(4))
     gateway = _start(["run", "--kafka-port", str(kafka_port), "--http-port", str(api_port)],
                      tmp_path / "gateway.log")  # fmt: skip
@@ -84,15 +114,15 @@ def test_change_on_one_process_applies_on_another_within_a_second(tmp_path: Path
             )
             assert (status, doc["version"]) == (200, version)
             written = time.monotonic()
-            seen = None
-            while time.monotonic() - written < 1.0:
-                health = _health(worker_port, worker, tmp_path / "worker.log")
-                if health["control"]["versions"].get(f"allocations/{A}") == version:
-                    seen = time.monotonic() - written
-                    break
-                time.sleep(0.01)
-            assert seen is not None, f"version {version} not applied by the worker within 1 s"
-            delays.append(seen)
+            seen = _versions_until(
+                worker_port, worker, tmp_path / "worker.log", f"allocations/{A}", version
+            )
+            delays.append(time.monotonic() - written)
+            # In order: the worker goes from the version before straight to this one (it may
+            # have applied it before the first look), never back and never past it.
+            before = version - 1 if version > 1 else None
+            assert seen in ([version], [before, version]), seen
+        # A measurement for docs/control-plane.md, not an assertion.
         print(f"applied on the other process after {[round(d * 1000) for d in delays]} ms")
         # A worker started afterwards rebuilds exactly the same configuration.
         late = _start(

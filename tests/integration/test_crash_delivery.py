@@ -18,12 +18,12 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from broker.embedded import EmbeddedBroker
 from broker.producer import BatchProducer
 from broker.settings import KafkaSettings
-from tests.integration.helpers import read_topic, start_worker_process
+from tests.integration.brokers import SessionBroker
+from tests.integration.helpers import read_topic, register_users, start_worker_process
 from workers.config.settings import Settings
-from workers.tools.bench import make_requests
+from workers.tools.bench import bench_users, make_requests
 
 pytestmark = [pytest.mark.usefixtures("topics_ready"), pytest.mark.slow]
 
@@ -33,7 +33,7 @@ MAX_POLL = 500
 IN_FLIGHT = 2
 
 
-def _start_router(broker: EmbeddedBroker, settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+def _start_router(broker: SessionBroker, settings: Settings, log: Path) -> subprocess.Popen[bytes]:
     return start_worker_process(
         broker.bootstrap,
         settings,
@@ -72,10 +72,11 @@ async def _stream(kafka: KafkaSettings, topic: str, records: list[tuple[bytes, b
 
 
 async def test_sigkill_mid_stream_loses_nothing(
-    kafka_broker: EmbeddedBroker, settings: Settings, kafka: KafkaSettings, tmp_path: Path
+    kafka_broker: SessionBroker, settings: Settings, kafka: KafkaSettings, tmp_path: Path
 ) -> None:
     topics = settings.topics
     records = make_requests(TOTAL, seed=7)
+    await register_users(settings, kafka, bench_users(seed=7))
     expected = {orjson.loads(v)["request_id"] for _, v in records}
     assert len(expected) == TOTAL
     seen: collections.Counter[str] = collections.Counter()

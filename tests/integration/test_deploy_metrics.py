@@ -36,12 +36,13 @@ def test_every_metric_deploy_uses_is_exported(tmp_path: Path) -> None:
     kafka_port, http_port = free_port(), free_port()
     log = tmp_path / "run.log"
     with log.open("wb") as out:
+        ports = ["--kafka-port", str(kafka_port), "--http-port", str(http_port)]
         gateway = subprocess.Popen(
-            [sys.executable, "-m", "workers.cli", "run", "--config", str(CONFIG),
-             "--kafka-port", str(kafka_port), "--http-port", str(http_port)],
+            [sys.executable, "-m", "workers.cli", "run", "--config", str(CONFIG), *ports],
             env={**os.environ, "DCCGATE_SESSION_TIMEOUT_MS": "1000"},
-            stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         wait_healthy(http_port, gateway, log, ready=lambda d: "traffic" in d["control"]["versions"])
         used = metrics_used_by_deploy()

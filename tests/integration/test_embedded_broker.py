@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -9,12 +10,20 @@ from broker.embedded import EmbeddedBroker, _probe, find_tansu
 from broker.errors import EmbeddedBrokerError
 from broker.settings import KafkaSettings
 from broker.topics import Topics, ensure_topics
+from tests.integration.brokers import SessionBroker
+
+# The broker the tests below start themselves is the embedded one, whatever --broker says.
+_OWN_TANSU = pytest.mark.embedded_only(
+    reason="starts its own embedded broker (tansu) to test it; the session broker is unused"
+)
 
 
+@_OWN_TANSU
 def test_the_binary_comes_from_the_pinned_package() -> None:
     assert find_tansu().name.startswith("tansu")
 
 
+@_OWN_TANSU
 def test_a_bad_override_is_refused_with_the_fix(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -23,6 +32,7 @@ def test_a_bad_override_is_refused_with_the_fix(
         find_tansu()
 
 
+@_OWN_TANSU
 def test_start_answers_and_stop_frees_the_port(tmp_path: Path) -> None:
     broker = EmbeddedBroker(log_path=tmp_path / "b.log")
     broker.start_blocking()
@@ -35,6 +45,7 @@ def test_start_answers_and_stop_frees_the_port(tmp_path: Path) -> None:
         s.bind((broker.host, broker.port))
 
 
+@_OWN_TANSU
 def test_a_port_in_use_gives_a_clear_error(tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -44,7 +55,7 @@ def test_a_port_in_use_gives_a_clear_error(tmp_path: Path) -> None:
             broker.start_blocking()
 
 
-async def test_topic_creation_is_idempotent(kafka_broker: EmbeddedBroker) -> None:
+async def test_topic_creation_is_idempotent(kafka_broker: SessionBroker) -> None:
     kafka = KafkaSettings(bootstrap=kafka_broker.bootstrap)
     specs = Topics.with_prefix("idem.").specs(partitions=3)
     first = await ensure_topics(kafka, specs)
@@ -54,7 +65,7 @@ async def test_topic_creation_is_idempotent(kafka_broker: EmbeddedBroker) -> Non
 
 
 async def test_batched_records_keep_key_value_headers_timestamp_and_order(
-    kafka_broker: EmbeddedBroker,
+    kafka_broker: SessionBroker,
 ) -> None:
     from broker.producer import BatchProducer, partition_for_key
     from tests.integration.helpers import read_topic
@@ -64,6 +75,9 @@ async def test_batched_records_keep_key_value_headers_timestamp_and_order(
     )
     [spec] = [s for s in Topics.with_prefix("rt.").specs(partitions=3) if "sr.inbound" in s.name]
     await ensure_topics(kafka, [spec])
+    # Recent timestamps: Apache Kafka deletes records older than the topic's retention
+    # (7 days here) within a second or two, whole segments, the active one included.
+    base_ms = int(time.time() * 1000) - 60_000
     async with BatchProducer(kafka) as producer:
         await producer.prepare([spec.name])
         batch = producer.batch()
@@ -75,7 +89,7 @@ async def test_batched_records_keep_key_value_headers_timestamp_and_order(
                 b"%05d" % i + b"x" * 95,
                 [("n", str(i).encode())],
                 None,
-                1_700_000_000_000 + i,
+                base_ms + i,
             )
         await producer.send(batch)
     records = await read_topic(kafka, spec.name, expect=600)
@@ -85,7 +99,7 @@ async def test_batched_records_keep_key_value_headers_timestamp_and_order(
         assert rec.key == f"key-{i % 7}".encode()
         assert rec.partition == partition_for_key(rec.key, 3)
         assert list(rec.headers) == [("n", str(i).encode())]
-        assert rec.timestamp == 1_700_000_000_000 + i
+        assert rec.timestamp == base_ms + i
     for p in range(3):
         in_partition = [int(r.value[:5]) for r in records if r.partition == p]
         assert in_partition == sorted(in_partition)

@@ -20,11 +20,13 @@ import msgspec
 import orjson
 import pytest
 
-from broker.embedded import EmbeddedBroker, free_port
+from broker.consumer import Record
+from broker.embedded import free_port
 from broker.follower import TopicFollower
 from broker.producer import BatchProducer, partition_for_key
 from broker.settings import KafkaSettings
 from broker.topics import ensure_topics
+from tests.integration.brokers import SessionBroker
 from tests.integration.helpers import start_worker_process, wait_until_async
 from workers.admin.service import AdminService
 from workers.config.model import Allocation, Traffic, User
@@ -59,7 +61,8 @@ def _users() -> dict[str, str]:
 
 @pytest.fixture
 async def configured(kafka: KafkaSettings, settings: Settings) -> AsyncIterator[dict[str, str]]:
-    settings = msgspec.structs.replace(settings, admin_token="x", partitions=PARTITIONS)
+    token = "noisy-neighbour-operator-token-32-chars"
+    settings = msgspec.structs.replace(settings, admin_token=token, partitions=PARTITIONS)
     await ensure_topics(kafka, settings.topics.specs(partitions=PARTITIONS))
     reader = ControlReader(kafka, settings.topics.control)
     await reader.start()
@@ -69,8 +72,9 @@ async def configured(kafka: KafkaSettings, settings: Settings) -> AsyncIterator[
     users = _users()
     try:
         for name, user_id in users.items():
-            await admin.writer.put(f"users/{user_id}", User(name=name, roles=["IS"]),
-                                   by="test", expected_version=None)  # fmt: skip
+            await admin.writer.put(
+                f"users/{user_id}", User(name=name, roles=["IS"]), by="test", expected_version=None
+            )
             await admin.writer.put(
                 f"allocations/{user_id}",
                 Allocation(rate_per_s=ALLOCATIONS[name], burst=10),
@@ -116,8 +120,12 @@ async def _send(kafka: KafkaSettings, topic: str, users: dict[str, str], stop_a_
                     target = (
                         f"00-DB-00-00-00-00-{counters[name] // 256:02X}-{counters[name] % 256:02X}"
                     )
-                    doc = {"request_id": f"{user_id}:{target}:{counters[name]}",
-                           "user_role": "IS", "srv": "4.1.1", "command_variant": 1}  # fmt: skip
+                    doc = {
+                        "request_id": f"{user_id}:{target}:{counters[name]}",
+                        "user_role": "IS",
+                        "srv": "4.1.1",
+                        "command_variant": 1,
+                    }
                     batch.add(topic, user_id.encode(), orjson.dumps(doc))
             await producer.send(batch)
             await asyncio.sleep(
@@ -126,7 +134,7 @@ async def _send(kafka: KafkaSettings, topic: str, users: dict[str, str], stop_a_
 
 
 async def test_noisy_neighbour_is_held_to_its_share(
-    kafka_broker: EmbeddedBroker,
+    kafka_broker: SessionBroker,
     kafka: KafkaSettings,
     settings: Settings,
     configured: dict[str, str],
@@ -146,9 +154,11 @@ async def test_noisy_neighbour_is_held_to_its_share(
         for i, port in enumerate(ports)
     ]
     answers: list[dict[str, object]] = []
-    follower = TopicFollower(kafka, settings.topics.user_responses,
-                             lambda recs: answers.extend(orjson.loads(r.value) for r in recs),
-                             name="test")  # fmt: skip
+
+    def collect(records: list[Record]) -> None:
+        answers.extend(orjson.loads(r.value) for r in records if r.value is not None)
+
+    follower = TopicFollower(kafka, settings.topics.user_responses, collect, name="test")
     await follower.start()
     try:
         # Both routers up, each with one partition.

@@ -14,7 +14,14 @@ from prometheus_client import CollectorRegistry
 
 from broker.settings import KafkaSettings
 from tests.integration.helpers import ApiClient, read_topic
-from tests.integration.quarantine_helpers import A, B, quarantine_all, quarantine_gateway
+from tests.integration.quarantine_helpers import (
+    A,
+    B,
+    RefuseOnce,
+    held_entry,
+    quarantine_all,
+    quarantine_gateway,
+)
 from workers.config.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("topics_ready")
@@ -50,7 +57,7 @@ async def test_bulk_decisions_by_rule_time_range_and_user(
     first = await quarantine_all(gw, settings, kafka, A, range(1, 4))
     later = await quarantine_all(gw, settings, kafka, A, range(4, 7))
     of_b = await quarantine_all(gw, settings, kafka, B, range(1, 3))
-    at = {i: gw.admin.quarantine.book.get(i).at_s for i in first + later}  # type: ignore[union-attr]
+    at = {i: held_entry(gw.admin.quarantine, i).at_s for i in first + later}
     assert max(at[i] for i in first) < min(at[i] for i in later)
     boundary = _iso((max(at[i] for i in first) + min(at[i] for i in later)) / 2)
 
@@ -72,7 +79,7 @@ async def test_bulk_decisions_by_rule_time_range_and_user(
 
     # One released singly first; then A releases its first burst by rule and time range.
     assert (await gw.call("A", "POST", f"/v1/quarantine/{first[0]}/release"))[0] == 200
-    bulk = {"rule": RULE_A, "to": boundary}
+    bulk: dict[str, str | int] = {"rule": RULE_A, "to": boundary}
     status, doc = await gw.call("A", "POST", "/v1/quarantine/release", bulk)
     assert status == 200, doc
     assert (doc["decision"], _ids(doc["decided"]), doc["more"]) == ("release", first[1:], False)
@@ -142,9 +149,37 @@ async def test_bad_bulk_bodies_are_refused(gw: ApiClient, body: Any, words: str)
 
 @pytest.mark.parametrize(
     "query",
-    ["state=nope", "kind=nope", "from=yesterday", "to=2026-01-01T00:00:00", "limit=0",
-     "from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z"],
-)  # fmt: skip
+    [
+        "state=nope",
+        "kind=nope",
+        "from=yesterday",
+        "to=2026-01-01T00:00:00",
+        "limit=0",
+        "from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z",
+    ],
+)
 async def test_bad_list_filters_are_refused(gw: ApiClient, query: str) -> None:
     status, doc = await gw.call("operator", "GET", f"/v1/quarantine?{query}")
     assert status == 422, doc
+
+
+async def test_a_bulk_decision_partly_not_acknowledged_decides_the_rest_and_can_be_repeated(
+    gw: ApiClient, settings: Settings, kafka: KafkaSettings
+) -> None:
+    ids = await quarantine_all(gw, settings, kafka, A, range(1, 4))
+    service = gw.admin.quarantine
+    service._producer = RefuseOnce(service._producer, settings.topics.sr_outbound, ids[1].encode())
+
+    status, doc = await gw.call("A", "POST", "/v1/quarantine/release", {"user_id": A})
+    assert status == 503
+    assert (_ids(doc["decided"]), [f["id"] for f in doc["failed"]]) == ([ids[0], ids[2]], [ids[1]])
+    assert "call again" in doc["error"]
+    assert held_entry(service, ids[1]).state == "pending"
+
+    status, doc = await gw.call("A", "POST", "/v1/quarantine/release", {"user_id": A})
+    assert status == 200
+    assert (_ids(doc["decided"]), doc["failed"]) == ([ids[1]], [])
+    assert sorted(s["id"] for s in doc["skipped"]) == sorted([ids[0], ids[2]])
+    forwards = await read_topic(kafka, settings.topics.sr_outbound, expect=3)
+    forwarded = collections.Counter(orjson.loads(r.value)["request_id"] for r in forwards)
+    assert forwarded == dict.fromkeys(ids, 1)  # each once: the refused forward never went

@@ -26,7 +26,7 @@ async def test_requests_are_forwarded_rejected_or_dead_lettered(
         b"{broken",
     ]
     out = io.StringIO()
-    async with running_router(settings, kafka) as (loop, registry):
+    async with running_router(settings, kafka) as (router, registry):
         result = await send_requests(
             lines, settings=kafka, topics=settings.topics, timeout_s=20, out=out
         )
@@ -40,7 +40,7 @@ async def test_requests_are_forwarded_rejected_or_dead_lettered(
         f"{USER_A}:{DEVICE}:2",
     }
     assert "rejected" in out.getvalue()
-    assert loop.status.records == 5
+    assert router.status.records == 5
     assert (
         registry.get_sample_value(
             "dccgate_records_consumed_total",

@@ -17,9 +17,22 @@ PACKAGES = ("broker", "throttling", "adt", "workers")
 PURE = ("throttling", "adt")
 # I/O, the clock, the environment and the event loop stay out of the decision packages.
 FORBIDDEN_IN_PURE = {
-    "asyncio", "aiokafka", "aiohttp", "prometheus_client", "uvloop", "os", "socket", "time",
-    "subprocess", "threading", "urllib", "random", "broker", "workers", "confluent_kafka",
-}  # fmt: skip
+    "asyncio",
+    "aiokafka",
+    "aiohttp",
+    "prometheus_client",
+    "uvloop",
+    "os",
+    "socket",
+    "time",
+    "subprocess",
+    "threading",
+    "urllib",
+    "random",
+    "broker",
+    "workers",
+    "confluent_kafka",
+}
 
 # Which room may import which (besides itself). A room is a top-level package, or a module
 # or sub-package of `workers`. Read it top-down: tools -> cli -> gateway -> router | alerts |

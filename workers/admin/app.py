@@ -4,11 +4,14 @@ Every `/v1/...` request carries `Authorization: Bearer <token>`. Operator tokens
 and change everything; a User token is bound to one User ID and may read its own
 configuration and state and change only what a User may change (its own ADT values, its
 own quarantined requests). Anything else is `403` with a message that names no data.
-Bodies are JSON; errors are `{"error": "..."}` with 400 (malformed JSON), 401, 403, 404,
-409 (the item changed since the version sent), 413 (a body over 1 MiB), 422 (a value out
-of range or an unknown field). A PUT may carry the `version` it read (or `If-Match`);
-`version: 0` means "only if it does not exist yet". The routes are listed once, in
-`ROUTES`, which also builds `/openapi.json`.
+Bodies are JSON (`Content-Type: application/json`, else 415); errors are `{"error": "..."}`
+with 400 (malformed JSON, or JSON readers could read differently: a key twice, not UTF-8,
+too deep), 401, 403, 404, 408 (a body too slow), 409 (the item changed since the version
+sent; a quarantine decision already taken or being taken), 413 (a body over 1 MiB), 422 (a
+value out of range or an unknown field; an If-Match or integer query parameter that is not
+a short ASCII number), 503 (a quarantine decision Kafka did not acknowledge: retry). A PUT
+may carry the `version` it read (or `If-Match`); `version: 0` means "only if it does not
+exist yet". The routes are listed once, in `ROUTES`, which also builds `/openapi.json`.
 
 Layout: one module of routes per resource (`routes_users`, `routes_config`,
 `routes_quarantine`, `routes_audit`); the pieces every handler shares (`Route`, `ApiError`,

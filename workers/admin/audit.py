@@ -40,6 +40,11 @@ class AuditLog:
         """Stop reading."""
         await self._follower.stop()
 
+    @property
+    def problem(self) -> str | None:
+        """Why `dcc.audit` cannot be followed now, or None."""
+        return self._follower.problem
+
     async def wait_applied(self, offset: int, timeout_s: float = 5.0) -> None:
         """Wait until the record at `offset` is readable."""
         await self._follower.wait_offset(0, offset, timeout_s)

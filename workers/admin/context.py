@@ -50,7 +50,7 @@ class _NoQuarantine:
     async def decide_many(
         self, decision: DecisionKind, principal: Principal, selection: Selection, *, limit: int
     ) -> dict[str, Any]:
-        return {"decision": decision, "decided": [], "skipped": [], "more": False}
+        return {"decision": decision, "decided": [], "skipped": [], "more": False, "failed": []}
 
 
 def no_quarantine() -> QuarantineView:

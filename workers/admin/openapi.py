@@ -19,6 +19,19 @@ _ERROR = {
     "properties": {"error": {"type": "string"}},
     "required": ["error"],
 }
+_BODY_ERRORS = (
+    ("408", "the body did not arrive in time"),
+    ("413", "body over 1 MiB"),
+    ("415", "body not sent as Content-Type: application/json"),
+)
+_IF_MATCH = {
+    "name": "If-Match",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": 'The version read with GET, e.g. "3" (or `version` in the body); 409 if '
+    "the item changed since, 422 if it is not a whole number.",
+}
 _PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
     "user_id": {"type": "string", "pattern": USER_ID_PATTERN},
     "token_id": {"type": "string", "pattern": "^[0-9a-f]{12}$"},
@@ -36,21 +49,27 @@ def openapi_document(routes: Sequence[Route]) -> dict[str, Any]:
     )
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
+        operation_id = f"{route.method.lower()}_{route.path.strip('/').replace('/', '_')}"
+        parameters: list[dict[str, Any]] = [
+            {"name": name, "in": "path", "required": True, "schema": _PARAM_SCHEMAS[name]}
+            for name in _PARAM.findall(route.path)
+        ]
+        parameters += [
+            {
+                "name": q.name,
+                "in": "query",
+                "required": False,
+                "schema": q.schema,
+                "description": q.description,
+            }
+            for q in route.query
+        ]
         op: dict[str, Any] = {
             "summary": route.summary,
             "description": f"Who may call it: {route.who}.",
-            "operationId": f"{route.method.lower()}_{route.path.strip('/').replace('/', '_')}"
-            .replace("{", "")
-            .replace("}", ""),
+            "operationId": operation_id.replace("{", "").replace("}", ""),
             "security": [{"bearer": []}],
-            "parameters": [
-                {"name": name, "in": "path", "required": True, "schema": _PARAM_SCHEMAS[name]}
-                for name in _PARAM.findall(route.path)
-            ] + [
-                {"name": q.name, "in": "query", "required": False, "schema": q.schema,
-                 "description": q.description}
-                for q in route.query
-            ],
+            "parameters": parameters,
             "responses": {
                 "200": {
                     "description": "OK",
@@ -68,9 +87,16 @@ def openapi_document(routes: Sequence[Route]) -> dict[str, Any]:
                     )
                 },
             },
-        }  # fmt: skip
+        }
         if route.method == "POST":
             op["responses"]["201"] = {"description": "created"}
+        for code, text in (*(_BODY_ERRORS if route.body is not None else ()), *route.errors):
+            op["responses"][code] = {
+                "description": text,
+                "content": {"application/json": {"schema": _ERROR}},
+            }
+        if route.method == "PUT" and route.body is not None:
+            op["parameters"].append(_IF_MATCH)
         if route.body is not None and route.method != "PUT":
             op["requestBody"] = {
                 "required": True,

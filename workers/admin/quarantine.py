@@ -12,23 +12,29 @@ A decision is final: deciding twice is refused with the current state. Each deci
 audited on `dcc.audit`. Bulk decisions (`decide_many`: by User, rule, kind and time range)
 decide each matching pending request the same way and report the others as skipped.
 
-Exactly once: within one admin process a request is released once (the book refuses a
-second decision). The decision record is written after the forward and the answer are
-acknowledged, so a crash between the two leaves the request pending: released again, it is
-forwarded again (at-least-once; downstream de-duplicates by request_id as for every
-forward). A `released` record names the User and the SRV, so the router that owns the User
-counts the released request in its ADT windows (workers/router/adt_state.py). The pending bytes
-are held in this process's memory (bounded by the expiry: 14 days of quarantined requests).
+A decision is final only once Kafka has acknowledged everything it writes, in this order:
+the forward (a release), then the User's answer, then the audit record, and last the
+decision record on `dcc.sr.quarantine` (the commit point); only then does the book say
+released or deleted. While that is under way the request is *being decided*: a second
+decision on it is refused (409, "being decided") instead of waiting. If a send is not
+acknowledged the mark is cleared and the request stays pending, so the caller may simply
+try again (503); a retry repeats the steps already done (at-least-once: downstream
+de-duplicates forwards by request_id, and the audit trail may show the attempt twice, never
+zero times). A crash between the steps leaves the request pending likewise. A `released`
+record names the User and the SRV, so the router that owns the User counts the released
+request in its ADT windows (workers/router/adt_state.py). The pending bytes are held in
+this process's memory (bounded by the expiry: 14 days of quarantined requests).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import logging
 import time
-from collections.abc import Callable
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal, Protocol
 
 import msgspec
 from prometheus_client import CollectorRegistry
@@ -47,17 +53,25 @@ from adt import (
 )
 from adt.quarantine import DEFAULT_PENDING_MAX_S
 from broker.consumer import Record
+from broker.errors import BrokerError
 from broker.follower import TopicFollower
-from broker.producer import BatchProducer
 from broker.schemas import AuditRecord, QuarantinedRequest, UserResponse
 from broker.settings import KafkaSettings
 from broker.topics import Topics
 from workers.admin.quarantine_metrics import Decision, QuarantineMetrics
 from workers.admin.tokens import Principal
-from workers.admin.writer import ControlWriter
 from workers.config.codes import ResponseCodes
 
-__all__ = ["BULK_LIMIT", "DecisionKind", "DecisionRefusedError", "QuarantineService", "Selection"]
+__all__ = [
+    "BULK_LIMIT",
+    "AuditWriter",
+    "DecisionKind",
+    "DecisionNotSentError",
+    "DecisionRefusedError",
+    "QuarantineService",
+    "RecordSender",
+    "Selection",
+]
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +88,6 @@ DecisionKind = Literal["release", "delete"]
 # Aliases: inside QuarantineService, `list` is its method.
 _Entries = list[QuarantineEntry]
 _Docs = list[dict[str, Any]]
-_Events = list[Released | Deleted]
 _RELEASED: Decision = "released"
 _DELETED: Decision = "deleted"
 
@@ -91,8 +104,34 @@ class Selection(msgspec.Struct, frozen=True, kw_only=True):
     until_s: float | None = None
 
 
+def _iso(at_s: float) -> str:
+    """Epoch seconds as ISO 8601 UTC, to the second."""
+    return datetime.datetime.fromtimestamp(at_s, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 class DecisionRefusedError(Exception):
-    """A decision that cannot be taken (already decided); the message says why."""
+    """A decision that cannot be taken (already decided, or being decided right now); the
+    message says why."""
+
+
+class DecisionNotSentError(Exception):
+    """Kafka did not acknowledge a decision's records: nothing was decided, the request is
+    still pending and may be decided again; the message says why."""
+
+
+class RecordSender(Protocol):
+    """Sends one record and waits for its acknowledgement (`broker.producer.BatchProducer`);
+    raises `broker.errors.BrokerError` when it is not acknowledged."""
+
+    async def send_one(
+        self, topic: str, key: bytes | None, value: bytes | None
+    ) -> tuple[int, int]: ...
+
+
+class AuditWriter(Protocol):
+    """Writes audit records to `dcc.audit` (`workers.admin.writer.ControlWriter`)."""
+
+    async def record_many(self, audits: list[AuditRecord]) -> None: ...
 
 
 class QuarantineService:
@@ -108,8 +147,8 @@ class QuarantineService:
         self,
         settings: KafkaSettings,
         topics: Topics,
-        producer: BatchProducer,
-        writer: ControlWriter,
+        producer: RecordSender,
+        writer: AuditWriter,
         codes: ResponseCodes,
         *,
         pending_max_s: float = DEFAULT_PENDING_MAX_S,
@@ -126,11 +165,22 @@ class QuarantineService:
         self.book = QuarantineBook(pending_max_s=pending_max_s)
         self.metrics = QuarantineMetrics(registry or CollectorRegistry(), self.book, clock)
         self._held: dict[str, QuarantinedRequest] = {}
+        # Requests being decided right now (sends not yet all acknowledged): id -> decision.
+        self._deciding: dict[str, DecisionKind] = {}
         self._follower = TopicFollower(
             settings, topics.sr_quarantine, self._apply, name="quarantine"
         )
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._expiry_problem: str | None = None
+        self._answers: set[asyncio.Task[None]] = set()
+        self.duplicates = 0
+        """Quarantine records of requests already in the book (answered, not held twice)."""
+
+    @property
+    def problem(self) -> str | None:
+        """Why the book cannot be kept current or expired now, or None."""
+        return self._follower.problem or self._expiry_problem
 
     async def start(self) -> None:
         """Rebuild the book from the topic, then expire overdue requests periodically."""
@@ -145,6 +195,9 @@ class QuarantineService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self._follower.stop()
+        for task in list(self._answers):
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(task, 5)
 
     def _apply(self, records: list[Record]) -> None:
         for rec in records:
@@ -161,8 +214,36 @@ class QuarantineService:
                 )  # fmt: skip
                 if applied:
                     self._held[event.id] = event
+                elif self._follower.caught_up:
+                    # The same request quarantined a second time (its router had lost its
+                    # replay memory): never held twice; the User is told its current state.
+                    self._answer_duplicate(event)
             elif self.book.apply(event):
                 self._held.pop(event.id, None)
+
+    def _answer_duplicate(self, event: QuarantinedRequest) -> None:
+        entry = self.book.get(event.id)
+        if entry is None:
+            return
+        self.duplicates += 1
+        outcome, code = {
+            "pending": ("quarantined", event.response_code),
+            "released": ("released", self._codes.released),
+        }.get(entry.state, ("deleted", self._codes.deleted))
+        reason = (
+            f"request {event.id} was quarantined already at {_iso(entry.at_s)} by rule "
+            f"{entry.rule}; it is {entry.state}, and this copy is not held again"
+        )
+        task = asyncio.get_running_loop().create_task(
+            self._answer(event.user_id, event.id, code, outcome, reason, entry.rule)
+        )
+        self._answers.add(task)
+        task.add_done_callback(self._answer_done)
+
+    def _answer_done(self, task: asyncio.Task[None]) -> None:
+        self._answers.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a duplicate's answer was not sent: %s", task.exception())
 
     # --- the API's view ----------------------------------------------------------------
 
@@ -193,18 +274,32 @@ class QuarantineService:
     async def decide(
         self, request_id: str, decision: DecisionKind, principal: Principal
     ) -> dict[str, Any] | None:
-        """Release or delete `request_id`; None if it is not in quarantine; raise
-        DecisionRefusedError if it is no longer pending."""
+        """Release or delete `request_id`; None if it is not in quarantine.
+
+        Raises DecisionRefusedError if it is no longer pending or is being decided right
+        now, DecisionNotSentError if Kafka did not acknowledge the decision (it is then
+        still pending: try again)."""
         async with self._lock:
             entry = self.book.get(request_id)
             if entry is None:
                 return None
-            if entry.state != "pending" or (decision == "release" and entry.id not in self._held):
+            refusal = self._refusal(entry, decision)
+            if refusal is not None:
                 # Refused before anything is forwarded or answered.
-                raise DecisionRefusedError(self._refusal(entry, decision))
-            await self._carry_out([entry], decision, principal, bulk=None)
-            decided = self.book.get(request_id)
-            return self._entry(decided) if decided is not None else {"id": request_id}
+                raise DecisionRefusedError(refusal)
+            self._claim([entry], decision)
+        try:
+            _, failed = await self._carry_out([entry], decision, principal, bulk=None)
+        finally:
+            self._unclaim([entry])
+        if failed:
+            raise DecisionNotSentError(
+                f"the {decision} of request {request_id} was not acknowledged by Kafka "
+                f"({failed[request_id]}); nothing was decided and it is still pending: try "
+                "again"
+            )
+        decided = self.book.get(request_id)
+        return self._entry(decided) if decided is not None else {"id": request_id}
 
     async def decide_many(
         self,
@@ -216,10 +311,12 @@ class QuarantineService:
     ) -> dict[str, Any]:
         """Release or delete every pending request `selection` matches (its `state` is
         ignored), oldest first, at most `limit`; the matching requests that are no longer
-        pending are skipped, each with the reason (a decision is final).
+        pending, or are being decided by another call, are skipped, each with the reason.
 
         Returns `decided` (the entries as decided), `skipped` ({id, state, reason}, at most
-        `limit`), and `more`: true when pending requests beyond `limit` still match.
+        `limit`), `more`: true when pending requests beyond `limit` still match, and
+        `failed` ({id, reason}): those whose records Kafka did not acknowledge, still
+        pending; when there are any, `error` says what happened and what to do.
         """
         async with self._lock:
             matched = self._select(msgspec.structs.replace(selection, state=None))
@@ -227,33 +324,63 @@ class QuarantineService:
             skipped: _Docs = []
             more = False
             for entry in matched:
-                if entry.state == "pending" and (decision == "delete" or entry.id in self._held):
+                reason = self._refusal(entry, decision)
+                if reason is None:
                     if len(todo) < limit:
                         todo.append(entry)
                     else:
                         more = True
                 elif len(skipped) < limit:
-                    reason = self._refusal(entry, decision)
                     skipped.append({"id": entry.id, "state": entry.state, "reason": reason})
-            filters = {k: v for k, v in msgspec.to_builtins(selection).items() if k != "state"}
-            await self._carry_out(todo, decision, principal, bulk=filters)
-            decided = [self.book.get(e.id) for e in todo]
-            return {
-                "decision": decision,
-                "decided": [self._entry(e) for e in decided if e is not None],
-                "skipped": skipped,
-                "more": more,
-            }
+            self._claim(todo, decision)
+        filters = {k: v for k, v in msgspec.to_builtins(selection).items() if k != "state"}
+        try:
+            done, failed = await self._carry_out(todo, decision, principal, bulk=filters)
+        finally:
+            self._unclaim(todo)
+        decided = [self.book.get(e.id) for e in done]
+        result: dict[str, Any] = {
+            "decision": decision,
+            "decided": [self._entry(e) for e in decided if e is not None],
+            "skipped": skipped,
+            "more": more,
+            "failed": [{"id": i, "reason": why} for i, why in failed.items()],
+        }
+        if failed:
+            first = next(iter(failed.values()))
+            result["error"] = (
+                f"{len(failed)} of {len(todo)} decisions ({decision}) were not acknowledged "
+                f"by Kafka ({first}); they are still pending and were not decided, the other "
+                f"{len(done)} are: call again with the same filters to {decision} the rest"
+            )
+        return result
 
-    def _refusal(self, entry: QuarantineEntry, decision: DecisionKind) -> str:
+    def _refusal(self, entry: QuarantineEntry, decision: DecisionKind) -> str | None:
+        """Why `entry` cannot be decided now, or None if it can."""
         try:
             self.book._pending(entry.id, decision)
         except (AlreadyDecidedError, UnknownEntryError) as exc:
             return str(exc)
-        return (
-            f"cannot {decision} request {entry.id}: its original bytes are not held by this "
-            "admin process (is it still reading dcc.sr.quarantine?); try again shortly"
-        )
+        other = self._deciding.get(entry.id)
+        if other is not None:
+            return (
+                f"cannot {decision} request {entry.id}: it is being decided right now (a "
+                f"{other} not yet acknowledged); if that fails, try again"
+            )
+        if decision == "release" and entry.id not in self._held:
+            return (
+                f"cannot {decision} request {entry.id}: its original bytes are not held by this "
+                "admin process (is it still reading dcc.sr.quarantine?); try again shortly"
+            )
+        return None
+
+    def _claim(self, entries: _Entries, decision: DecisionKind) -> None:
+        for e in entries:
+            self._deciding[e.id] = decision
+
+    def _unclaim(self, entries: _Entries) -> None:
+        for e in entries:
+            self._deciding.pop(e.id, None)
 
     async def _carry_out(
         self,
@@ -262,54 +389,113 @@ class QuarantineService:
         principal: Principal,
         *,
         bulk: dict[str, Any] | None,
-    ) -> None:
-        """Decide `entries` (all pending; under the lock): forward (release), then record
-        in the book, answer the Users, close the log entries and audit each decision.
+    ) -> tuple[_Entries, dict[str, str]]:
+        """Decide `entries` (pending, claimed by the caller): forward (release), answer the
+        Users, audit, and write the decision records; each step only for the entries whose
+        earlier steps Kafka acknowledged, and each step's records sent together. The
+        entries with every record acknowledged are then decided in the book.
 
-        The decision records are written after the forwards are acknowledged: a crash in
-        between leaves the requests pending (a second release forwards again; downstream
-        de-duplicates by request_id)."""
+        Returns (decided, failed: id -> why); a failed entry is left pending."""
+        failed: dict[str, str] = {}
         if not entries:
-            return
+            return [], failed
         now_s = self._clock()
         by = principal.label()
+        events: dict[str, Released | Deleted]
+        todo = entries
         if decision == "release":
-            await asyncio.gather(*(self._forward(self._held[e.id]) for e in entries))
-            events: _Events = [self.book.release(e.id, by, now_s) for e in entries]
+            held = {e.id: self._held[e.id] for e in entries}  # claimed: _refusal checked
+            todo = await self._each(todo, failed, lambda e: self._forward(held[e.id]))
+            events = {
+                e.id: Released(id=e.id, by=by, at_s=now_s, user_id=e.user_id, srv=e.srv)
+                for e in todo
+            }
             code, outcome = self._codes.released, _RELEASED
             reason = f"released from quarantine by {by}; forwarded"
         else:
-            events = [self.book.delete(e.id, by, now_s) for e in entries]
+            events = {e.id: Deleted(id=e.id, by=by, at_s=now_s) for e in todo}
             code, outcome = self._codes.deleted, _DELETED
             reason = f"deleted from quarantine by {by}; not processed"
-        self.metrics.decided(outcome, "operator" if principal.is_operator else "user", len(events))
-        await asyncio.gather(
-            *(self._answer(e.user_id, e.id, code, outcome, reason, e.rule) for e in entries),
-            *(
-                self._producer.send_one(
-                    self._topics.sr_quarantine, e.user_id.encode(), _encode(event)
-                )
-                for e, event in zip(entries, events, strict=True)
+        todo = await self._each(
+            todo, failed, lambda e: self._answer(e.user_id, e.id, code, outcome, reason, e.rule)
+        )
+        todo = await self._audit(todo, failed, decision, by, now_s, outcome, bulk)
+        todo = await self._each(
+            todo,
+            failed,
+            lambda e: self._producer.send_one(
+                self._topics.sr_quarantine, e.user_id.encode(), _encode(events[e.id])
             ),
         )
-        for e in entries:
+        # Every record of these is acknowledged: now, and only now, they are decided. (The
+        # follower may have applied our own decision record already; apply is idempotent.)
+        for e in todo:
+            self.book.apply(events[e.id])
             self._held.pop(e.id, None)
+        self.metrics.decided(outcome, "operator" if principal.is_operator else "user", len(todo))
+        if failed:
+            log.warning(
+                "quarantine %s by %s: %d of %d not acknowledged, left pending: %s",
+                decision, by, len(failed), len(entries), next(iter(failed.values())),
+            )  # fmt: skip
+        return todo, failed
+
+    async def _each(
+        self,
+        entries: _Entries,
+        failed: dict[str, str],
+        send: Callable[[QuarantineEntry], Awaitable[object]],
+    ) -> _Entries:
+        """`send` for every entry at once; the entries whose send was acknowledged. Those
+        refused by Kafka (BrokerError) go to `failed` with the reason."""
+        if not entries:
+            return entries
+        results = await asyncio.gather(*(send(e) for e in entries), return_exceptions=True)
+        ok: _Entries = []
+        for entry, result in zip(entries, results, strict=True):
+            if isinstance(result, BrokerError):
+                failed[entry.id] = str(result)
+            elif isinstance(result, BaseException):
+                raise result  # not a delivery failure: a bug, or cancellation
+            else:
+                ok.append(entry)
+        return ok
+
+    async def _audit(
+        self,
+        entries: _Entries,
+        failed: dict[str, str],
+        decision: DecisionKind,
+        by: str,
+        now_s: float,
+        outcome: Decision,
+        bulk: dict[str, Any] | None,
+    ) -> _Entries:
+        """Audit the decisions of `entries` (all or none); the entries audited."""
+        if not entries:
+            return entries
         new: dict[str, Any] = {"state": outcome}
         if bulk is not None:
             new["bulk"] = bulk
-        await self._writer.record_many(
-            [
-                AuditRecord(
-                    at_ms=int(now_s * 1000),
-                    by=by,
-                    action=f"quarantine.{decision}",
-                    key=f"quarantine/{e.id}",
-                    old=msgspec.Raw(_encode({"state": "pending", "rule": e.rule})),
-                    new=msgspec.Raw(_encode(new)),
-                )
-                for e in entries
-            ]
-        )
+        try:
+            await self._writer.record_many(
+                [
+                    AuditRecord(
+                        at_ms=int(now_s * 1000),
+                        by=by,
+                        action=f"quarantine.{decision}",
+                        key=f"quarantine/{e.id}",
+                        old=msgspec.Raw(_encode({"state": "pending", "rule": e.rule})),
+                        new=msgspec.Raw(_encode(new)),
+                    )
+                    for e in entries
+                ]
+            )
+        except (BrokerError, TimeoutError) as exc:
+            why = str(exc) or "the audit record was not readable on dcc.audit within 5 s"
+            failed.update((e.id, why) for e in entries)
+            return []
+        return entries
 
     async def _forward(self, held: QuarantinedRequest) -> None:
         target = held.id.split(":")[1]
@@ -337,6 +523,17 @@ class QuarantineService:
         """Answer every request pending too long as deleted (expired), and forget the
         decisions older than the book's retention; return how many expired."""
         async with self._lock:
+            cutoff = now_s - self.book.pending_max_s
+            due_deciding = [
+                e.id
+                for e in map(self.book.get, self._deciding)
+                if e is not None and e.state == "pending" and e.at_s <= cutoff
+            ]
+            if due_deciding:
+                # A decision on one of them is being sent: it wins if acknowledged, else
+                # the request expires at the next round (the book expires all due at once).
+                log.info("quarantine expiry deferred: %s being decided", due_deciding[0])
+                return 0
             expired = self.book.expire_due(now_s)
             for event in expired:
                 entry = self.book.get(event.id)
@@ -370,7 +567,10 @@ class QuarantineService:
             await asyncio.sleep(self._expiry_interval_s)
             try:
                 await self.expire_due(self._clock())
-            except Exception:
+            except Exception as exc:
+                self._expiry_problem = f"quarantine expiry failed: {type(exc).__name__}: {exc}"
                 log.exception(
                     "quarantine expiry failed; retrying in %.0f s", self._expiry_interval_s
                 )
+            else:
+                self._expiry_problem = None

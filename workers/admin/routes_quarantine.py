@@ -6,10 +6,12 @@ nothing about another User's requests.
 
 - `GET /v1/quarantine?user_id=&rule=&kind=&state=&from=&to=&limit=`: the requests that
   match every filter given, oldest first (default: pending; `state=any` for all).
-- `POST /v1/quarantine/{request_id}/release|delete`: one decision; 409 if already decided.
+- `POST /v1/quarantine/{request_id}/release|delete`: one decision; 409 if already decided
+  or being decided right now; 503 if Kafka did not acknowledge it (still pending: retry).
 - `POST /v1/quarantine/release|delete` with a `BulkDecision` body: every pending request
   that matches (at most `limit`), each decided exactly as one at a time; the matching ones
-  already decided are answered as `skipped` with the reason, never decided twice.
+  already decided (or being decided) are answered as `skipped` with the reason, never
+  decided twice; 503 with `failed` if some were not acknowledged (still pending: call again).
 
 `from` and `to` are RFC 3339 times with a zone (`2026-01-31T09:00:00Z`) and bound when a
 request was quarantined: from <= quarantined < to.
@@ -25,7 +27,13 @@ from aiohttp import web
 
 from adt import BreachKind, QuarantineState
 from workers.admin.context import AdminContext
-from workers.admin.quarantine import BULK_LIMIT, DecisionKind, DecisionRefusedError, Selection
+from workers.admin.quarantine import (
+    BULK_LIMIT,
+    DecisionKind,
+    DecisionNotSentError,
+    DecisionRefusedError,
+    Selection,
+)
 from workers.admin.routing import (
     FORBIDDEN,
     WHO_OWN_READ,
@@ -93,9 +101,10 @@ def _query_time(request: web.Request, name: str) -> float | None:
         when = None
     if when is None or when.tzinfo is None:
         raise ApiError(
-            422, f"query parameter {name} must be an RFC 3339 time with a zone, e.g. "
+            422,
+            f"query parameter {name} must be an RFC 3339 time with a zone, e.g. "
             "2026-01-31T09:00:00Z",
-        )  # fmt: skip
+        )
     return _epoch_s(when, name)
 
 
@@ -150,6 +159,8 @@ def _decision(decision: DecisionKind) -> Handler:
             result = await api.quarantine.decide(request_id, decision, principal)
         except DecisionRefusedError as exc:
             raise ApiError(409, str(exc)) from None
+        except DecisionNotSentError as exc:
+            raise ApiError(503, str(exc)) from None
         if result is None:
             raise ApiError(404, f"no quarantined request {request_id}")
         return json_answer(result)
@@ -169,9 +180,10 @@ def _bulk(decision: DecisionKind) -> Handler:
         user_id = _own_user(principal, body.user_id)
         if all(v is None for v in (body.user_id, body.rule, body.kind, body.from_, body.to)):
             raise ApiError(
-                422, "give at least one filter: user_id, rule, kind, from or to (to decide on "
+                422,
+                "give at least one filter: user_id, rule, kind, from or to (to decide on "
                 "every pending request of a User, give its user_id)",
-            )  # fmt: skip
+            )
         from_s = None if body.from_ is None else _epoch_s(body.from_, "from")
         until_s = None if body.to is None else _epoch_s(body.to, "to")
         _check_range(from_s, until_s)
@@ -179,7 +191,9 @@ def _bulk(decision: DecisionKind) -> Handler:
             user_id=user_id, rule=body.rule, kind=body.kind, from_s=from_s, until_s=until_s
         )
         result = await api.quarantine.decide_many(decision, principal, selection, limit=body.limit)
-        return json_answer(result)
+        # Some not acknowledged by Kafka (still pending): 503 with the whole answer, so the
+        # caller sees what was decided and calls again for the rest.
+        return json_answer(result, 503 if result.get("failed") else 200)
 
     return decide_many
 
@@ -200,17 +214,20 @@ _LIST_QUERY = (
                f"at most this many ({_LIST_DEFAULT}); `more` says whether there are others"),
 )  # fmt: skip
 
+_NOT_SENT = (("503", "not acknowledged by Kafka: still pending, try again"),)
+
 QUARANTINE_ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/quarantine", _list,
           "List quarantined requests, oldest first (default: pending)", WHO_OWN_READ,
           query=_LIST_QUERY),
     Route("POST", "/v1/quarantine/release", _bulk("release"),
           "Release every pending request matching the filters, forwarding each once",
-          WHO_OWN_WRITE, body=BulkDecision),
+          WHO_OWN_WRITE, body=BulkDecision, errors=_NOT_SENT),
     Route("POST", "/v1/quarantine/delete", _bulk("delete"),
-          "Delete every pending request matching the filters", WHO_OWN_WRITE, body=BulkDecision),
+          "Delete every pending request matching the filters", WHO_OWN_WRITE, body=BulkDecision,
+          errors=_NOT_SENT),
     Route("POST", "/v1/quarantine/{request_id}/release", _decision("release"),
-          "Release a quarantined request for processing", WHO_OWN_WRITE),
+          "Release a quarantined request for processing", WHO_OWN_WRITE, errors=_NOT_SENT),
     Route("POST", "/v1/quarantine/{request_id}/delete", _decision("delete"),
-          "Delete a quarantined request", WHO_OWN_WRITE),
+          "Delete a quarantined request", WHO_OWN_WRITE, errors=_NOT_SENT),
 )  # fmt: skip

@@ -18,6 +18,7 @@ from workers.admin.seed import seed_control
 from workers.admin.writer import ControlWriter
 from workers.config.reader import ControlReader
 from workers.config.settings import Settings
+from workers.runtime.supervise import SideTasks
 
 __all__ = ["AdminService"]
 
@@ -43,9 +44,15 @@ class AdminService:
         self.audit = AuditLog(kafka, topics.audit)
         self.writer = ControlWriter(self.producer, topics, reader, self.audit)
         self.quarantine = QuarantineService(
-            kafka, topics, self.producer, self.writer, settings.codes,
-            pending_max_s=settings.quarantine_pending_max_s, registry=registry, clock=clock,
-        )  # fmt: skip
+            kafka,
+            topics,
+            self.producer,
+            self.writer,
+            settings.codes,
+            pending_max_s=settings.quarantine_pending_max_s,
+            registry=registry,
+            clock=clock,
+        )
         self.api = AdminApi(
             reader=reader,
             writer=self.writer,
@@ -54,6 +61,11 @@ class AdminService:
             quarantine=self.quarantine,
         )
         self._config = settings.config
+
+    def watch(self, side_tasks: SideTasks) -> None:
+        """Report the admin process's followers (quarantine log, audit trail) as side tasks."""
+        side_tasks.watch("quarantine", lambda: self.quarantine.problem)
+        side_tasks.watch("audit", lambda: self.audit.problem)
 
     async def start(self) -> None:
         """Connect, load the audit trail, and seed the configuration file's new items."""

@@ -91,8 +91,9 @@ class ControlWriter:
             await self._reader.wait_applied(offset)
         item = self._reader.snapshot.get(key)
         if item is None:  # deleted by another process in between: report ours
-            return Item(key=key, version=record.version, body=body, raw=raw, by=by,
-                        at_ms=record.at_ms)  # fmt: skip
+            return Item(
+                key=key, version=record.version, body=body, raw=raw, by=by, at_ms=record.at_ms
+            )
         return item
 
     async def delete(self, key: str, *, by: str, expected_version: int | None) -> bool:
@@ -121,9 +122,12 @@ class ControlWriter:
         """Store a new token's hash (never the secret)."""
         key = TOKEN_KEY_PREFIX + token.token_id
         record = ControlRecord(
-            key=key, version=1, value=msgspec.Raw(_encode(token)), by=token.created_by,
+            key=key,
+            version=1,
+            value=msgspec.Raw(_encode(token)),
+            by=token.created_by,
             at_ms=token.created_at_ms,
-        )  # fmt: skip
+        )
         async with self._lock:
             _, offset = await self._producer.send_one(
                 self._topics.control, key.encode(), _encode(record)

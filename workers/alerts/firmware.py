@@ -83,6 +83,7 @@ class FirmwareFeed:
         self._note = note
         self._seen = seen
         self._follower: TopicFollower | None = None
+        self._start_problem: str | None = None
         self._following: tuple[frozenset[int] | None, int | None] = (frozenset(), None)
         self._lock = asyncio.Lock()
 
@@ -103,15 +104,21 @@ class FirmwareFeed:
                 return
             from_ms = time.time_ns() // 1_000_000 - watch * 1000
             follower = TopicFollower(
-                self._kafka, self._topic, self._on_records, name="mp102",
-                from_ms=from_ms, partitions=parts,
-            )  # fmt: skip
+                self._kafka,
+                self._topic,
+                self.on_records,
+                name="mp102",
+                from_ms=from_ms,
+                partitions=parts,
+            )
             try:
                 await follower.start()
             except BrokerError as exc:
                 self._following = (frozenset(), None)
+                self._start_problem = f"MP102 rule: cannot follow {self._topic}: {exc}"
                 log.error("MP102 rule: cannot follow %s, activations unseen: %s", self._topic, exc)
                 return
+            self._start_problem = None
             self._follower = follower
             try:
                 await follower.wait_caught_up(wait_s)
@@ -121,6 +128,13 @@ class FirmwareFeed:
                     self._topic,
                     wait_s,
                 )
+
+    @property
+    def problem(self) -> str | None:
+        """Why activations go unseen now (the rule is on but the feed cannot follow), or None."""
+        if self._start_problem is not None:
+            return self._start_problem
+        return None if self._follower is None else self._follower.problem
 
     async def stop(self) -> None:
         """Stop following."""
@@ -133,7 +147,9 @@ class FirmwareFeed:
             await self._follower.stop()
             self._follower = None
 
-    def _on_records(self, records: list[Record]) -> None:
+    def on_records(self, records: list[Record]) -> None:
+        """Note the 11.3 activations among `records` of `dcc.sr.outbound` (the follower
+        hands each fetched batch here; it must not block)."""
         n = 0
         for rec in records:
             value = rec.value

@@ -33,6 +33,7 @@ from broker.consumer import Record, TopicPartition
 from broker.producer import Headers, OutputBatch, partition_for_key
 from broker.schemas import DeviceAlert, StormCopyRecord
 from broker.topics import Topics
+from broker.wire_guard import json_problem, reason_code
 from throttling import (
     DEFAULT_STORM_PARAMS,
     CorrelationPolicy,
@@ -49,7 +50,7 @@ from workers.alerts.metrics import AlertMetrics, LaneGauges
 from workers.alerts.storm_changelog import FORWARD, SKIP, StormBook
 from workers.config import model
 from workers.config.snapshot import ConfigSnapshot
-from workers.runtime.deadletter import deadletter
+from workers.runtime.deadletter import deadletter, processing_error
 
 __all__ = [
     "BOUNDARY_HEADER",
@@ -57,6 +58,7 @@ __all__ = [
     "SERVICE",
     "STORM_HEADER",
     "AlertProcessor",
+    "AlertReport",
     "correlation_policy_from_config",
     "device_key",
     "regional_policy_from_config",
@@ -106,6 +108,7 @@ _StageRecord = tuple[str, int, bytes, bytes | None, Headers]
 
 _decode_alert = msgspec.json.Decoder(DeviceAlert).decode
 _encode = msgspec.json.Encoder().encode
+_NO_VALUE = "the record has no value (a null/tombstone)"
 
 
 def storm_policy_from_config(policy: model.StormPolicy | None) -> StormPolicy:
@@ -194,6 +197,10 @@ class _Tally:
         self.mp102_released = 0
         self.stages: list[list[_StageRecord]] = []
 
+
+AlertReport = _Tally
+"""What `AlertProcessor.process` and `tick` return for `follow_up` and `after_send` (opaque
+outside this module)."""
 
 K = TypeVar("K")
 
@@ -379,7 +386,7 @@ class AlertProcessor:
 
     # --- the hot path -----------------------------------------------------------------------
 
-    def process(
+    def process(  # noqa: PLR0915 - one hot loop; helpers would cost a call per record
         self, batch: dict[TopicPartition, list[Record]], out: OutputBatch, now_ms: int
     ) -> _Tally:
         """Decide each alert of `batch`, adding forwards, storm copies and dead letters."""
@@ -393,55 +400,79 @@ class AlertProcessor:
         received, forwarded = tally.received, tally.forwarded
         for tp, records in batch.items():
             for rec in records:
-                value = rec.value
+                stage = "decode"
                 try:
-                    alert = _decode_alert(value)
-                except (msgspec.DecodeError, TypeError) as exc:
-                    self._undecodable(out, rec, exc, now_ms, tally)
-                    continue
-                region = alert.region or "unknown"
-                label = self._label(alert.alert_code)
-                _add(received, (region, label))
-                if not any(alert.recipients):
-                    self._deadletter(
-                        out, rec, "no_recipients",
-                        "the alert has no recipient (recipients is empty or only empty "
-                        "strings); the sender must name at least one User ID",
-                        now_ms, tally,
-                    )  # fmt: skip
-                    continue
-                replay = 0
-                if book.replaying:
-                    device = book.replaying.get(alert.device_id)
-                    if device is not None:
-                        replay = book.replayed(device, alert.device_id, alert.alert_code,
-                                               rec.offset)  # fmt: skip
-                if replay == SKIP:
-                    continue  # a restored storm counted it already
-                if replay != FORWARD:
-                    decision = decide(alert.device_id, alert.alert_code, alert, now_s)
-                    if not decision.forward:
-                        # Held back: counted as suppressed when its period boundary decides
-                        # whether it goes out as the periodic copy (see _copy).
-                        if changelog:
-                            book.counted(alert.device_id, alert.alert_code, tp, rec.offset,
-                                         started=decision.reason == "storm_started")  # fmt: skip
+                    value = rec.value
+                    if value is None:
+                        self._deadletter(out, rec, "invalid_json", _NO_VALUE, now_ms, tally)
                         continue
-                if (
-                    alert.throttled_alert_count is not None
-                    or alert.throttled_alert_sequence_id is not None
-                ):
-                    # Only the gateway sets these on the way out.
-                    value = _encode(
-                        msgspec.structs.replace(
-                            alert, throttled_alert_count=None, throttled_alert_sequence_id=None
+                    problem = json_problem(value)
+                    if problem is not None:
+                        self._deadletter(out, rec, reason_code(problem), problem, now_ms, tally)
+                        continue
+                    try:
+                        alert = _decode_alert(value)
+                    except msgspec.DecodeError as exc:
+                        self._undecodable(out, rec, exc, now_ms, tally)
+                        continue
+                    region = alert.region or "unknown"
+                    label = self._label(alert.alert_code)
+                    _add(received, (region, label))
+                    if not any(alert.recipients):
+                        self._deadletter(
+                            out, rec, "no_recipients",
+                            "the alert has no recipient (recipients is empty or only empty "
+                            "strings); the sender must name at least one User ID",
+                            now_ms, tally,
+                        )  # fmt: skip
+                        continue
+                    stage = "storm"
+                    replay = 0
+                    if book.replaying:
+                        device = book.replaying.get(alert.device_id)
+                        if device is not None:
+                            replay = book.replayed(device, alert.device_id, alert.alert_code,
+                                                   rec.offset)  # fmt: skip
+                    if replay == SKIP:
+                        continue  # a restored storm counted it already
+                    if replay != FORWARD:
+                        decision = decide(alert.device_id, alert.alert_code, alert, now_s)
+                        if not decision.forward:
+                            # Held back: counted as suppressed when its period boundary decides
+                            # whether it goes out as the periodic copy (see _copy).
+                            if changelog:
+                                started = decision.reason == "storm_started"
+                                book.counted(
+                                    alert.device_id,
+                                    alert.alert_code,
+                                    tp,
+                                    rec.offset,
+                                    started=started,
+                                )
+                            continue
+                    if (
+                        alert.throttled_alert_count is not None
+                        or alert.throttled_alert_sequence_id is not None
+                    ):
+                        # Only the gateway sets these on the way out.
+                        value = _encode(
+                            msgspec.structs.replace(
+                                alert, throttled_alert_count=None, throttled_alert_sequence_id=None
+                            )
                         )
+                    stage = "outlet"  # MP102 and regional capacity
+                    if outlet.active and not self._let_out(alert, value, tp, rec.offset, now_s,
+                                                            (region, label), tally):  # fmt: skip
+                        continue
+                    stage = "forward"
+                    n = self._write(outbound, alert, value, ())
+                    _add(forwarded, (region, label), n)
+                except Exception as exc:  # no record may stop the alert worker
+                    # Per-record isolation: the alert is dead-lettered with the stage and
+                    # the error, and the batch goes on (docs/contract.md).
+                    self._deadletter(
+                        out, rec, "processing_error", processing_error(stage, exc), now_ms, tally
                     )
-                if outlet.active and not self._let_out(alert, value, tp, rec.offset, now_s,
-                                                        (region, label), tally):  # fmt: skip
-                    continue
-                n = self._write(outbound, alert, value, ())
-                _add(forwarded, (region, label), n)
         self._step(out, now_s, now_ms, tally)
         return tally
 
@@ -614,10 +645,7 @@ class AlertProcessor:
     def _undecodable(
         self, out: OutputBatch, rec: Record, exc: Exception, now_ms: int, tally: _Tally
     ) -> None:
-        if rec.value is None:  # msgspec refuses None with a TypeError
-            reason = "the record has no value (a null/tombstone)"
-            self._deadletter(out, rec, "invalid_json", reason, now_ms, tally)
-        elif isinstance(exc, msgspec.ValidationError):
+        if isinstance(exc, msgspec.ValidationError):
             self._deadletter(out, rec, "invalid_schema", str(exc), now_ms, tally)
         else:
             self._deadletter(out, rec, "invalid_json", str(exc), now_ms, tally)
@@ -633,10 +661,9 @@ class AlertProcessor:
 
     # --- after the acknowledgements --------------------------------------------------------
 
-    def follow_up(self, report: object, stage: int, out: OutputBatch) -> bool:
+    def follow_up(self, tally: _Tally, stage: int, out: OutputBatch) -> bool:
         """The records of follow-up `stage` (workers.runtime.loop.StagedProcessor): the changelog
         and the storm copies, in the order workers/alerts/storm_changelog.py explains."""
-        tally = _check(report)
         if stage >= len(tally.stages):
             return False
         for topic, partition, key, value, headers in tally.stages[stage]:
@@ -645,9 +672,8 @@ class AlertProcessor:
                 self._metrics.state_records.inc()
         return True
 
-    def after_send(self, report: object, now_ms: int) -> None:
+    def after_send(self, tally: _Tally, now_ms: int) -> None:
         """Flush a batch's counts into the metrics, now that its outputs are acknowledged."""
-        tally = _check(report)
         m = self._metrics
         for (region, code), n in tally.received.items():
             m.received.labels(region, code).inc(n)
@@ -680,9 +706,3 @@ def _copy_headers(final: bool, boundary_ms: int) -> Headers:
         (STORM_HEADER, _FINAL if final else _PERIODIC),
         (BOUNDARY_HEADER, str(boundary_ms).encode()),
     )
-
-
-def _check(report: object) -> _Tally:
-    if not isinstance(report, _Tally):
-        raise TypeError(f"expected the alert worker's report, got {type(report).__name__}")
-    return report

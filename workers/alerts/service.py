@@ -63,13 +63,19 @@ class AlertService:
             metrics=metrics,
             on_assign=self._assigned,
             on_revoke=self._revoked,
+            deadletter_topic=topics.deadletter,
         )
         self.name = self.loop.name
         self.status = self.loop.status
         self.feed = FirmwareFeed(
-            kafka, topics.sr_outbound, self.processor.note_firmware_activation,
+            kafka,
+            topics.sr_outbound,
+            self.processor.note_firmware_activation,
             alert_metrics.firmware_activations,
-        )  # fmt: skip
+        )
+        self._side = metrics.side_tasks
+        feed = self.feed
+        self._side.watch("mp102_feed", lambda: feed.problem)
         self._owned: frozenset[TopicPartition] = frozenset()
         self._changelog = False
         self._feed_all = False
@@ -78,11 +84,15 @@ class AlertService:
     async def run(self, stop: asyncio.Event, *, idle_exit_s: float | None = None) -> None:
         """Run until `stop` (or, with `idle_exit_s`, until that long without input)."""
         await self._check_partitions()
-        self._changed = asyncio.Event()
-        feed_task = asyncio.create_task(self._follow_config(self._changed))
+        changed = self._changed = asyncio.Event()
+        feed_stop = asyncio.Event()
+        feed_task = asyncio.create_task(
+            self._side.supervise("mp102_config", lambda: self._follow_config(changed), feed_stop)
+        )
         try:
             await self.loop.run(stop, idle_exit_s=idle_exit_s)
         finally:
+            feed_stop.set()
             feed_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await feed_task
@@ -102,15 +112,23 @@ class AlertService:
             log.error(
                 "%s has %d partitions and %s %d: running storms are NOT kept across restarts; "
                 "recreate %s with %d partitions",
-                t.state_alerts, counts[t.state_alerts], t.alerts_inbound, inbound,
-                t.state_alerts, inbound,
-            )  # fmt: skip
+                t.state_alerts,
+                counts[t.state_alerts],
+                t.alerts_inbound,
+                inbound,
+                t.state_alerts,
+                inbound,
+            )
         if counts[t.sr_outbound] != inbound:
             self._feed_all = True
             log.warning(
                 "%s has %d partitions and %s %d: the MP102 rule reads all of %s",
-                t.sr_outbound, counts[t.sr_outbound], t.alerts_inbound, inbound, t.sr_outbound,
-            )  # fmt: skip
+                t.sr_outbound,
+                counts[t.sr_outbound],
+                t.alerts_inbound,
+                inbound,
+                t.sr_outbound,
+            )
 
     async def _assigned(self, partitions: frozenset[TopicPartition]) -> None:
         new = partitions - self._owned
@@ -131,8 +149,11 @@ class AlertService:
                 restored = self.processor.restore(records, time.time_ns() // 1_000_000)
                 log.info(
                     "storm state of %d partitions restored in %.2f s: %d records, %d storms",
-                    len(new), time.monotonic() - started, len(records), restored,
-                )  # fmt: skip
+                    len(new),
+                    time.monotonic() - started,
+                    len(records),
+                    restored,
+                )
         await self._follow_feed()
 
     async def _revoked(self, partitions: frozenset[TopicPartition]) -> None:

@@ -48,6 +48,11 @@ class ControlReader:
         """True once the configuration written before the start is applied."""
         return self._follower.caught_up
 
+    @property
+    def problem(self) -> str | None:
+        """Why `dcc.control` cannot be followed now, or None."""
+        return self._follower.problem
+
     async def start(self) -> None:
         """Start following in the background."""
         await self._follower.start()

@@ -17,10 +17,21 @@ from workers.config.codes import ResponseCodes
 from workers.config.configfile import ConfigFile, ConfigFileError, load_config_file
 from workers.config.tokens import hash_token
 
-__all__ = ["ENV_VARS", "QUARANTINE_PENDING_MAX_S", "Settings", "SettingsError", "build_settings"]
+__all__ = [
+    "ADMIN_TOKEN_MIN_CHARS",
+    "ENV_VARS",
+    "QUARANTINE_PENDING_MAX_S",
+    "Settings",
+    "SettingsError",
+    "build_settings",
+]
 
 QUARANTINE_PENDING_MAX_S = 14 * 86_400
 _QUARANTINE_RETENTION_S = 30 * 86_400  # retention.ms of dcc.sr.quarantine (broker/topics.py)
+ADMIN_TOKEN_MIN_CHARS = 32
+"""The shortest first operator token accepted: `secrets.token_urlsafe(32)` gives 43
+characters (256 bits); tokens the API issues are longer still."""
+_HOW_TO_MAKE_ONE = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 
 class SettingsError(ValueError):
@@ -46,8 +57,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """`min.insync.replicas` of each topic dccgate creates (2 with 3 replicas); None
     leaves the broker's default."""
     log_level: str = "INFO"
-    replay_capacity: int = 1_000_000
-    """(User, target) pairs remembered per router for anti-replay."""
+    replay_pairs_per_user: int = 1_000_000
+    """Targets whose last COUNTER is remembered per User for anti-replay (workers.duis)."""
+    open_users: bool = False
+    """Decide requests of any User in any role (the first release's behaviour): for demos
+    only. Off, only Users registered on dcc.control, in their registered roles, pass."""
     max_poll_records: int = 2_000
     max_batches_in_flight: int = 2
     session_timeout_ms: int | None = None
@@ -71,6 +85,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 "long dcc.sr.quarantine keeps a request; a release after that would find "
                 f"nothing), got {self.quarantine_pending_max_s}"
             )
+        _check_admin_token(self.admin_token)
 
     def __repr__(self) -> str:  # keep the token out of logs and tracebacks
         return f"Settings(bootstrap={self.bootstrap!r}, topic_prefix={self.topic_prefix!r}, ...)"
@@ -118,7 +133,8 @@ ENV_VARS: Mapping[str, str] = {
     "log_level": "DCCGATE_LOG_LEVEL",
     "admin_token": "DCCGATE_ADMIN_TOKEN",
     "config_path": "DCCGATE_CONFIG",
-    "replay_capacity": "DCCGATE_REPLAY_CAPACITY",
+    "replay_pairs_per_user": "DCCGATE_REPLAY_PAIRS_PER_USER",
+    "open_users": "DCCGATE_OPEN_USERS",
     "max_poll_records": "DCCGATE_MAX_POLL_RECORDS",
     "max_batches_in_flight": "DCCGATE_MAX_BATCHES_IN_FLIGHT",
     "session_timeout_ms": "DCCGATE_SESSION_TIMEOUT_MS",
@@ -133,7 +149,7 @@ _INT_FIELDS = {
     "partitions",
     "replication_factor",
     "min_insync_replicas",
-    "replay_capacity",
+    "replay_pairs_per_user",
     "max_poll_records",
     "max_batches_in_flight",
     "session_timeout_ms",
@@ -141,12 +157,46 @@ _INT_FIELDS = {
     "fetch_max_wait_ms",
     "quarantine_pending_max_s",
 }
+_BOOL_FIELDS = {"open_users"}
+_BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 _LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+
+
+def _check_admin_token(token: str | None) -> None:
+    """Refuse a first operator token that is short or would not survive an HTTP header;
+    the message never shows the token."""
+    if not token:
+        return
+    if len(token) < ADMIN_TOKEN_MIN_CHARS:
+        raise SettingsError(
+            f"DCCGATE_ADMIN_TOKEN is {len(token)} characters; an operator token must be at "
+            f"least {ADMIN_TOKEN_MIN_CHARS}, and random. Make one with: {_HOW_TO_MAKE_ONE}"
+        )
+    if not all("!" <= c <= "~" for c in token):
+        raise SettingsError(
+            "DCCGATE_ADMIN_TOKEN holds a space, a control or a non-ASCII character, which "
+            "an Authorization header cannot carry as is; use visible ASCII only. Make one "
+            f"with: {_HOW_TO_MAKE_ONE}"
+        )
 
 
 def _port(name: str, value: int) -> None:
     if not 0 <= value <= 65535:
         raise SettingsError(f"{name} must be a TCP port from 0 to 65535, got {value}")
+
+
+def _from_env(name: str, var: str, raw: str) -> object:
+    """The value of setting `name` from its environment variable `var`."""
+    if name in _BOOL_FIELDS:
+        if raw.lower() not in _BOOLS:
+            raise SettingsError(f"{var}={raw!r} must be true or false (or 1 or 0)")
+        return _BOOLS[raw.lower()]
+    if name in _INT_FIELDS:
+        try:
+            return int(raw)
+        except ValueError:
+            raise SettingsError(f"{var}={raw!r} is not a whole number") from None
+    return raw
 
 
 def build_settings(
@@ -161,15 +211,8 @@ def build_settings(
             values[name] = given
             continue
         raw = env.get(var)
-        if raw is None or raw == "":
-            continue
-        if name in _INT_FIELDS:
-            try:
-                values[name] = int(raw)
-            except ValueError:
-                raise SettingsError(f"{var}={raw!r} is not a whole number") from None
-        else:
-            values[name] = raw
+        if raw is not None and raw != "":
+            values[name] = _from_env(name, var, raw)
     if flags.get("create_topics") is False:
         values["create_topics"] = False
     if values.get("config_path"):
@@ -198,10 +241,10 @@ def build_settings(
             "DCCGATE_MIN_INSYNC_REPLICAS must be from 1 to the replication factor "
             f"({settings.replication_factor}), got {settings.min_insync_replicas}"
         )
-    if settings.replay_capacity < 1:
+    if settings.replay_pairs_per_user < 1:
         raise SettingsError(
-            "DCCGATE_REPLAY_CAPACITY must be at least 1 (pairs remembered for anti-replay), "
-            f"got {settings.replay_capacity}"
+            "DCCGATE_REPLAY_PAIRS_PER_USER must be at least 1 (targets whose last COUNTER "
+            f"is remembered per User), got {settings.replay_pairs_per_user}"
         )
     if not 1 <= settings.max_poll_records <= 100_000:
         raise SettingsError(

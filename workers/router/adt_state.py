@@ -1,4 +1,5 @@
-"""The router's ADT counters on `dcc.state.router`, so they move with a User's partition.
+"""The router's state on `dcc.state.router`, so it moves with a User's partition: the ADT
+counters (SEC G6) and the anti-replay memory (DUIS RequestID counters).
 
 SEC G6 asks that a User cannot pass a threshold by making a router restart. The counters of
 a User live on the router that owns the User's partition of `dcc.sr.inbound`; this module
@@ -25,9 +26,21 @@ therefore never gains room from a crash; it may lose some (quarantined a little 
 the rest of the window. DCC-wide counts are not in these snapshots: they are each router's
 own, shared on `dcc.load` (workers/router/traffic.py).
 
-On Apache Kafka the topic is compacted, so a restore reads about one snapshot per User. The
-embedded broker does not compact: a restore reads every snapshot ever written to the
-partitions and keeps the newest per User, which is correct but grows with the run.
+**Replay memory.** Every request the router accepts or quarantines adds one record, key
+`USER:TARGET` (the RequestID's pair), value the COUNTER in ASCII digits, to the same batch on
+the User's partition; a User's book that forgets targets (`workers.duis.ReplayBook`) adds a
+tombstone per forgotten pair and its floor under key `USER:*`. On assignment the pairs and
+floors of the assigned partitions are restored before the first request is decided, so a
+captured request is refused after a crash or a rebalance as before it; on revocation the
+books of those Users are dropped. The bound is the one above: a crash redoes the uncommitted
+batches, whose requests were recorded, so they are refused as replays the second time (the
+User gets a second answer, the device no second request).
+
+Keys tell the records apart: an ADT snapshot's key is the User ID alone, a replay record's
+holds a colon. On Apache Kafka the topic is compacted, so a restore reads about one snapshot
+per User and one record per remembered pair. The embedded broker does not compact: a restore
+reads every record ever written to the partitions and keeps the newest per key, which is
+correct but grows with the run.
 """
 
 from __future__ import annotations
@@ -45,14 +58,19 @@ from adt import (
     encode_snapshot,
 )
 from broker.consumer import Record, TopicPartition
+from broker.follower import partition_counts
 from broker.producer import OutputBatch, partition_for_key
 from broker.replay import replay_partitions
 from broker.settings import KafkaSettings
+from workers.duis import DuisValidator
 from workers.router.adt import AdtControl
 
-__all__ = ["AdtStateStore"]
+__all__ = ["FLOOR_SUFFIX", "AdtStateStore"]
 
 log = logging.getLogger(__name__)
+
+FLOOR_SUFFIX = ":*"
+"""`USER:*` keys a User's replay floor on the state topic."""
 
 
 class AdtStateStore:
@@ -66,9 +84,17 @@ class AdtStateStore:
     """
 
     def __init__(
-        self, kafka: KafkaSettings, input_topic: str, state_topic: str, adt: AdtControl
+        self,
+        kafka: KafkaSettings,
+        input_topic: str,
+        state_topic: str,
+        adt: AdtControl,
+        validator: DuisValidator | None = None,
     ) -> None:
         self._kafka = kafka
+        self.validator = validator
+        self._input_partitions = 0
+        self.restored_pairs = 0
         self._input = input_topic
         self.topic = state_topic
         self._adt = adt
@@ -112,6 +138,28 @@ class AdtStateStore:
         self.snapshots_written += n
         return n
 
+    def write_replay_evictions(self, out: OutputBatch) -> int:
+        """Add tombstones for the pairs Users' replay books forgot, and their new floors;
+        return how many records were added."""
+        validator = self.validator
+        if validator is None or not validator.evicting:
+            return 0
+        lists = out.partition_lists(self.topic)
+        n = 0
+        for user_id in validator.evicting:
+            book = validator.books.get(user_id)
+            if book is None:
+                continue
+            p = partition_for_key(user_id.encode(), len(lists))
+            target = lists[p]
+            for gone in book.evicted:
+                target.append((f"{user_id}:{gone}".encode(), None, (), None))
+            target.append(((user_id + FLOOR_SUFFIX).encode(), b"%d" % book.floor, (), None))
+            n += len(book.evicted) + 1
+            book.evicted = []
+        validator.evicting.clear()
+        return n
+
     # --- restore and forget ---------------------------------------------------------------
 
     async def on_assign(self, partitions: frozenset[TopicPartition]) -> None:
@@ -120,23 +168,67 @@ class AdtStateStore:
         self.assigned = self.assigned | frozenset(numbers)
         if not numbers:
             return
+        if self.validator is not None and not self._input_partitions:
+            counts = await partition_counts(self._kafka, [self._input])
+            self._input_partitions = counts[self._input]
         newest: dict[str, tuple[int, bytes]] = {}
+
+        replay: dict[str, bytes] = {}
 
         def keep(records: list[Record]) -> None:
             for rec in records:
-                if rec.key is None or rec.value is None:
+                if rec.key is None:
                     continue
-                newest[rec.key.decode(errors="replace")] = (rec.partition, rec.value)
+                key = rec.key.decode(errors="replace")
+                if ":" in key:  # a replay pair or floor; a tombstone deletes the pair
+                    if rec.value is None:
+                        replay.pop(key, None)
+                    else:
+                        replay[key] = rec.value
+                elif rec.value is not None:
+                    newest[key] = (rec.partition, rec.value)
 
         read = await replay_partitions(self._kafka, self.topic, numbers, keep, name="adt-state")
         restored = self.restore(newest.items())
+        pairs = self.restore_replay(replay)
         log.info(
-            "ADT counters: restored %d Users from %d snapshots on %s partitions %s",
+            "router state: restored the ADT counters of %d Users and %d replay pairs from %d "
+            "records on %s partitions %s",
             restored,
+            pairs,
             read,
             self.topic,
             numbers,
         )
+
+    def restore_replay(self, records: dict[str, bytes]) -> int:
+        """Restore replay floors and pairs (`USER:*` and `USER:TARGET` -> ASCII COUNTER);
+        return how many pairs were restored. A record that is not a COUNTER is logged and
+        skipped (that pair starts unknown, above its User's floor)."""
+        validator = self.validator
+        if validator is None:
+            return 0
+        floors: list[tuple[str, int]] = []
+        pairs: list[tuple[str, str, int]] = []
+        for key, value in records.items():
+            user_id, _, target = key.partition(":")
+            try:
+                counter = _counter(value)
+            except ValueError:
+                self.restore_errors += 1
+                log.error("replay record %r is not a COUNTER: %r", key[:80], value[:40])
+                continue
+            if target == "*":
+                floors.append((user_id, counter))
+            else:
+                pairs.append((user_id, target, counter))
+        for user_id, floor in floors:
+            book = validator.book(user_id)
+            book.floor = max(book.floor, floor)
+        for user_id, target, counter in pairs:
+            validator.book(user_id).restore(target, counter)
+        self.restored_pairs += len(pairs)
+        return len(pairs)
 
     def restore(self, snapshots: Iterable[tuple[str, tuple[int, bytes]]]) -> int:
         """Restore (User, (partition, snapshot bytes)) pairs; return how many Users had
@@ -164,6 +256,14 @@ class AdtStateStore:
         owner restores them from the snapshots)."""
         gone = {tp.partition for tp in partitions if tp.topic == self._input}
         self.assigned = self.assigned - gone
+        validator = self.validator
+        if validator is not None and gone:
+            # The books of the Users on those partitions go with them (the new owner
+            # restores them); a User's partition is its key's, as the key is its User ID.
+            n = self._input_partitions or max(gone) + 1
+            for user_id in list(validator.books):
+                if partition_for_key(user_id.encode(), n) in gone:
+                    validator.forget_user(user_id)
         for user_id, partition in list(self._owned.items()):
             if partition in gone:
                 self._adt.engine.forget_user(user_id)
@@ -193,6 +293,16 @@ class AdtStateStore:
             counted += 1
         self.releases_counted += counted
         return counted
+
+
+_MAX_COUNTER_BYTES = 20
+
+
+def _counter(value: bytes) -> int:
+    """A COUNTER written as ASCII digits (at most 20, as in a RequestID)."""
+    if not 0 < len(value) <= _MAX_COUNTER_BYTES or not value.isdigit():
+        raise ValueError("not a COUNTER")
+    return int(value)
 
 
 _RELEASED = b'"event":"released"'

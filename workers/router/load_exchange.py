@@ -29,18 +29,23 @@ from broker.settings import KafkaSettings
 from throttling import LoadReport, merge_reports
 from workers.router.adt import AdtControl
 from workers.router.traffic import TrafficControl
+from workers.runtime.supervise import SideTasks
 
 __all__ = [
     "ADT_MAX_REPORT_AGE_S",
     "LOAD_KIND_HEADER",
     "MAX_REPORT_AGE_S",
     "REPORT_INTERVAL_S",
+    "SIDE_TASK",
     "VIEW_INTERVAL_S",
     "LoadExchange",
     "new_peer_id",
 ]
 
 log = logging.getLogger(__name__)
+
+SIDE_TASK = "load_exchange"
+"""The exchange's name among the router's side tasks (`/healthz`, metrics)."""
 
 REPORT_INTERVAL_S = 0.25
 """How often each router publishes its load report (I in the overshoot bound)."""
@@ -90,11 +95,13 @@ class LoadExchange:
         control: TrafficControl,
         producer: BatchProducer,
         adt: AdtControl | None = None,
+        side_tasks: SideTasks | None = None,
     ) -> None:
         self._topic = topic
         self._control = control
         self._producer = producer
         self._adt = adt
+        self._side = side_tasks
         self.reports: dict[str, LoadReport] = {}
         self.adt_reports: dict[str, AdtCountReport] = {}
         self.bad_reports = 0
@@ -156,6 +163,26 @@ class LoadExchange:
                 )
             )
 
+    @property
+    def problem(self) -> str | None:
+        """Why the peers' reports cannot be read now, or None."""
+        return self._follower.problem
+
+    async def _exchange_step(self, now_s: float) -> None:
+        """Publish and fold; a failure (the broker unreachable, a send refused) is reported
+        to the side tasks and retried at the next report: the view is stale until then, and
+        /healthz says so (SECMP0067 and the DCC-wide ADT counts depend on it)."""
+        try:
+            await self._publish(now_s)
+            self._fold(now_s)
+        except Exception as exc:  # retried next interval; never stops the router
+            if self._side is None:
+                raise
+            self._side.failed(SIDE_TASK, exc)
+            return
+        if self._side is not None:
+            self._side.recovered(SIDE_TASK)
+
     async def run(self, stop: asyncio.Event) -> None:
         """Exchange reports until `stop` is set."""
         await self._follower.start()
@@ -164,9 +191,10 @@ class LoadExchange:
             while not stop.is_set():
                 now_s = time.time()
                 if now_s >= next_report:
-                    await self._publish(now_s)
                     next_report = now_s + REPORT_INTERVAL_S
-                self._fold(now_s)
+                    await self._exchange_step(now_s)
+                else:
+                    self._fold(now_s)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), VIEW_INTERVAL_S)
         finally:

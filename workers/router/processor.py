@@ -25,6 +25,7 @@ from broker.consumer import Record, TopicPartition
 from broker.producer import OutputBatch, partition_for_key
 from broker.schemas import QuarantinedRequest, ServiceRequest, UserResponse
 from broker.topics import Topics
+from broker.wire_guard import json_problem, reason_code
 from throttling import RULE_CAPACITY, TrafficDecision
 from throttling import reason as traffic_reason
 from workers.config.codes import ResponseCodes
@@ -32,10 +33,11 @@ from workers.duis import DuisValidator, Rejection, Validated
 from workers.router.adt import AdtControl
 from workers.router.adt_state import AdtStateStore
 from workers.router.traffic import TrafficControl, TrafficMetrics
-from workers.runtime.deadletter import deadletter
+from workers.runtime.deadletter import deadletter, processing_error
+from workers.runtime.headers import own_headers_dropped
 from workers.runtime.metrics import LATENCY_BUCKETS_S, BatchHistogram, CommonMetrics
 
-__all__ = ["SERVICE", "RouterMetrics", "RouterProcessor"]
+__all__ = ["SERVICE", "RouterMetrics", "RouterProcessor", "RouterReport"]
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +50,15 @@ _QUARANTINE_CODE = {
     "data_value": "quarantined_data_value",
 }
 _encode = msgspec.json.Encoder().encode
+_NO_VALUE = "the record has no value (a null/tombstone)"
 
 
 class _Tally:
     """What one batch decided, counted locally and flushed into metrics after its acks."""
 
     __slots__ = (
+        "accepted_by_user",
+        "by_user",
         "deadlettered",
         "decisions",
         "forward_ts_ms",
@@ -71,6 +76,13 @@ class _Tally:
         self.would_throttle: dict[str, int] = {}
         self.quarantined: dict[tuple[str, str], int] = {}
         self.would_quarantine: dict[str, int] = {}
+        # Per User ID as sent (labelled in after_send: registered Users, else "other").
+        self.accepted_by_user: dict[str, int] = {}
+        self.by_user: dict[tuple[str, str], int] = {}  # (User ID, outcome): the others
+
+
+RouterReport = _Tally
+"""What `RouterProcessor.process` returns for `after_send` (opaque outside this module)."""
 
 
 class RouterMetrics:
@@ -97,6 +109,13 @@ class RouterMetrics:
             "dccgate_adt_shadow_would_quarantine",
             "Breaches of ADT rules in shadow mode (the request was processed), by kind.",
             ["kind"],
+            registry=registry,
+        )
+        self.user_decisions = Counter(
+            "dccgate_router_user_decisions",
+            "Service Requests decided, by User (registered Users; others as 'other') and "
+            "outcome (accepted, rejected, throttled, quarantined).",
+            ["user", "outcome"],
             registry=registry,
         )
         self.forward_latency = BatchHistogram(
@@ -154,6 +173,7 @@ class RouterProcessor:
         record_accepted = self._validator.record_accepted
         accepted_middle = self._accepted_middle
         forward_ts = tally.forward_ts_ms
+        accepted_by_user = tally.accepted_by_user
         # The accepted answer is assembled from bytes: every part is either validated to
         # [0-9A-F:-] (request_id, User ID) or pre-encoded JSON, so no escaping is needed.
         # tests/unit/workers/router/test_router_processor.py checks it equals msgspec's encoding.
@@ -166,89 +186,128 @@ class RouterProcessor:
         now_s = now_ms / 1000
         # Users whose ADT counts this batch changed -> their input partition (snapshots).
         touched: dict[str, int] = {}
+        # The anti-replay changelog: one record per accepted (or held) request, on the
+        # User's partition of dcc.state.router (workers/router/adt_state.py).
+        state = self._adt_state
+        replay_lists = out.partition_lists(state.topic) if state is not None else None
         for tp, records in batch.items():
+            replay_log = None
+            if replay_lists is not None:
+                replay_log = replay_lists[tp.partition % len(replay_lists)]
             for rec in records:
-                value = rec.value
+                stage = "decode"
                 try:
+                    value = rec.value
                     if value is None:
-                        raise msgspec.DecodeError("the record has no value (a null/tombstone)")
-                    req = _decode_request(value)
-                    if not req.body_is_object():
-                        raise msgspec.ValidationError("Expected `object` - at `$.body`")
-                    if not req.xml_is_string_or_null():
-                        raise msgspec.ValidationError("Expected `str | null` - at `$.xml`")
-                except msgspec.ValidationError as exc:
-                    self._deadletter(out, rec, "invalid_schema", str(exc), now_ms, tally)
-                    continue
-                except msgspec.DecodeError as exc:
-                    self._deadletter(out, rec, "invalid_json", str(exc), now_ms, tally)
-                    continue
-                key = rec.key
-                try:
-                    key_user = key.decode() if key is not None else None
-                except UnicodeDecodeError:
-                    key_user = repr(key)[:80]
-                verdict = check(req, key_user)
-                if isinstance(verdict, Rejection):
-                    self._reject(out, req, key_user, verdict, now_ms, tally)
-                    continue
-                if traffic is not None:
-                    # Traffic management before anomaly detection: a throttled request was
-                    # never processed, so it neither counts for ADT nor uses its counter.
-                    decision = traffic.decide(verdict.user_id, verdict.srv.srv, now_s)
-                    if decision.would_throttle:
-                        if not decision.allowed:
-                            self._throttle(out, req, verdict, decision, now_ms, tally)
-                            continue
-                        user = self._traffic.user_label(verdict.user_id)  # type: ignore[union-attr]
-                        tally.would_throttle[user] = tally.would_throttle.get(user, 0) + 1
-                    traffic.record_admitted(verdict.user_id, verdict.srv.srv, now_s)
-                if adt is not None:
-                    # Anomaly detection counts what is processed; only the excess over a
-                    # threshold (or a bad data value) is held in quarantine.
-                    found = adt.check(verdict.user_id, verdict.srv.srv, req.body_values, now_s)
-                    if found.shadow_breaches:
-                        for breach in found.shadow_breaches:
-                            tally.would_quarantine[breach.kind] = (
-                                tally.would_quarantine.get(breach.kind, 0) + 1
-                            )
-                    if found.breach is not None and found.quarantined:
-                        record_accepted(verdict)  # held, not lost: a resend is a replay
-                        self._quarantine(out, req, verdict, found.breach, value, now_ms, tally)
+                        self._deadletter(out, rec, "invalid_json", _NO_VALUE, now_ms, tally)
                         continue
-                    adt.record_processed(verdict.user_id, verdict.srv.srv, now_s)
-                    touched[verdict.user_id] = tp.partition
-                record_accepted(verdict)
-                if key is None:
-                    key = verdict.user_id.encode()
-                target = verdict.target_id.encode()
-                forwards[partition_for_key(target, n_forwards)].append(
-                    (target, value, rec.headers or (), None)
-                )
-                middle = accepted_middle.get(verdict.srv.srv)
-                if middle is None:
-                    middle = self._middle_for(verdict)
-                p = answer_partition.get(key)
-                if p is None:
-                    p = answer_partition[key] = partition_for_key(key, n_answers)
-                answers[p].append(
-                    (
-                        key,
-                        b"".join(
-                            (b'{"request_id":"', req.request_id.encode(), b'","user_id":"', key,
-                             middle, suffix)
-                        ),
-                        (),
-                        None,
+                    # Input hygiene before any decoder sees the bytes: UTF-8, nesting depth,
+                    # duplicate keys (the forwarded bytes must mean what was validated).
+                    problem = json_problem(value)
+                    if problem is not None:
+                        self._deadletter(out, rec, reason_code(problem), problem, now_ms, tally)
+                        continue
+                    try:
+                        req = _decode_request(value)
+                        if not req.body_is_object():
+                            raise msgspec.ValidationError("Expected `object` - at `$.body`")
+                        if not req.xml_is_string_or_null():
+                            raise msgspec.ValidationError("Expected `str | null` - at `$.xml`")
+                    except msgspec.ValidationError as exc:
+                        self._deadletter(out, rec, "invalid_schema", str(exc), now_ms, tally)
+                        continue
+                    except msgspec.DecodeError as exc:
+                        self._deadletter(out, rec, "invalid_json", str(exc), now_ms, tally)
+                        continue
+                    key = rec.key
+                    try:
+                        key_user = key.decode() if key is not None else None
+                    except UnicodeDecodeError:
+                        key_user = repr(key)[:80]
+                    stage = "duis"
+                    verdict = check(req, key_user)
+                    if isinstance(verdict, Rejection):
+                        self._reject(out, req, key_user, verdict, now_ms, tally)
+                        continue
+                    if traffic is not None:
+                        stage = "traffic"
+                        # Traffic management before anomaly detection: a throttled request was
+                        # never processed, so it neither counts for ADT nor uses its counter.
+                        decision = traffic.decide(verdict.user_id, verdict.srv.srv, now_s)
+                        if decision.would_throttle:
+                            if not decision.allowed:
+                                self._throttle(out, req, verdict, decision, now_ms, tally)
+                                continue
+                            user = self._traffic.user_label(verdict.user_id)  # type: ignore[union-attr]
+                            tally.would_throttle[user] = tally.would_throttle.get(user, 0) + 1
+                        traffic.record_admitted(verdict.user_id, verdict.srv.srv, now_s)
+                    if adt is not None:
+                        stage = "adt"
+                        # Anomaly detection counts what is processed; only the excess over a
+                        # threshold (or a bad data value) is held in quarantine.
+                        found = adt.check(verdict.user_id, verdict.srv.srv, req.body_values, now_s)
+                        if found.shadow_breaches:
+                            for breach in found.shadow_breaches:
+                                tally.would_quarantine[breach.kind] = (
+                                    tally.would_quarantine.get(breach.kind, 0) + 1
+                                )
+                        if found.breach is not None and found.quarantined:
+                            record_accepted(verdict)  # held, not lost: a resend is a replay
+                            if replay_log is not None:
+                                replay_log.append(
+                                    (verdict.pair.encode(), b"%d" % verdict.counter, (), None)
+                                )
+                            self._quarantine(out, req, verdict, found.breach, value, now_ms, tally)
+                            continue
+                        adt.record_processed(verdict.user_id, verdict.srv.srv, now_s)
+                        touched[verdict.user_id] = tp.partition
+                    stage = "forward"
+                    record_accepted(verdict)
+                    if replay_log is not None:
+                        replay_log.append(
+                            (verdict.pair.encode(), b"%d" % verdict.counter, (), None)
+                        )
+                    if key is None:
+                        key = verdict.user_id.encode()
+                    target = verdict.target_id.encode()
+                    forwards[partition_for_key(target, n_forwards)].append(
+                        (target, value, own_headers_dropped(rec.headers), None)
                     )
-                )  # fmt: skip
-                forward_ts.append(rec.timestamp)
-                accepted += 1
+                    middle = accepted_middle.get(verdict.srv.srv)
+                    if middle is None:
+                        middle = self._middle_for(verdict)
+                    p = answer_partition.get(key)
+                    if p is None:
+                        p = answer_partition[key] = partition_for_key(key, n_answers)
+                    answers[p].append(
+                        (
+                            key,
+                            b"".join(
+                                (b'{"request_id":"', req.request_id.encode(), b'","user_id":"', key,
+                                 middle, suffix)
+                            ),
+                            (),
+                            None,
+                        )
+                    )  # fmt: skip
+                    forward_ts.append(rec.timestamp)
+                    accepted += 1
+                    uid = verdict.user_id
+                    accepted_by_user[uid] = accepted_by_user.get(uid, 0) + 1
+                except Exception as exc:  # no record may stop the router
+                    # Per-record isolation: whatever a stage raised on this record, the
+                    # record is dead-lettered with the stage and the error, and the batch
+                    # goes on (docs/contract.md, "processing_error").
+                    self._deadletter(
+                        out, rec, "processing_error", processing_error(stage, exc), now_ms, tally
+                    )
         if accepted:
             tally.decisions[("accepted", self._codes.accepted)] = accepted
-        if self._adt_state is not None and adt is not None:
-            # SEC G6: the counts survive this router (workers/router/adt_state.py).
-            self._adt_state.write(out, touched, now_s)
+        if state is not None:
+            state.write_replay_evictions(out)
+            if adt is not None:
+                # SEC G6: the counts survive this router (workers/router/adt_state.py).
+                state.write(out, touched, now_s)
         return tally
 
     def _middle_for(self, verdict: Validated) -> bytes:
@@ -311,6 +370,8 @@ class RouterProcessor:
         )
         dk = ("quarantined", code)
         tally.decisions[dk] = tally.decisions.get(dk, 0) + 1
+        uk = (verdict.user_id, "quarantined")
+        tally.by_user[uk] = tally.by_user.get(uk, 0) + 1
         qk = (breach.kind, verdict.srv.srv)
         tally.quarantined[qk] = tally.quarantined.get(qk, 0) + 1
 
@@ -342,6 +403,8 @@ class RouterProcessor:
         )
         dk = ("throttled", code)
         tally.decisions[dk] = tally.decisions.get(dk, 0) + 1
+        uk = (verdict.user_id, "throttled")
+        tally.by_user[uk] = tally.by_user.get(uk, 0) + 1
         label = (
             self._traffic.user_label(verdict.user_id) if self._traffic is not None else "other",
             "capacity" if decision.rule == RULE_CAPACITY else "allocation",
@@ -376,6 +439,8 @@ class RouterProcessor:
         )
         dk = ("rejected", code)
         tally.decisions[dk] = tally.decisions.get(dk, 0) + 1
+        uk = (user_id, "rejected")
+        tally.by_user[uk] = tally.by_user.get(uk, 0) + 1
 
     def _deadletter(
         self,
@@ -397,10 +462,8 @@ class RouterProcessor:
         )
         tally.deadlettered[kind] = tally.deadlettered.get(kind, 0) + 1
 
-    def after_send(self, report: object, now_ms: int) -> None:
+    def after_send(self, report: _Tally, now_ms: int) -> None:
         """Flush a batch's counts into the metrics, now that its outputs are acknowledged."""
-        if not isinstance(report, _Tally):
-            raise TypeError(f"expected the router's own report, got {type(report).__name__}")
         m = self._metrics
         for (outcome, code), n in report.decisions.items():
             m.decisions.labels(outcome, code).inc(n)
@@ -417,3 +480,16 @@ class RouterProcessor:
             m.would_quarantine.labels(kind).inc(n)
         if report.forward_ts_ms:
             m.forward_latency.observe_ages_ms(now_ms, report.forward_ts_ms)
+        self._flush_user_decisions(report)
+
+    def _flush_user_decisions(self, report: _Tally) -> None:
+        # STYLE: a `user` label only for Users registered on dcc.control, all others
+        # "other", so an unregistered or forged User ID cannot grow the label set.
+        registered = self._traffic.registered_users if self._traffic is not None else ()
+        counts: dict[tuple[str, str], int] = {}
+        by_user = [((u, "accepted"), n) for u, n in report.accepted_by_user.items()]
+        for (user_id, outcome), n in [*by_user, *report.by_user.items()]:
+            key = (user_id if user_id in registered else "other", outcome)
+            counts[key] = counts.get(key, 0) + n
+        for (user, outcome), n in counts.items():
+            self._metrics.user_decisions.labels(user, outcome).inc(n)

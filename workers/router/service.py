@@ -5,6 +5,7 @@ them from Settings."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 from broker.consumer import Record
@@ -18,14 +19,18 @@ from workers.duis import DuisValidator, load_catalogue
 from workers.router.adt import AdtControl
 from workers.router.adt_metrics import AdtMetrics
 from workers.router.adt_state import AdtStateStore
+from workers.router.load_exchange import SIDE_TASK as LOAD_EXCHANGE
 from workers.router.load_exchange import LoadExchange, new_peer_id
 from workers.router.processor import SERVICE as ROUTER
-from workers.router.processor import RouterMetrics, RouterProcessor
+from workers.router.processor import RouterMetrics, RouterProcessor, RouterReport
 from workers.router.traffic import TrafficControl, TrafficMetrics
 from workers.runtime.loop import ServiceLoop
 from workers.runtime.metrics import CommonMetrics
+from workers.runtime.supervise import SideTasks
 
 __all__ = ["RouterService", "build_router"]
+
+log = logging.getLogger(__name__)
 
 
 class RouterService:
@@ -35,14 +40,18 @@ class RouterService:
 
     def __init__(
         self,
-        loop: ServiceLoop,
+        loop: ServiceLoop[RouterReport],
         traffic: TrafficControl,
         kafka: KafkaSettings,
         topics: Topics,
         adt: AdtControl | None = None,
         adt_state: AdtStateStore | None = None,
+        side_tasks: SideTasks | None = None,
+        validator: DuisValidator | None = None,
     ) -> None:
         self.loop = loop
+        self.validator = validator
+        self.side_tasks = side_tasks or SideTasks(None)
         self.traffic = traffic
         self.adt = adt
         self.adt_state = adt_state
@@ -73,11 +82,22 @@ class RouterService:
                     from_ms=time.time_ns() // 1_000_000,
                 )
                 await releases.start()
-            self.exchange = LoadExchange(
-                self._kafka, self._topics.load, self.traffic, producer, adt=self.adt
+                follower = releases
+                self.side_tasks.watch("releases", lambda: follower.problem)
+            side = self.side_tasks
+            exchange_ = self.exchange = LoadExchange(
+                self._kafka,
+                self._topics.load,
+                self.traffic,
+                producer,
+                adt=self.adt,
+                side_tasks=side,
             )
+            side.watch(f"{LOAD_EXCHANGE}.follower", lambda: exchange_.problem)
             exchange_stop = asyncio.Event()
-            exchange = asyncio.create_task(self.exchange.run(exchange_stop))
+            exchange = asyncio.create_task(
+                side.supervise(LOAD_EXCHANGE, lambda: exchange_.run(exchange_stop), exchange_stop)
+            )
             try:
                 await self.loop.run(stop, idle_exit_s=idle_exit_s)
             finally:
@@ -106,15 +126,27 @@ def build_router(
     """
     topics = settings.topics
     traffic = traffic or TrafficControl(new_peer_id())
+    validator = DuisValidator(
+        load_catalogue(), replay_pairs_per_user=settings.replay_pairs_per_user
+    )
+    if settings.open_users:
+        log.warning("open_users is on: requests of any User in any role are routed (demo only)")
+        validator.set_users(None)
     adt = AdtControl()
     if reader is not None:
         reader.subscribe(traffic.apply)
         reader.subscribe(adt.apply)
-    adt_state = AdtStateStore(kafka, topics.sr_inbound, topics.state_router, adt)
+        if not settings.open_users:
+            reader.subscribe(
+                lambda snapshot: validator.set_users(
+                    {user_id: user.roles for user_id, user in snapshot.users.items()}
+                )
+            )
+    adt_state = AdtStateStore(kafka, topics.sr_inbound, topics.state_router, adt, validator)
     AdtMetrics(metrics.registry, adt, lambda: traffic.registered_users, adt_state)
     processor = RouterProcessor(
         topics=topics,
-        validator=DuisValidator(load_catalogue(), replay_capacity=settings.replay_capacity),
+        validator=validator,
         codes=settings.codes,
         metrics=RouterMetrics(metrics, TrafficMetrics(metrics.registry, traffic)),
         traffic=traffic,
@@ -137,5 +169,8 @@ def build_router(
         metrics=metrics,
         on_assign=adt_state.on_assign,
         on_revoke=adt_state.on_revoke,
+        deadletter_topic=topics.deadletter,
     )
-    return RouterService(loop, traffic, kafka, topics, adt, adt_state)
+    return RouterService(
+        loop, traffic, kafka, topics, adt, adt_state, metrics.side_tasks, validator
+    )

@@ -15,9 +15,17 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from workers.runtime.loop import LoopStatus
 
-__all__ = ["HttpServer", "build_app"]
+__all__ = ["HEADER_TIMEOUT_S", "HttpServer", "build_app"]
 
 log = logging.getLogger(__name__)
+
+HEADER_TIMEOUT_S = 5.0
+"""A connection must send a complete request head (request line and headers) within this
+many seconds of opening, or of the previous answer on it; otherwise it is closed. Also how
+long an idle keep-alive connection is kept. aiohttp's `keepalive_timeout` is this limit: it
+starts when a connection is made and is re-armed after each answer, and closes the
+connection if no whole request head has arrived by then (its default, 3630 s, let half-open
+connections pile up). The body then has its own limit (workers/admin/routing.py)."""
 
 HealthExtra = Callable[[], dict[str, object]]
 
@@ -54,6 +62,8 @@ def build_app(
         control = body.get("control")
         if isinstance(control, dict) and not control.get("caught_up", True):
             ok = False
+        if body.get("side_tasks"):  # a side task that cannot do its work (supervise.py)
+            ok = False
         body = {"status": "ok" if ok else "unavailable", **body}
         return web.Response(
             body=orjson.dumps(body),
@@ -68,10 +78,21 @@ def build_app(
 
 
 class HttpServer:
-    """Serves an aiohttp application on host:port until `stop()`."""
+    """Serves an aiohttp application on host:port until `stop()`.
 
-    def __init__(self, app: web.Application, *, host: str, port: int) -> None:
-        self._runner = web.AppRunner(app, access_log=None)
+    header_timeout_s: a connection that has not sent a whole request head this long after
+    opening (or after its previous answer) is closed; default HEADER_TIMEOUT_S (5 s).
+    """
+
+    def __init__(
+        self,
+        app: web.Application,
+        *,
+        host: str,
+        port: int,
+        header_timeout_s: float = HEADER_TIMEOUT_S,
+    ) -> None:
+        self._runner = web.AppRunner(app, access_log=None, keepalive_timeout=header_timeout_s)
         self._host = host
         self._port = port
         self.port = port

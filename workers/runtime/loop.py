@@ -33,11 +33,12 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Protocol, runtime_checkable
+from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 from broker.consumer import BatchConsumer, Record, TopicPartition
 from broker.producer import BatchProducer, OutputBatch
 from broker.settings import KafkaSettings
+from workers.runtime.deadletter import deadletter, processing_error
 from workers.runtime.metrics import CommonMetrics
 
 __all__ = [
@@ -55,24 +56,32 @@ log = logging.getLogger(__name__)
 TICK_INTERVAL_S = 0.5
 """The longest time between two `tick()` calls while input keeps arriving."""
 
+ReportT = TypeVar("ReportT")
+"""A processor's own report on a batch (or tick): the loop only hands it back."""
+ReportT_co = TypeVar("ReportT_co", covariant=True)
+ReportT_contra = TypeVar("ReportT_contra", contravariant=True)
 
-class BatchProcessor(Protocol):
+
+class BatchProcessor(Protocol[ReportT]):
     """What a service does with a batch: decide it, adding outputs to `out`, and return a
-    report (counts for metrics) that is handed back once the outputs are acknowledged."""
+    report (counts for metrics) that is handed back once the outputs are acknowledged.
+
+    The report's type is the processor's own; the type checker sees that `after_send`
+    (and `tick`, `follow_up`) take what `process` returns, so none checks it at run time."""
 
     def process(
         self, batch: dict[TopicPartition, list[Record]], out: OutputBatch, now_ms: int
-    ) -> object: ...
+    ) -> ReportT: ...
 
-    def after_send(self, report: object, now_ms: int) -> None:
+    def after_send(self, report: ReportT, now_ms: int) -> None:
         """Called with `process()`'s report once that batch is acknowledged and committed."""
 
 
 @runtime_checkable
-class TickingProcessor(Protocol):
+class TickingProcessor(Protocol[ReportT_co]):
     """A processor with work that is due without input (optional: the loop checks)."""
 
-    def tick(self, out: OutputBatch, now_ms: int) -> object | None:
+    def tick(self, out: OutputBatch, now_ms: int) -> ReportT_co | None:
         """Add what is due by `now_ms` to `out` and return a report for `after_send`, or
         None when nothing was added."""
 
@@ -91,10 +100,10 @@ class HoldingProcessor(Protocol):
 
 
 @runtime_checkable
-class StagedProcessor(Protocol):
+class StagedProcessor(Protocol[ReportT_contra]):
     """A processor with records to write only after a batch's outputs are acknowledged."""
 
-    def follow_up(self, report: object, stage: int, out: OutputBatch) -> bool:
+    def follow_up(self, report: ReportT_contra, stage: int, out: OutputBatch) -> bool:
         """Add the records of follow-up `stage` (0, 1, ...) of the batch or tick that
         returned `report`, whose outputs (and those of every earlier batch) are now
         acknowledged; return False, adding nothing, when there is no such stage. Each
@@ -117,7 +126,7 @@ class LoopStatus:
         self.error: str | None = None
 
 
-class ServiceLoop:
+class ServiceLoop(Generic[ReportT]):
     """Runs one service's consume-process-produce loop until told to stop.
 
     Parameters:
@@ -129,6 +138,9 @@ class ServiceLoop:
         processor: turns each batch into output records.
         metrics: the shared metrics.
         on_assign / on_revoke: optional hooks for state that moves with partitions.
+        deadletter_topic: where a record goes that makes `process()` raise outside the
+            processor's own per-record guard (found by deciding the batch in halves); None
+            lets the error stop the loop (a service with nowhere to put such a record).
     """
 
     def __init__(
@@ -139,12 +151,14 @@ class ServiceLoop:
         input_topics: list[str],
         output_topics: list[str],
         group_id: str,
-        processor: BatchProcessor,
+        processor: BatchProcessor[ReportT],
         metrics: CommonMetrics,
         on_assign: Callable[[frozenset[TopicPartition]], Awaitable[None]] | None = None,
         on_revoke: Callable[[frozenset[TopicPartition]], Awaitable[None]] | None = None,
+        deadletter_topic: str | None = None,
     ) -> None:
         self.name = name
+        self._deadletter_topic = deadletter_topic
         self._settings = settings
         self._inputs = input_topics
         self._outputs = output_topics
@@ -156,7 +170,9 @@ class ServiceLoop:
         self._inflight: deque[asyncio.Task[None]] = deque()
         self._max_inflight = settings.max_batches_in_flight
         self._holding = processor if isinstance(processor, HoldingProcessor) else None
-        self._staged = processor if isinstance(processor, StagedProcessor) else None
+        self._staged: StagedProcessor[ReportT] | None = (
+            processor if isinstance(processor, StagedProcessor) else None
+        )
         # Per partition: the end offset of the latest batch decided, and the latest offset
         # handed to a commit (commits only move forward; see _commit_targets).
         self._decided: dict[TopicPartition, int] = {}
@@ -175,6 +191,20 @@ class ServiceLoop:
         self._m_assigned = m.assigned.labels(name)
         self._m_consumed = {t: m.consumed.labels(name, t) for t in input_topics}
         self._m_produced = {t: m.produced.labels(name, t) for t in output_topics}
+        m.lag.track(name, self.lag)
+
+    def lag(self) -> list[tuple[str, int, int]]:
+        """(topic, partition, records behind) per input partition this worker has decided a
+        batch of since its assignment: the high watermark of the partition's latest fetch
+        minus the offset after that batch. Called at scrape time, never per batch."""
+        if not self.status.running:  # stopped: it owns nothing, whatever aiokafka remembers
+            return []
+        decided = self._decided
+        return [
+            (tp.topic, tp.partition, max(0, high - decided[tp]))
+            for tp, high in self._consumer.highwaters().items()
+            if tp in decided
+        ]
 
     async def _assigned(self, partitions: frozenset[TopicPartition]) -> None:
         self.status.assigned = partitions
@@ -223,7 +253,9 @@ class ServiceLoop:
         last_input = time.monotonic()
         stop_wait = asyncio.ensure_future(stop.wait())
         inflight = self._inflight
-        tick = self._processor if isinstance(self._processor, TickingProcessor) else None
+        tick: TickingProcessor[ReportT] | None = (
+            self._processor if isinstance(self._processor, TickingProcessor) else None
+        )
         holding = self._holding
         last_tick = time.monotonic()
         try:
@@ -271,29 +303,111 @@ class ServiceLoop:
             await self._drain()
 
     async def _start_batch(
-        self, batch: dict[TopicPartition, list[Record]], tick: TickingProcessor | None = None
+        self,
+        batch: dict[TopicPartition, list[Record]],
+        tick: TickingProcessor[ReportT] | None = None,
     ) -> None:
         """Decide the batch now; send and commit it in the background, after the batch
         before it (commits stay in order, and a failed batch stops every later commit).
         With `tick`, `batch` is empty and the outputs are what `tick.tick()` adds."""
         started = time.perf_counter()
         async with self._consumer.lock:
-            out = self._producer.batch()
             now_ms = time.time_ns() // 1_000_000
-            if tick is not None:
-                report = tick.tick(out, now_ms)
-                if report is None:
-                    return  # nothing due
-            else:
+            if tick is None:
                 if self.status.first_batch_started is None:
                     self.status.first_batch_started = started
-                report = self._processor.process(batch, out, now_ms)
-            commits = self._commit_targets(batch)
-            previous = self._inflight[-1] if self._inflight else None
-            task = asyncio.create_task(
-                self._finish_batch(batch, out, report, previous, started, commits)
+                self._decide(batch, now_ms, started)
+                return
+            out = self._producer.batch()
+            try:
+                report = tick.tick(out, now_ms)
+            except Exception:  # no input to blame: drop this tick's outputs, try again later
+                log.exception("%s: a tick failed; its outputs are dropped", self.name)
+                return
+            if report is not None:  # None: nothing due
+                self._enqueue(batch, out, report, started)
+
+    def _decide(
+        self, batch: dict[TopicPartition, list[Record]], now_ms: int, started: float
+    ) -> None:
+        """Decide `batch` and queue its send and commit. A batch whose `process()` raises
+        (outside the processor's per-record guard) is decided again in halves, down to the
+        one record that raises, which goes to the dead-letter topic: a poison record never
+        stops the loop and is never met again, since its offset is committed like any other.
+        (Records decided in a failed attempt are decided again: their outputs were dropped,
+        but state the processor changed, such as a count, may count them twice.)"""
+        out = self._producer.batch()
+        try:
+            report = self._processor.process(batch, out, now_ms)
+        except Exception as exc:  # a record may not stop the loop (docs/contract.md)
+            if self._deadletter_topic is None:
+                raise
+            self._isolate(batch, exc, now_ms, started)
+            return
+        self._enqueue(batch, out, report, started)
+
+    def _isolate(
+        self,
+        batch: dict[TopicPartition, list[Record]],
+        exc: Exception,
+        now_ms: int,
+        started: float,
+    ) -> None:
+        flat = [(tp, rec) for tp, records in batch.items() for rec in records]
+        if len(flat) > 1:
+            log.warning(
+                "%s: a batch of %d records raised %s: %s; deciding it in halves",
+                self.name,
+                len(flat),
+                type(exc).__name__,
+                exc,
             )
-            self._inflight.append(task)
+            middle = len(flat) // 2
+            for half in (flat[:middle], flat[middle:]):
+                regrouped: dict[TopicPartition, list[Record]] = {}
+                for tp, rec in half:
+                    regrouped.setdefault(tp, []).append(rec)
+                self._decide(regrouped, now_ms, started)
+            return
+        tp, rec = flat[0]
+        reason = processing_error("batch", exc)
+        log.error(
+            "%s: %s/%d offset %d dead-lettered: %s",
+            self.name,
+            tp.topic,
+            tp.partition,
+            rec.offset,
+            reason,
+            exc_info=exc,
+        )
+        out = self._producer.batch()
+        topic = self._deadletter_topic
+        if topic is not None:
+            deadletter(
+                out,
+                topic,
+                rec,
+                service=self.name,
+                kind="processing_error",
+                reason=reason,
+                at_ms=now_ms,
+            )
+        self._metrics.deadlettered.labels(self.name, "processing_error").inc()
+        self._enqueue({tp: [rec]}, out, None, started)
+
+    def _enqueue(
+        self,
+        batch: dict[TopicPartition, list[Record]],
+        out: OutputBatch,
+        report: ReportT | None,
+        started: float,
+    ) -> None:
+        commits = self._commit_targets(batch)
+        previous = self._inflight[-1] if self._inflight else None
+        task = asyncio.create_task(
+            self._finish_batch(batch, out, report, previous, started, commits)
+        )
+        self._inflight.append(task)
 
     def _commit_targets(
         self, batch: dict[TopicPartition, list[Record]]
@@ -317,7 +431,7 @@ class ServiceLoop:
         self,
         batch: dict[TopicPartition, list[Record]],
         out: OutputBatch,
-        report: object,
+        report: ReportT | None,
         previous: asyncio.Task[None] | None,
         started: float,
         commits: Mapping[TopicPartition, int],
@@ -326,7 +440,7 @@ class ServiceLoop:
         await self._producer.send(out)
         if previous is not None:
             await previous
-        if self._staged is not None:
+        if self._staged is not None and report is not None:
             stage = 0
             while True:
                 follow = self._producer.batch()
@@ -343,7 +457,8 @@ class ServiceLoop:
             # that held records it released kept back.
             for topic, count in counts.items():
                 self._m_produced[topic].inc(count)
-            self._processor.after_send(report, time.time_ns() // 1_000_000)
+            if report is not None:
+                self._processor.after_send(report, time.time_ns() // 1_000_000)
             return
         n = 0
         for tp, records in batch.items():
@@ -351,7 +466,8 @@ class ServiceLoop:
             n += len(records)
         for topic, count in counts.items():
             self._m_produced[topic].inc(count)
-        self._processor.after_send(report, time.time_ns() // 1_000_000)
+        if report is not None:  # None: a poison record, dead-lettered by the loop itself
+            self._processor.after_send(report, time.time_ns() // 1_000_000)
         self._m_batch_size.observe(n)
         self._m_batch_duration.observe(time.perf_counter() - started)
         st = self.status

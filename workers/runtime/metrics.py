@@ -2,19 +2,29 @@
 
 The hot path never calls `.labels(...).inc()` per record: services count into plain ints
 during a batch and add them here once per batch. `BatchHistogram` takes many observations
-per call for the same reason.
+per call for the same reason, and `ConsumerLag` is computed when Prometheus scrapes.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
-from prometheus_client.core import HistogramMetricFamily
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    Info,
+    ProcessCollector,
+)
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-__all__ = ["BatchHistogram", "CommonMetrics"]
+from workers.runtime.supervise import SideTasks
+
+__all__ = ["BatchHistogram", "CommonMetrics", "ConsumerLag", "LagSource"]
 
 # End-to-end forward latency: sub-millisecond on Apache Kafka, tens of ms on the embedded
 # broker (its fetch is not woken by new data), seconds when a backlog is being worked off.
@@ -85,11 +95,50 @@ class BatchHistogram(Collector):
         yield HistogramMetricFamily(self._name, self._doc)
 
 
+LagSource = Callable[[], Iterable[tuple[str, int, int]]]
+"""A service's lag at this moment: (topic, partition, records behind) per partition."""
+
+
+class ConsumerLag(Collector):
+    """`dccgate_consumer_lag_records{service,topic,partition}`, computed at scrape time.
+
+    Each service loop registers a `LagSource` (`track`); a scrape asks each for its
+    partitions' lag, so nothing is done per batch or per record. One collector per registry
+    serves every service that shares it (`dccgate run`), so the family is exported once.
+    """
+
+    NAME = "dccgate_consumer_lag_records"
+    DOC = (
+        "Records in an input partition after the latest batch this worker decided, by the "
+        "high watermark of its latest fetch; by service, topic and partition."
+    )
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._sources: dict[str, LagSource] = {}
+        registry.register(self)
+
+    def track(self, service: str, source: LagSource) -> None:
+        """Report `source`'s partitions under `service` (replaces an earlier source)."""
+        self._sources[service] = source
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(self.NAME, self.DOC, labels=["service", "topic", "partition"])
+        for service, source in self._sources.items():
+            for topic, partition, lag in source():
+                family.add_metric([service, topic, str(partition)], lag)
+        yield family
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(self.NAME, self.DOC, labels=["service", "topic", "partition"])
+
+
 class CommonMetrics:
     """Metrics every consume-process-produce service reports."""
 
     def __init__(self, registry: CollectorRegistry, *, version: str) -> None:
         self.registry = registry
+        self.side_tasks = SideTasks(registry)
+        """The process's side tasks and their problems (`/healthz` shows them)."""
         Info("dccgate_build", "dccgate version", registry=registry).info({"version": version})
         self.consumed = Counter(
             "dccgate_records_consumed",
@@ -129,3 +178,12 @@ class CommonMetrics:
             ["service"],
             registry=registry,
         )
+        self.lag = ConsumerLag(registry)
+        """Consumer lag per input partition; each `ServiceLoop` registers its source."""
+        # Process metrics (process_cpu_seconds_total, process_resident_memory_bytes,
+        # process_open_fds, ...) and the garbage collector's (python_gc_*): the standard
+        # names, once per registry. They declare no names to the registry, so it would not
+        # refuse a second copy; registering them after `dccgate_build` (which it would
+        # refuse) keeps a second CommonMetrics on one registry from adding one.
+        ProcessCollector(registry=registry)
+        GCCollector(registry=registry)

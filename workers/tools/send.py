@@ -26,7 +26,7 @@ from broker.topics import Topics
 
 __all__ = ["SEND_ID_HEADER", "SendResult", "run_send", "send_requests", "summary_table"]
 
-SEND_ID_HEADER = "dccgate-send-id"
+SEND_ID_HEADER = "dcctool-send-id"
 _CLOCK_MARGIN_MS = 5_000
 
 
@@ -138,11 +138,21 @@ async def send_requests(
     collector = _Collector(session, out, as_json)
     since_ms = time.time_ns() // 1_000_000 - _CLOCK_MARGIN_MS
     followers = [
-        TopicFollower(settings, topics.user_responses, collector.on_answers,
-                      name=f"send-{session}", from_ms=since_ms),
-        TopicFollower(settings, topics.deadletter, collector.on_deadletters,
-                      name=f"send-{session}", from_ms=since_ms),
-    ]  # fmt: skip
+        TopicFollower(
+            settings,
+            topics.user_responses,
+            collector.on_answers,
+            name=f"send-{session}",
+            from_ms=since_ms,
+        ),
+        TopicFollower(
+            settings,
+            topics.deadletter,
+            collector.on_deadletters,
+            name=f"send-{session}",
+            from_ms=since_ms,
+        ),
+    ]
     try:
         for follower in followers:
             await follower.start()
@@ -259,5 +269,6 @@ def summary_table(result: SendResult) -> str:
     if result.deadlettered:
         rows.append(("-", "dead-lettered", "-", str(len(result.deadlettered))))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    return "".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n"
-                   for r in rows)  # fmt: skip
+    return "".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n" for r in rows
+    )

@@ -146,6 +146,14 @@ def test_building_in_python_validates_too() -> None:
         Threshold(srv="7.2", window_s=60, max=True)
 
 
+@pytest.mark.parametrize("limit", [10**400, -(10**400), 10**5000], ids=["401", "-401", "5001"])
+def test_a_limit_beyond_a_float_is_a_config_error_not_an_overflow(limit: int) -> None:
+    with pytest.raises(AdtConfigError, match="min must be a finite number, got an integer beyond"):
+        ValueRule(srv="2.2", field="amount", min=limit)
+    with pytest.raises(AdtConfigError, match="Number out of range"):
+        decode_values(b'{"value_rules": [{"srv": "2.2", "field": "amount", "max": 1e400}]}')
+
+
 def test_too_many_rules_are_refused() -> None:
     many = tuple(Threshold(srv="7.2", window_s=w, max=1) for w in range(1, 1002))
     with pytest.raises(AdtConfigError, match="at most 1000"):

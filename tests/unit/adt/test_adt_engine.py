@@ -7,6 +7,7 @@ import math
 from fractions import Fraction
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -531,3 +532,83 @@ def test_engine_settings_are_checked() -> None:
     with pytest.raises(ValueError, match="buckets_per_window must be >= 1"):
         AdtEngine(buckets_per_window=0)
     assert AdtEngine().buckets_per_window == 60
+
+
+# --- a body that cannot be decoded, or holds numbers no rule can compare (issue #12) -----------
+
+_decode_body = msgspec.json.Decoder(dict[str, Any]).decode
+
+
+def _value_engine(*, shadow: bool = False) -> AdtEngine:
+    return AdtEngine(
+        dcc_values=AdtValues(
+            value_rules=(
+                ValueRule(srv="2.2", field="amount", min=0, max=500, shadow=shadow),
+                ValueRule(srv="2.2", field="fee", max=10, shadow=True),
+            )
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        # msgspec names no dict key in the path: `$[...]`
+        (b'{"amount": 1e400}', "Number out of range - at `$[...]`"),
+        (b'{"amount": -1e400}', "Number out of range - at `$[...]`"),
+        (b'{"amount": ' + b"9" * 5000 + b"}", "Integer value out of range - at `$[...]`"),
+        (b'{"other": 1e400, "amount": 1}', "Number out of range - at `$[...]`"),
+        (b'{"amount": NaN}', "JSON is malformed: invalid character"),
+        (b'{"amount": 1, "note": "\xff"}', "can't decode byte 0xff"),  # UnicodeDecodeError
+    ],
+    ids=["1e400", "-1e400", "5000 digits", "elsewhere in the body", "NaN", "invalid UTF-8"],
+)
+def test_an_undecodable_body_is_a_data_value_breach_not_an_exception(body: bytes, why: str) -> None:
+    decision = _value_engine().check(USER, "2.2", lambda: _decode_body(body), T0)
+    assert decision.quarantined
+    assert decision.breach is not None
+    assert decision.breach.kind == "data_value"
+    assert decision.breach.rule == "value:2.2:amount"
+    assert decision.breach.observed == "unreadable body"
+    assert "body field amount cannot be checked: the body cannot be decoded (" in (
+        decision.breach.reason
+    )
+    assert why in decision.breach.reason
+    # Every value rule of the SRV is breached: the shadow one is reported too.
+    assert [b.rule for b in decision.shadow_breaches] == ["value:2.2:fee"]
+
+
+@pytest.mark.parametrize(
+    ("body", "shown"),
+    [
+        (b'{"amount": 1' + b"0" * 400 + b"}", "an integer of 401 digits"),
+        (b'{"amount": -1' + b"0" * 400 + b"}", "a negative integer of 401 digits"),
+        (b'{"amount": 1' + b"0" * 4299 + b"}", "an integer of 4300 digits"),
+    ],
+    ids=["401 digits", "-401 digits", "4300 digits"],
+)
+def test_a_decoded_integer_beyond_a_float_is_a_breach(body: bytes, shown: str) -> None:
+    decision = _value_engine().check(USER, "2.2", lambda: _decode_body(body), T0)
+    assert decision.breach is not None
+    assert decision.breach.observed == shown
+
+
+def test_an_undecodable_body_under_shadow_rules_only_passes_with_would_quarantine() -> None:
+    decision = _value_engine(shadow=True).check(
+        USER, "2.2", lambda: _decode_body(b'{"amount": 1e400}'), T0
+    )
+    assert not decision.quarantined
+    assert [b.observed for b in decision.shadow_breaches] == ["unreadable body"] * 2
+
+
+@pytest.mark.parametrize("body", [b'{"amount": -0}', b'{"amount": -0.0}', b'{"amount": 0}'])
+def test_minus_zero_passes(body: bytes) -> None:
+    assert _value_engine().check(USER, "2.2", lambda: _decode_body(body), T0) is PASS
+
+
+def test_a_getter_bug_that_is_not_a_value_error_propagates() -> None:
+    def broken() -> dict[str, Any]:
+        raise KeyError("amount")
+
+    with pytest.raises(KeyError):
+        _value_engine().check(USER, "2.2", broken, T0)

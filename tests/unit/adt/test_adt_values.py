@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import pytest
 
+from adt.decision import Breach
 from adt.values import ValueCheck, format_number
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC).timestamp()
@@ -145,3 +148,121 @@ def test_format_number() -> None:
     assert format_number(500.0) == "500"
     assert format_number(0.1) == "0.1"
     assert format_number(7) == "7"
+
+
+# --- numbers a rule cannot compare, and values costly to show (issue #12) ---------------------
+
+
+def _deeply_nested(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (10**400, "an integer of 401 digits"),  # 401 digits: math.isfinite overflowed
+        (-(10**400), "a negative integer of 401 digits"),
+        (10**5000 - 1, "an integer of 5000 digits"),  # past str()'s limit of 4,300 digits
+        (2 * 10**308, "an integer of 309 digits"),  # just past the largest float
+    ],
+    ids=["401 digits", "-401 digits", "5000 digits", "2e308"],
+)
+def test_an_integer_beyond_a_float_is_a_breach_not_an_exception(value: int, shown: str) -> None:
+    for rule in (amount, ValueCheck(id="f", srv="2.2", field="amount", min=0)):
+        breach = rule.evaluate({"amount": value}, NOW)
+        assert breach is not None
+        assert breach.observed == shown
+        assert breach.limit is None
+        assert breach.reason.endswith(
+            f"must be a number within a float's range (about 1.8e308), got {shown}"
+        )
+
+
+def test_a_large_integer_within_a_float_is_compared_exactly_and_shown_by_size() -> None:
+    breach = amount.evaluate({"amount": 10**308}, NOW)
+    assert breach is not None
+    assert breach.observed == 10**308
+    assert breach.reason.endswith("= an integer of 309 digits is above the maximum 500")
+    assert msgspec.json.decode(msgspec.json.encode(breach), type=Breach) == breach
+    # Exact: converted to a float, the integer just above the limit would equal it.
+    at_limit = ValueCheck(id="f", srv="2.2", field="n", max=1e308)
+    assert at_limit.evaluate({"n": int(1e308)}, NOW) is None
+    assert at_limit.evaluate({"n": int(1e308) + 1}, NOW) is not None
+
+
+@pytest.mark.parametrize("text", ['{"amount": 1e400}', '{"amount": -1e400}'])
+def test_a_float_beyond_range_from_another_decoder_is_a_breach(text: str) -> None:
+    value = json.loads(text)["amount"]  # the json module makes it an infinity
+    breach = amount.evaluate({"amount": value}, NOW)
+    assert breach is not None
+    assert "must be a finite number, got" in breach.reason
+
+
+@pytest.mark.parametrize("text", ["NaN", "nan", "Infinity", "-Infinity", "1e400", "-0"])
+def test_number_lookalike_strings_are_a_breach(text: str) -> None:
+    breach = amount.evaluate({"amount": text}, NOW)
+    assert breach is not None
+    assert breach.reason.endswith(f"must be a number, got str {text!r}")
+
+
+@pytest.mark.parametrize(
+    "value", [0, -0.0, msgspec.json.decode(b"-0"), msgspec.json.decode(b"-0.0")]
+)
+def test_minus_zero_is_zero(value: float) -> None:
+    assert amount.evaluate({"amount": value}, NOW) is None
+    breach = ValueCheck(id="f", srv="2.2", field="amount", min=1).evaluate({"amount": value}, NOW)
+    assert breach is not None
+    assert "= 0 is below the minimum 1" in breach.reason
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "x" * 10_000_000,
+        ["x" * 1_000_000] * 1000,
+        {str(i): i for i in range(100_000)},
+        _deeply_nested(100_000),  # repr() of it raised RecursionError
+        [10**5000],  # repr() of it raised ValueError (int-to-str limit)
+    ],
+    ids=["10MB string", "big list", "big dict", "deep list", "huge int in a list"],
+)
+def test_huge_values_are_a_breach_with_a_short_reason(value: object) -> None:
+    for rule in (amount, activation):
+        breach = rule.evaluate({"amount": value, "activation_datetime": value}, NOW)
+        assert breach is not None
+        assert len(breach.reason) < 300
+        assert isinstance(breach.observed, str)
+        assert len(breach.observed) <= 80
+
+
+def test_a_huge_integer_for_a_date_rule_is_a_breach() -> None:
+    breach = activation.evaluate({"activation_datetime": 10**5000}, NOW)
+    assert breach is not None
+    assert breach.reason.endswith(
+        "must be an ISO-8601 date-time string, got an integer of 5001 digits"
+    )
+
+
+def test_an_unreadable_body_breaches_with_the_decoders_reason() -> None:
+    breach = amount.unreadable("Number out of range - at `$.amount`")
+    assert breach.observed == "unreadable body"
+    assert breach.limit is None
+    assert breach.reason == (
+        "data-value ADT value:2.2:amount: SRV 2.2 body field amount cannot be checked: the "
+        "body cannot be decoded (Number out of range - at `$.amount`)"
+    )
+    odd = amount.unreadable("lone \ud800 " + "x" * 1000)  # a foreign message, not UTF-8-able
+    assert "lone \\ud800 x" in odd.reason
+    assert len(odd.reason) < 250
+    odd.reason.encode()
+
+
+def test_format_number_never_prints_a_huge_integer() -> None:
+    assert format_number(10**30 - 1) == "9" * 30
+    assert format_number(10**30) == "an integer of 31 digits"
+    assert format_number(-(10**400)) == "a negative integer of 401 digits"
+    assert format_number(10**5000) == "an integer of 5001 digits"
+    assert format_number(-0.0) == "0"

@@ -29,10 +29,12 @@ def test_output_batch_groups_records_by_partition_and_counts_topics() -> None:
     assert out.counts == {"a": 3, "b": 1}
     assert len(out) == 4
     p = partition_for_key(b"k1", 4)
-    taken = out._take()
-    assert [r[1] for r in taken[("a", p)]] == [b"v1", b"v2"]
-    assert taken[("a", 3)][0][1] == b"v4"
-    assert len(out) == 0
+    placed = [(topic, partition, value) for topic, partition, (_, value, _, _) in out.records()]
+    assert sorted(placed) == sorted(
+        [("a", p, b"v1"), ("a", p, b"v2"), ("b", 0, b"v3"), ("a", 3, b"v4")]
+    )
+    # In the order added within a partition.
+    assert [v for t, q, v in placed if (t, q) == ("a", p)] == [b"v1", b"v2"]
 
 
 def test_output_batch_refuses_a_topic_it_does_not_know() -> None:

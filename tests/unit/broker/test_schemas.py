@@ -3,6 +3,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
+from adt import AdtEngine, AdtValues, ValueRule
 from broker.schemas import ServiceRequest, UserResponse
 
 
@@ -81,3 +82,77 @@ def test_xml_is_kept_raw_and_must_be_a_string_or_null() -> None:
     assert with_xml.xml_is_string_or_null()
     assert msgspec.json.decode(base + b"}", type=ServiceRequest).xml_is_string_or_null()
     assert not msgspec.json.decode(base + b',"xml":5}', type=ServiceRequest).xml_is_string_or_null()
+
+
+# --- body_values: only msgspec.DecodeError, whatever the body (issue #12) ----------------------
+
+_RECORD = b'{"request_id":"x","user_role":"IS","srv":"2.2","command_variant":8,"body":%s}'
+
+
+def _request(body: bytes) -> ServiceRequest:
+    return msgspec.json.decode(_RECORD % body, type=ServiceRequest)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'{"amount":"\xff"}', "invalid_utf8: byte 0xff at offset 11 - at `$.body`"),
+        (b'{"\xff":1}', "invalid_utf8: byte 0xff at offset 2 - at `$.body`"),
+        (
+            b'{"a":' + b"[" * 100 + b"]" * 100 + b"}",
+            "too_deep: nesting deeper than 32 levels at offset 36 - at `$.body`",
+        ),
+        (b'{"amount":1,"amount":900}', 'duplicate_key: "amount" twice in one object'),
+        (b'{"amount":1,"\\u0061mount":900}', 'duplicate_key: "amount" twice in one object'),
+        (b'{"amount":1e400}', "Number out of range"),
+        (b'{"amount":-1e400}', "Number out of range"),
+        (b'{"amount":' + b"9" * 5000 + b"}", "Integer value out of range"),
+        (b"[1]", "Expected `object`, got `array`"),
+    ],
+    ids=[
+        "utf8 value",
+        "utf8 key",
+        "deep",
+        "dup",
+        "escaped dup",
+        "1e400",
+        "-1e400",
+        "5000",
+        "array",
+    ],
+)
+def test_body_values_raises_only_decode_errors(body: bytes, message: str) -> None:
+    req = _request(body)  # the record itself decodes: body is Raw
+    with pytest.raises(msgspec.DecodeError) as caught:
+        req.body_values()
+    assert message in str(caught.value)
+
+
+def test_body_values_keeps_big_integers_and_minus_zero() -> None:
+    values = _request(b'{"a":1' + b"0" * 400 + b',"b":-0,"c":-0.0}').body_values()
+    assert values["a"] == 10**400
+    assert values["b"] == 0
+    assert str(values["c"]) == "-0.0"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"amount":1e400}',
+        b'{"amount":-1e400}',
+        b'{"amount":1' + b"0" * 400 + b"}",
+        b'{"amount":' + b"9" * 5000 + b"}",
+        b'{"amount":1,"note":"\xff"}',
+        b'{"amount":' + b"[" * 500 + b"]" * 500 + b"}",
+        b'{"amount":1,"amount":900}',
+    ],
+    ids=["1e400", "-1e400", "401 digits", "5000 digits", "invalid utf8", "deep", "dup"],
+)
+def test_a_data_value_rule_never_raises_on_a_hostile_body(body: bytes) -> None:
+    engine = AdtEngine(
+        dcc_values=AdtValues(value_rules=(ValueRule(srv="2.2", field="amount", min=0, max=500),))
+    )
+    decision = engine.check("x", "2.2", _request(body).body_values, 0.0)
+    assert decision.quarantined
+    assert decision.breach is not None
+    assert decision.breach.kind == "data_value"

@@ -64,6 +64,26 @@ def test_above_capacity_alerts_wait_and_their_delay_is_measured() -> None:
     assert g.next_release_s(5.0) is None
 
 
+@pytest.mark.parametrize("start_s", [0.0, 100.0, 1_800_000_000.0])
+@pytest.mark.parametrize("rate_per_s", [3.3, 7.0, 1000.0])
+def test_a_poll_at_next_release_s_releases_something(start_s: float, rate_per_s: float) -> None:
+    # Regression (issue #12): now_s + wait rounded to just before the token was whole; a poll
+    # there released nothing and the gate named the same time again, for ever on a
+    # simulated clock.
+    g = gate(rate_per_s=rate_per_s, burst=2, max_queued=100)
+    for n in range(100):
+        assert g.offer("north", str(n), False, start_s)
+    released = len(g.poll(start_s))
+    now_s = start_s
+    while (at_s := g.next_release_s(now_s)) is not None:
+        assert at_s >= now_s
+        batch = g.poll(at_s)
+        assert batch, f"nothing released at next_release_s = {at_s!r}"
+        released += len(batch)
+        now_s = at_s
+    assert released == 100
+
+
 def test_priority_alerts_go_first() -> None:
     g = gate(rate_per_s=1.0, burst=1)
     g.offer("central", "n1", False, 0.0)

@@ -333,9 +333,14 @@ def test_an_exported_storm_continues_in_another_guard_under_its_sequence_id() ->
     first.decide(DEVICE, "8F35", "b", 1.0)  # storm at 1, boundary at 11
     first.decide(DEVICE, "8F35", "c", 2.0)
     assert first.storm_state(DEVICE, "8f35") == StormState(
-        device_id=DEVICE, alert_code="8F35", sequence_id=f"{DEVICE}:8F35:1000", due_s=11.0,
-        pending=2, suppressed=0, latest="c",
-    )  # fmt: skip
+        device_id=DEVICE,
+        alert_code="8F35",
+        sequence_id=f"{DEVICE}:8F35:1000",
+        due_s=11.0,
+        pending=2,
+        suppressed=0,
+        latest="c",
+    )
     assert first.storm_state(DEVICE, "8F36") is None
     assert first.storm_state(OTHER, "8F35") is None
     state = first.storm_state(DEVICE, "8F35")
@@ -385,8 +390,15 @@ def test_forget_storm_hands_a_storm_over_without_copies_and_clear_windows_keeps_
 
 def test_restore_refuses_negative_counts_and_respects_the_cap() -> None:
     g = guard(max_alerts=1, period_s=10, max_keys=1)
-    bad = StormState(device_id=DEVICE, alert_code="8F35", sequence_id="s", due_s=1.0,
-                     pending=-1, suppressed=0, latest="a")  # fmt: skip
+    bad = StormState(
+        device_id=DEVICE,
+        alert_code="8F35",
+        sequence_id="s",
+        due_s=1.0,
+        pending=-1,
+        suppressed=0,
+        latest="a",
+    )
     with pytest.raises(ValueError, match="cannot be negative"):
         g.restore_storm(bad, 0.0)
     g.decide(OTHER, "8F35", "w", 0.0)  # one window: the cap is reached

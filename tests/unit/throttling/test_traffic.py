@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from throttling.traffic import (
@@ -249,7 +249,8 @@ def test_over_user_is_throttled_with_numbers_and_reason(make_manager: ManagerFac
         f"retry after {decision.retry_after_ms} ms",
     ):
         assert part in text
-    assert manager.decide(USER, "4.1.1", NOW + 1.0 / limit).allowed
+    # A retry after retry_after_ms is allowed (NOW + 1.0 / limit may round to just before).
+    assert manager.decide(USER, "4.1.1", NOW + decision.retry_after_ms / 1000.0).allowed
 
 
 def test_capacity_rule_and_reason(make_manager: ManagerFactory) -> None:
@@ -620,6 +621,18 @@ def test_over_allocation_limits_are_proportional_to_allocations(
     rates=user_rate_tables,
     window_s=st.floats(0.01, 5.0),
 )
+@example(
+    # Regression (issue #12): float TATs rounded to 2.4e-7 s at NOW at every admitted request;
+    # this User, limited to its 1311/s, had 238 requests admitted in 0.18 s, bound 237.98.
+    policy=TrafficPolicy(
+        capacity_per_s=5000.0,
+        operating_threshold_per_s=0.0,
+        default_allocation=Allocation(rate_per_s=1311.0, burst=2),
+    ),
+    allocations={},
+    rates={USER: 4500.0},
+    window_s=0.18,
+)
 def test_over_users_admitted_at_most_limit_times_window_plus_burst(
     policy: TrafficPolicy,
     allocations: dict[str, Allocation],
@@ -635,8 +648,11 @@ def test_over_users_admitted_at_most_limit_times_window_plus_burst(
     for user, limit in plan.limits_per_s.items():
         burst = manager.allocation(user).burst
         step_s = window_s / 400.0
-        admitted = sum(manager.decide(user, "4.1.1", NOW + i * step_s).allowed for i in range(401))
-        assert admitted <= limit * window_s + burst + 1e-6
+        times = [NOW + i * step_s for i in range(401)]
+        admitted = sum(manager.decide(user, "4.1.1", now).allowed for now in times)
+        # Over the times given: NOW + i * step_s rounds to 2.4e-7 s, so the last of them may
+        # be up to 1.2e-7 s past NOW + window_s, and the GCRA is exact in the times it gets.
+        assert admitted <= limit * (times[-1] - NOW) + burst + 1e-6
 
 
 @settings(max_examples=200, deadline=None)

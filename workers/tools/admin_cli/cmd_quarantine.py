@@ -49,10 +49,17 @@ def _list_text(items: Sequence[Mapping[str, Any]]) -> str:
     head: tuple[str, ...] = ("REQUEST ID", "STATE", "SRV", "RULE", "OBSERVED", "LIMIT")
     head += ("QUARANTINED (UTC)",)
     rows: list[tuple[object, ...]] = [
-        (e.get("id"), e.get("state"), e.get("srv"), e.get("rule"), e.get("observed"),
-         e.get("limit"), _at(e, "at_s"))
+        (
+            e.get("id"),
+            e.get("state"),
+            e.get("srv"),
+            e.get("rule"),
+            e.get("observed"),
+            e.get("limit"),
+            _at(e, "at_s"),
+        )
         for e in items
-    ]  # fmt: skip
+    ]
     if any(e.get("decided_by") or e.get("decided_at_s") for e in items):
         head += ("DECIDED (UTC)", "BY")
         rows = [
@@ -118,9 +125,11 @@ def _filter_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rule", metavar="RULE", help="only those caught by this rule id")
     p.add_argument("--kind", choices=_KINDS, help="only those caught by this kind of rule")
     p.add_argument(
-        "--from", dest="q_from", metavar="TIME",
+        "--from",
+        dest="q_from",
+        metavar="TIME",
         help="quarantined at or after TIME (RFC 3339, e.g. 2026-01-31T09:00:00Z)",
-    )  # fmt: skip
+    )
     p.add_argument("--to", dest="q_to", metavar="TIME", help="quarantined before TIME")
 
 
@@ -131,10 +140,16 @@ def register(t: Tree) -> None:
     _filter_flags(p)
     p.add_argument("--state", choices=_STATES, help="pending (the default), ..., or any")
     p.add_argument("--limit", type=int, metavar="N", help="at most N (1000; up to 10000)")
-    for decision, text in (("release", "release for processing"),
-                           ("delete", "delete quarantined requests")):  # fmt: skip
-        p = t.leaf(quarantine, decision, _quarantine_decide(decision),
-                   f"{text}: one REQUEST_ID, or every pending one the filters match")  # fmt: skip
+    for decision, text in (
+        ("release", "release for processing"),
+        ("delete", "delete quarantined requests"),
+    ):
+        p = t.leaf(
+            quarantine,
+            decision,
+            _quarantine_decide(decision),
+            f"{text}: one REQUEST_ID, or every pending one the filters match",
+        )
         p.add_argument("request_id", metavar="REQUEST_ID", nargs="?")
         _filter_flags(p)
         p.add_argument(

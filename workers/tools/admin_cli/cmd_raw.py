@@ -42,8 +42,13 @@ def register(t: Tree) -> None:
     p = t.leaf(t.top, "get", _raw("GET"), "GET any path; prints JSON")
     p.add_argument("path", metavar="PATH")
     for verb in ("put", "post"):
-        p = t.leaf(t.top, verb, _raw(verb.upper()), f"{verb.upper()} any path; prints JSON",
-                   json_flag=False)  # fmt: skip
+        p = t.leaf(
+            t.top,
+            verb,
+            _raw(verb.upper()),
+            f"{verb.upper()} any path; prints JSON",
+            json_flag=False,
+        )
         p.add_argument("path", metavar="PATH")
         body = p.add_mutually_exclusive_group(required=verb == "put")
         body.add_argument("--json", dest="body_json", metavar="'{...}'", help="the JSON body")

@@ -69,9 +69,12 @@ def _traffic_set(ctx: Ctx, args: argparse.Namespace) -> int:
         raise nothing_to_change("at least one of the flags of `traffic set --help`")
     clear = ("default_allocation",) if args.no_default_allocation else ()
     doc = update(
-        ctx, "/v1/traffic", lambda current: traffic_changes(args, current), args.version,
+        ctx,
+        "/v1/traffic",
+        lambda current: traffic_changes(args, current),
+        args.version,
         clear=clear,
-    )  # fmt: skip
+    )
     return ctx.show(doc, lambda: _traffic_fields(doc))
 
 

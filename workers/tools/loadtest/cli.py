@@ -79,20 +79,36 @@ async def run_scenario(
     or into `collector` (single process only)."""
     if workers > 1 and not isinstance(collector, ResultCollector | None):
         raise ValueError("a sharded run gathers its results in a ResultCollector")
-    collector = collector or ResultCollector(scenario=scenario.name, seed=seed, scale=scale,
-                                            duration_s=duration_s)  # fmt: skip
+    collector = collector or ResultCollector(
+        scenario=scenario.name, seed=seed, scale=scale, duration_s=duration_s
+    )
 
     async def drive(kafka: KafkaSettings, url: str | None) -> RunResult:
         if workers > 1:
             assert isinstance(collector, ResultCollector)
-            sharded = await run_sharded(scenario, kafka=kafka, topics=topics, collector=collector,
-                                        seed=seed, scale=scale, duration_s=duration_s,
-                                        workers=workers, on_progress=progress)  # fmt: skip
+            sharded = await run_sharded(
+                scenario,
+                kafka=kafka,
+                topics=topics,
+                collector=collector,
+                seed=seed,
+                scale=scale,
+                duration_s=duration_s,
+                workers=workers,
+                on_progress=progress,
+            )
             stats, elapsed_s, started_s = sharded.stats, sharded.elapsed_s, sharded.started_at_s
         else:
-            runner = Runner(scenario, kafka=kafka, topics=topics, collector=collector,
-                            seed=seed, scale=scale, duration_s=duration_s,
-                            on_progress=progress)  # fmt: skip
+            runner = Runner(
+                scenario,
+                kafka=kafka,
+                topics=topics,
+                collector=collector,
+                seed=seed,
+                scale=scale,
+                duration_s=duration_s,
+                on_progress=progress,
+            )
             stats = await runner.run()
             elapsed_s, started_s = runner.now(), runner.started_at_s
         if progress is not None:
@@ -114,8 +130,10 @@ async def run_scenario(
         await asyncio.to_thread(apply_config, admin_url, token, items)
         await asyncio.sleep(_FOLLOW_S)
     elif scenario.gateway.items():
-        sys.stderr.write("dccgate loadtest: the scenario's [gateway] configuration is not "
-                         "applied (give --admin-url and --token to apply it)\n")  # fmt: skip
+        sys.stderr.write(
+            "dccgate loadtest: the scenario's [gateway] configuration is not "
+            "applied (give --admin-url and --token to apply it)\n"
+        )
     kafka = KafkaSettings(bootstrap=bootstrap)
     if bootstrap.startswith(("127.0.0.1:", "localhost:")):
         kafka = msgspec.structs.replace(kafka.for_embedded(), fetch_max_wait_ms=20)
@@ -125,9 +143,11 @@ async def run_scenario(
 def summary(scenario: Scenario, result: RunResult) -> str:
     """The run's counts as a few readable lines."""
     s = result.stats
-    lines = [f"scenario {scenario.name}: {s['sent']} requests sent ({s['resent']} resent), "
-             f"{s['answered']} answered, {s['completed']} answered by devices, "
-             f"{s['elapsed_s']:.1f} s"]  # fmt: skip
+    lines = [
+        f"scenario {scenario.name}: {s['sent']} requests sent ({s['resent']} resent), "
+        f"{s['answered']} answered, {s['completed']} answered by devices, "
+        f"{s['elapsed_s']:.1f} s"
+    ]
     lines.append("outcomes per User:")
     for user, outcomes in s["by_user"].items():
         name = next((u.name for u in scenario.users if u.id == user), "")
@@ -135,18 +155,24 @@ def summary(scenario: Scenario, result: RunResult) -> str:
         lines.append(f"  {user}  {name:<24} {counts}")
     for region, c in s["installs"].items():
         done = c.get("ok", 0) + c.get("failed", 0)
-        lines.append(f"installs {region:<8} {c.get('ok', 0)} ok, {c.get('failed', 0)} failed "
-                     f"({c.get('failed', 0) / max(done, 1):.1%})")  # fmt: skip
+        lines.append(
+            f"installs {region:<8} {c.get('ok', 0)} ok, {c.get('failed', 0)} failed "
+            f"({c.get('failed', 0) / max(done, 1):.1%})"
+        )
     if s["failed_steps"]:
         lines.append("failed steps: " + ", ".join(f"{k} {v}" for k, v in s["failed_steps"].items()))
     if s["firmware"]:
         lines.append(f"firmware: {s['firmware']}")
     if s["alerts_raised"]:
-        lines.append(f"alerts raised {s['alerts_raised']}, delivered {s['alerts_delivered']}, "
-                     f"storm copies {s['storm_copies']} reporting {s['suppressed_reported']} "
-                     "suppressed")  # fmt: skip
-    lines.append(f"dead letters {s['deadlettered']}, unanswered {s['unanswered']}, "
-                 f"unfinished flows {s['unfinished_flows']}")  # fmt: skip
+        lines.append(
+            f"alerts raised {s['alerts_raised']}, delivered {s['alerts_delivered']}, "
+            f"storm copies {s['storm_copies']} reporting {s['suppressed_reported']} "
+            "suppressed"
+        )
+    lines.append(
+        f"dead letters {s['deadlettered']}, unanswered {s['unanswered']}, "
+        f"unfinished flows {s['unfinished_flows']}"
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -167,8 +193,7 @@ def difference(scenario: Scenario, base: RunResult, new: RunResult) -> str:
         if base.stats[key] != new.stats[key]:
             lines.append(f"  {key}: {base.stats[key]} -> {new.stats[key]}")
     if base.stats["storm_copies"] != new.stats["storm_copies"]:
-        lines.append(f"  storm copies: {base.stats['storm_copies']} -> "
-                     f"{new.stats['storm_copies']}")  # fmt: skip
+        lines.append(f"  storm copies: {base.stats['storm_copies']} -> {new.stats['storm_copies']}")
     return "\n".join(lines) + "\n"
 
 
@@ -205,9 +230,16 @@ def run_loadtest(args: argparse.Namespace, settings: Settings) -> int:
     try:
         if args.what_if is not None:
             return _what_if(args, scenario, common, run)
-        result = run(run_scenario(scenario, items=scenario.gateway_items(),
-                                  embedded=args.embedded, admin_url=args.admin_url,
-                                  token=args.token, **common))  # fmt: skip
+        result = run(
+            run_scenario(
+                scenario,
+                items=scenario.gateway_items(),
+                embedded=args.embedded,
+                admin_url=args.admin_url,
+                token=args.token,
+                **common,
+            )
+        )
     except (GatewayError, ConfigFileError, ShardError) as exc:
         sys.stderr.write(f"dccgate loadtest: {exc}\n")
         return 1
@@ -225,8 +257,7 @@ def _print(scenario: Scenario, result: RunResult, as_json: bool) -> None:
         sys.stdout.write(summary(scenario, result))
 
 
-def _what_if(args: argparse.Namespace, scenario: Scenario, common: dict[str, Any],
-             run: Any) -> int:  # fmt: skip
+def _what_if(args: argparse.Namespace, scenario: Scenario, common: dict[str, Any], run: Any) -> int:
     if args.bootstrap:
         sys.stderr.write("dccgate loadtest: --what-if runs its own gateways; drop --bootstrap\n")
         return 2
@@ -245,8 +276,10 @@ def _what_if(args: argparse.Namespace, scenario: Scenario, common: dict[str, Any
     if base.report is None or new.report is None:
         return 0
     directory = args.report or Path("whatif-report")
-    paths = [*write_whatif(compare(base.report, new.report), base.report, new.report, directory),
-             *write_report(base.report, directory / "current"),
-             *write_report(new.report, directory / "proposed")]  # fmt: skip
+    paths = [
+        *write_whatif(compare(base.report, new.report), base.report, new.report, directory),
+        *write_report(base.report, directory / "current"),
+        *write_report(new.report, directory / "proposed"),
+    ]
     sys.stderr.write(f"what-if report: {', '.join(str(p) for p in paths)}\n")
     return 0

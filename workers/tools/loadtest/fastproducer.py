@@ -15,6 +15,7 @@ runner does it every tick) to run those reports.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
@@ -91,7 +92,10 @@ class FastProducer:
             return
 
     def produce_many(
-        self, topic: str, records: list[tuple[bytes | None, bytes]], headers: Headers | None = None
+        self,
+        topic: str,
+        records: Sequence[tuple[bytes | None, bytes]],
+        headers: Headers | None = None,
     ) -> None:
         """Queue (key, value) records, all with `headers`: `produce` without a Python call
         per record (the load generator's hot path)."""

@@ -33,8 +33,13 @@ __all__ = ["EmbeddedGateway", "GatewayError", "apply_config", "scrape_metrics"]
 log = logging.getLogger(__name__)
 
 # The metric families the report keeps from the gateway (docs/*.md name them all).
-_KEPT_PREFIXES = ("dccgate_traffic_", "dccgate_alerts_", "dccgate_adt_", "dccgate_router_",
-                  "dccgate_deadletter_")  # fmt: skip
+_KEPT_PREFIXES = (
+    "dccgate_traffic_",
+    "dccgate_alerts_",
+    "dccgate_adt_",
+    "dccgate_router_",
+    "dccgate_deadletter_",
+)
 
 
 class GatewayError(RuntimeError):
@@ -51,7 +56,7 @@ class EmbeddedGateway:
     def __init__(self, *, log_dir: Path | None = None, startup_timeout_s: float = 60.0) -> None:
         self.kafka_port = free_port()
         self.http_port = free_port()
-        self.token = secrets.token_urlsafe(18)
+        self.token = secrets.token_urlsafe(32)  # 43 characters: the gateway wants 32 or more
         self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="dccgate-loadtest-"))
         self.log_path = self.log_dir / "gateway.log"
         self.startup_timeout_s = startup_timeout_s
@@ -70,8 +75,8 @@ class EmbeddedGateway:
     def start_blocking(self) -> None:
         """Start the gateway and wait until /healthz says ok."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        argv = [sys.executable, "-m", "workers.cli", "run", "--kafka-port", str(self.kafka_port),
-                "--http-port", str(self.http_port), "--log-dir", str(self.log_dir)]  # fmt: skip
+        ports = ["--kafka-port", str(self.kafka_port), "--http-port", str(self.http_port)]
+        argv = [sys.executable, "-m", "workers.cli", "run", *ports, "--log-dir", str(self.log_dir)]
         env = {k: v for k, v in os.environ.items() if not k.startswith("DCCGATE_")}
         env["DCCGATE_ADMIN_TOKEN"] = self.token
         with self.log_path.open("ab") as out:

@@ -147,8 +147,10 @@ class Shard:
 
     def __post_init__(self) -> None:
         if not 0 <= self.index < self.count <= self.partitions:
-            raise ValueError(f"shard {self.index} of {self.count} over {self.partitions} "
-                             "partitions: need 0 <= index < count <= partitions")  # fmt: skip
+            raise ValueError(
+                f"shard {self.index} of {self.count} over {self.partitions} "
+                "partitions: need 0 <= index < count <= partitions"
+            )
 
     def owns_user(self, user_id: str) -> bool:
         """Whether this shard sends `user_id`'s requests."""
@@ -208,8 +210,15 @@ class Traffic:
     shard: generate only this shard's lanes (default: all of them).
     """
 
-    def __init__(self, scenario: Scenario, *, seed: int, scale: float, duration_s: float,
-                 shard: Shard | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        scenario: Scenario,
+        *,
+        seed: int,
+        scale: float,
+        duration_s: float,
+        shard: Shard | None = None,
+    ) -> None:
         if not scale > 0:
             raise ValueError(f"scale must be a positive number, got {scale}")
         self.scenario = scenario
@@ -217,8 +226,11 @@ class Traffic:
         self.scale = scale
         self.duration_s = duration_s
         self.shard = shard
-        self._fleet = [(name, _FLEET_PREFIX[name], r.devices)
-                       for name, r in scenario.regions.items() if r.devices]  # fmt: skip
+        self._fleet = [
+            (name, _FLEET_PREFIX[name], r.devices)
+            for name, r in scenario.regions.items()
+            if r.devices
+        ]
         self._fleet_total = sum(n for _, _, n in self._fleet)
         # (t_s, source number, event): ties on time go to the lower source, and within a
         # source to the event's own order (events are ordered dataclasses, time first).
@@ -248,8 +260,13 @@ class Traffic:
     def _rng(self, *name: object) -> random.Random:
         return random.Random(stable_seed(self.seed, *name))
 
-    def _poisson(self, rng: random.Random, rate_per_s: float, start_s: float = 0.0,
-                 end_s: float | None = None) -> Iterator[float]:  # fmt: skip
+    def _poisson(
+        self,
+        rng: random.Random,
+        rate_per_s: float,
+        start_s: float = 0.0,
+        end_s: float | None = None,
+    ) -> Iterator[float]:
         end = self.duration_s if end_s is None else min(end_s, self.duration_s)
         if rate_per_s <= 0:
             return
@@ -311,8 +328,9 @@ class Traffic:
         n = self.scenario.regions.items()[REGION_INDEX[region]][1].devices
         return _eui64(_FLEET_PREFIX[region], int(rng.random() * n), "00")
 
-    def _installs(self, k: int, *, region: str, rate_per_s: float
-                  ) -> Iterator[tuple[float, int, Event]]:  # fmt: skip
+    def _installs(
+        self, k: int, *, region: str, rate_per_s: float
+    ) -> Iterator[tuple[float, int, Event]]:
         assert self.scenario.installs is not None
         user = self.scenario.installs.user
         rng = self._rng("installs", region)
@@ -344,8 +362,10 @@ class Traffic:
                 if t >= self.duration_s:
                     break
                 device, region = self._random_device(rng)
-                yield t, k, RequestEvent(t, bg.profile_user, role, "4.8.1", 1, device, region,
-                                         "profile")  # fmt: skip
+                event = RequestEvent(
+                    t, bg.profile_user, role, "4.8.1", 1, device, region, "profile"
+                )
+                yield t, k, event
             start += period_s
 
     def _recipients(self, alert_code: str) -> tuple[str, ...]:
@@ -372,15 +392,18 @@ class Traffic:
         storm = self.scenario.faults.alert_storm[n]
         rng = self._rng("storm", n, lane)
         # Rogue meters: the last ones of the region's fleet (the steady alerts rarely hit them).
-        size = max(self.scenario.regions.items()[REGION_INDEX[storm.region]][1].devices,
-                   storm.devices)  # fmt: skip
+        size = max(
+            self.scenario.regions.items()[REGION_INDEX[storm.region]][1].devices, storm.devices
+        )
         lanes = min(storm.devices, STORM_LANES)
-        devices = [fleet_device(storm.region, size - 1 - i)
-                   for i in range(lane, storm.devices, lanes)]  # fmt: skip
+        devices = [
+            fleet_device(storm.region, size - 1 - i) for i in range(lane, storm.devices, lanes)
+        ]
         recipients = self._recipients(storm.alert_code)
         end_s = storm.start_s + storm.duration_s
-        for t in self._poisson(rng, storm.rate_per_s * len(devices) * self.scale,
-                               storm.start_s, end_s):  # fmt: skip
+        for t in self._poisson(
+            rng, storm.rate_per_s * len(devices) * self.scale, storm.start_s, end_s
+        ):
             device = devices[rng.randrange(len(devices))]
             yield t, k, AlertEvent(t, device, storm.alert_code, storm.region, recipients, "storm")
 

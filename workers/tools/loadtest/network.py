@@ -70,8 +70,9 @@ class NetworkModel:
         """The per-command failure probability of `region`."""
         return self._regions[region][1]
 
-    def answer(self, key: str, region: str | None, command_variant: int,
-               extra_failure: float = 0.0) -> Answer:  # fmt: skip
+    def answer(
+        self, key: str, region: str | None, command_variant: int, extra_failure: float = 0.0
+    ) -> Answer:
         """The answer to the request identified by `key` (stable across runs of a seed:
         e.g. target, SRV, CV and pair sequence), sent to `region` (None: central)."""
         rng = random.Random(stable_seed(self.seed, key))

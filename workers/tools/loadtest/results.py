@@ -82,13 +82,18 @@ def _landed(table: dict[K, list[int]], key: K, overflow: K) -> K:
     return clipped if clipped in table else overflow
 
 
-def _flow_rows(table: dict[str, list[int]],
-               failed_steps: dict[str, dict[str, int]]) -> list[InstallRow]:  # fmt: skip
+def _flow_rows(
+    table: dict[str, list[int]], failed_steps: dict[str, dict[str, int]]
+) -> list[InstallRow]:
     return [
-        InstallRow(region=region, ok=ok, failed=failed,
-                   failed_steps=dict(sorted(failed_steps.get(region, {}).items())))
+        InstallRow(
+            region=region,
+            ok=ok,
+            failed=failed,
+            failed_steps=dict(sorted(failed_steps.get(region, {}).items())),
+        )
         for region, (ok, failed) in sorted(table.items())
-    ]  # fmt: skip
+    ]
 
 
 def _add(row: list[int], other: list[int]) -> None:
@@ -337,20 +342,27 @@ class ResultCollector:
             self._installs_ok[index] += 1
         else:
             self._installs_failed[index] += 1
-        self._flow_finished(self._installs, self._failed_steps, self._installs_total, region, ok,
-                            failed_step)  # fmt: skip
+        self._flow_finished(
+            self._installs, self._failed_steps, self._installs_total, region, ok, failed_step
+        )
 
-    def firmware_finished(self, t_s: float, region: str, ok: bool,
-                          failed_step: str | None) -> None:  # fmt: skip
+    def firmware_finished(self, t_s: float, region: str, ok: bool, failed_step: str | None) -> None:
         """A firmware-campaign meter's update (11.1, then 11.3 CV 4 and 5) ended, activated
         (`ok`) or at `failed_step`."""
         self._bucket(t_s)
-        self._flow_finished(self._firmware, self._firmware_steps, self._firmware_total, region,
-                            ok, failed_step)  # fmt: skip
+        self._flow_finished(
+            self._firmware, self._firmware_steps, self._firmware_total, region, ok, failed_step
+        )
 
-    def _flow_finished(self, table: dict[str, list[int]], failed_steps: dict[str, dict[str, int]],
-                       total: list[int], region: str, ok: bool,
-                       failed_step: str | None) -> None:  # fmt: skip
+    def _flow_finished(
+        self,
+        table: dict[str, list[int]],
+        failed_steps: dict[str, dict[str, int]],
+        total: list[int],
+        region: str,
+        ok: bool,
+        failed_step: str | None,
+    ) -> None:
         row = self._keyed(table, region, OTHERS, 2)
         slot = 0 if ok else 1
         total[slot] += 1
@@ -449,9 +461,11 @@ class ResultCollector:
         self._folded += other._folded
         for label, n in other._codes.items():
             self._count_n(self._codes, label, n)
-        tables = ((self._users, other._users, self._others_user),
-                  (self._srvs, other._srvs, self._others_srv),
-                  (self._rules, other._rules, self._others_rule))  # fmt: skip
+        tables = (
+            (self._users, other._users, self._others_user),
+            (self._srvs, other._srvs, self._others_srv),
+            (self._rules, other._rules, self._others_rule),
+        )
         for mine_t, theirs_t, others in tables:
             for label, row in theirs_t.items():
                 _add(self._row(mine_t, label, others), row)
@@ -460,11 +474,11 @@ class ResultCollector:
         _add(self._others_rule, other._others_rule)
         for region, row in other._completions.items():
             _add(self._keyed(self._completions, region, OTHERS, 2), row)
-        self._merge_flows(self._installs, self._failed_steps, other._installs,
-                          other._failed_steps)  # fmt: skip
+        self._merge_flows(self._installs, self._failed_steps, other._installs, other._failed_steps)
         _add(self._installs_total, other._installs_total)
-        self._merge_flows(self._firmware, self._firmware_steps, other._firmware,
-                          other._firmware_steps)  # fmt: skip
+        self._merge_flows(
+            self._firmware, self._firmware_steps, other._firmware, other._firmware_steps
+        )
         _add(self._firmware_total, other._firmware_total)
         for pair, row in other._alerts.items():
             _add(self._keyed(self._alerts, pair, _OTHERS_PAIR, 6), row)
@@ -484,8 +498,10 @@ class ResultCollector:
             for kind, n in theirs.items():
                 if kind in counts or len(counts) < 16:
                     counts[kind] = counts.get(kind, 0) + n
-        for mine, histograms in ((self._bucket_gateway, other._bucket_gateway),
-                                 (self._bucket_e2e, other._bucket_e2e)):  # fmt: skip
+        for mine, histograms in (
+            (self._bucket_gateway, other._bucket_gateway),
+            (self._bucket_e2e, other._bucket_e2e),
+        ):
             histogram = histograms[index]
             if histogram is not None:
                 target = mine[index]
@@ -493,9 +509,13 @@ class ResultCollector:
                     target = mine[index] = SparseLatencyHistogram(histogram.significant_figures)
                 target.merge(histogram)
 
-    def _merge_flows(self, table: dict[str, list[int]], failed_steps: dict[str, dict[str, int]],
-                     theirs: dict[str, list[int]],
-                     their_steps: dict[str, dict[str, int]]) -> None:  # fmt: skip
+    def _merge_flows(
+        self,
+        table: dict[str, list[int]],
+        failed_steps: dict[str, dict[str, int]],
+        theirs: dict[str, list[int]],
+        their_steps: dict[str, dict[str, int]],
+    ) -> None:
         for region, row in theirs.items():
             _add(self._keyed(table, region, OTHERS, 2), row)
             steps = failed_steps.setdefault(_landed(table, region, OTHERS), {})

@@ -15,7 +15,7 @@ One asyncio task does everything in ticks of a few milliseconds:
    counts (`RunStats`) for the progress line and the summary.
 
 RequestIDs carry the run in their COUNTER (`generator.RequestIds`), alert payloads and every
-record's `dccgate-loadtest-run` header carry the run tag, so what an earlier run left on the
+record's `dcctool-loadtest-run` header carry the run tag, so what an earlier run left on the
 topics is ignored. Progress is counted from answers, never from watermarks (the embedded
 broker's "latest" offsets are wrong). The run stops by itself: traffic ends at
 `duration_s`, then it waits at most `drain_s` for answers still due.
@@ -77,8 +77,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-RUN_HEADER = "dccgate-loadtest-run"
-SHARD_HEADER = "dccgate-loadtest-shard"
+RUN_HEADER = "dcctool-loadtest-run"
+SHARD_HEADER = "dcctool-loadtest-shard"
 """On every record of a sharded run: the shard's number (the gateway passes request headers
 on to dcc.sr.outbound, so a shard skips the others' forwarded requests unread)."""
 _TICK_S = 0.005
@@ -91,18 +91,35 @@ class Collector(Protocol):
 
     def request_sent(self, t_s: float, user_id: str, srv: str, n: int = 1) -> None: ...
     def request_answered(
-        self, t_s: float, user_id: str, srv: str, outcome: str, response_code: str,
-        rule: str | None, latency_s: float,
-    ) -> None: ...  # fmt: skip
-    def request_completed(self, t_s: float, user_id: str, srv: str, region: str, ok: bool,
-                          latency_s: float) -> None: ...  # fmt: skip
-    def install_finished(self, t_s: float, region: str, ok: bool,
-                         failed_step: str | None) -> None: ...  # fmt: skip
-    def firmware_finished(self, t_s: float, region: str, ok: bool,
-                          failed_step: str | None) -> None: ...  # fmt: skip
+        self,
+        t_s: float,
+        user_id: str,
+        srv: str,
+        outcome: str,
+        response_code: str,
+        rule: str | None,
+        latency_s: float,
+    ) -> None: ...
+    def request_completed(
+        self, t_s: float, user_id: str, srv: str, region: str, ok: bool, latency_s: float
+    ) -> None: ...
+    def install_finished(
+        self, t_s: float, region: str, ok: bool, failed_step: str | None
+    ) -> None: ...
+    def firmware_finished(
+        self, t_s: float, region: str, ok: bool, failed_step: str | None
+    ) -> None: ...
     def alert_raised(self, t_s: float, region: str, alert_code: str) -> None: ...
-    def alert_delivered(self, t_s: float, region: str, alert_code: str, storm_copy: str | None,
-                        throttled_count: int, *, primary: bool = True) -> None: ...  # fmt: skip
+    def alert_delivered(
+        self,
+        t_s: float,
+        region: str,
+        alert_code: str,
+        storm_copy: str | None,
+        throttled_count: int,
+        *,
+        primary: bool = True,
+    ) -> None: ...
     def deadlettered(self, t_s: float, reason: str) -> None: ...
     def event(self, t_s: float, kind: str, detail: str) -> None: ...
 
@@ -325,8 +342,9 @@ class Runner:
         """Seconds since the run started."""
         return time.monotonic() - self._t0
 
-    async def run(self, gate: StartGate | None = None,
-                  sent: Callable[[], Awaitable[None]] | None = None) -> RunStats:  # fmt: skip
+    async def run(
+        self, gate: StartGate | None = None, sent: Callable[[], Awaitable[None]] | None = None
+    ) -> RunStats:
         """Run the scenario to its end and return the counts. For a shard: `gate`, awaited
         once the topics are being read, gives the run's common start; `sent`, awaited when
         this shard's traffic is over, while the topics are still read (shard 0 reads the
@@ -361,9 +379,12 @@ class Runner:
         self.stats.unfinished_flows = len(self._flows)
         self.stats.unanswered = sum(1 for p in self._pending.values() if not p.answered)
         if self._flows:
-            self.collector.event(self.now(), "unfinished",
-                                 f"{len(self._flows)} installs or firmware updates still in "
-                                 "progress when the run ended")  # fmt: skip
+            self.collector.event(
+                self.now(),
+                "unfinished",
+                f"{len(self._flows)} installs or firmware updates still in "
+                "progress when the run ended",
+            )
         return self.stats
 
     def _followers(self, since_ms: int) -> list[TopicFollower]:
@@ -375,23 +396,45 @@ class Runner:
             name += f"-{self.shard.index}"
         partitions = None if self.shard is None else self.shard.response_partitions
         followers = [
-            TopicFollower(self.kafka, self.topics.user_responses, self._on_responses,
-                          name=name, from_ms=since_ms, partitions=partitions),
-            TopicFollower(self.kafka, self.topics.sr_outbound, self._on_outbound,
-                          name=name, from_ms=since_ms),
-        ]  # fmt: skip
+            TopicFollower(
+                self.kafka,
+                self.topics.user_responses,
+                self._on_responses,
+                name=name,
+                from_ms=since_ms,
+                partitions=partitions,
+            ),
+            TopicFollower(
+                self.kafka, self.topics.sr_outbound, self._on_outbound, name=name, from_ms=since_ms
+            ),
+        ]
         if self._first_shard:
             followers += [
-                TopicFollower(self.kafka, self.topics.alerts_outbound, self._on_alerts,
-                              name=name, from_ms=since_ms),
-                TopicFollower(self.kafka, self.topics.deadletter, self._on_deadletters,
-                              name=name, from_ms=since_ms),
-            ]  # fmt: skip
+                TopicFollower(
+                    self.kafka,
+                    self.topics.alerts_outbound,
+                    self._on_alerts,
+                    name=name,
+                    from_ms=since_ms,
+                ),
+                TopicFollower(
+                    self.kafka,
+                    self.topics.deadletter,
+                    self._on_deadletters,
+                    name=name,
+                    from_ms=since_ms,
+                ),
+            ]
         return followers
 
     async def _loop(self, producer: FastProducer) -> None:
-        traffic = Traffic(self.scenario, seed=self.seed, scale=self.scale,
-                          duration_s=self.duration_s, shard=self.shard)  # fmt: skip
+        traffic = Traffic(
+            self.scenario,
+            seed=self.seed,
+            scale=self.scale,
+            duration_s=self.duration_s,
+            shard=self.shard,
+        )
         if self._first_shard:
             self._fault_events()
         next_flow_check = next_progress = 0.0
@@ -427,39 +470,89 @@ class Runner:
     def _fault_events(self) -> None:
         faults = self.scenario.faults
         for s in faults.alert_storm:
-            self._timeline.add(s.start_s, ("event", ("fault", f"alert storm: {s.devices} "
-                               f"devices in {s.region} repeat {s.alert_code} at "
-                               f"{s.rate_per_s * self.scale:g}/s each")))  # fmt: skip
+            detail = (
+                f"alert storm: {s.devices} devices in {s.region} repeat {s.alert_code} at "
+                f"{s.rate_per_s * self.scale:g}/s each"
+            )
+            self._timeline.add(s.start_s, ("event", ("fault", detail)))
         for r in faults.runaway_user:
-            self._timeline.add(r.start_s, ("event", ("fault", f"runaway User {r.user} loops "
-                               f"{r.srv} at {r.rate_per_s * self.scale:g}/s")))  # fmt: skip
+            detail = f"runaway User {r.user} loops {r.srv} at {r.rate_per_s * self.scale:g}/s"
+            self._timeline.add(r.start_s, ("event", ("fault", detail)))
         for c in faults.firmware_campaign:
-            self._timeline.add(c.start_s, ("event", ("fault", f"firmware campaign: {c.devices} "
-                               f"meters in {c.region}, 11.1 then 11.3")))  # fmt: skip
+            detail = f"firmware campaign: {c.devices} meters in {c.region}, 11.1 then 11.3"
+            self._timeline.add(c.start_s, ("event", ("fault", detail)))
 
     # Sending
 
-    def _send(self, producer: FastProducer, *, now: float, user_id: str, role: str, srv: str,
-              cv: int, target: str, region: str, source: str,
-              body: dict[str, Any] | None = None, flow: _FlowRun | None = None) -> str:  # fmt: skip
+    def _send(
+        self,
+        producer: FastProducer,
+        *,
+        now: float,
+        user_id: str,
+        role: str,
+        srv: str,
+        cv: int,
+        target: str,
+        region: str,
+        source: str,
+        body: dict[str, Any] | None = None,
+        flow: _FlowRun | None = None,
+    ) -> str:
         rid = self.ids.next(user_id, target)
-        value = _encode(_Outgoing(request_id=rid, user_role=role, srv=srv, command_variant=cv,
-                                  body=body or {}, region=region))  # fmt: skip
+        value = _encode(
+            _Outgoing(
+                request_id=rid,
+                user_role=role,
+                srv=srv,
+                command_variant=cv,
+                body=body or {},
+                region=region,
+            )
+        )
         key = user_id.encode()
         producer.produce(self.topics.sr_inbound, key, value, self._headers)
-        self._pending[rid] = _Pending(now, now, user_id, srv, cv, region, source, value, key,
-                                      flow, flow.extra_failure if flow else 0.0)  # fmt: skip
+        self._pending[rid] = _Pending(
+            now,
+            now,
+            user_id,
+            srv,
+            cv,
+            region,
+            source,
+            value,
+            key,
+            flow,
+            flow.extra_failure if flow else 0.0,
+        )
         self.stats.sent += 1
         self.collector.request_sent(now, user_id, srv)
         return rid
 
-    def _raise(self, producer: FastProducer, *, now: float, device: str, code: str, region: str,
-               recipients: tuple[str, ...] | list[str], source: str) -> None:  # fmt: skip
+    def _raise(
+        self,
+        producer: FastProducer,
+        *,
+        now: float,
+        device: str,
+        code: str,
+        region: str,
+        recipients: tuple[str, ...] | list[str],
+        source: str,
+    ) -> None:
         self._alert_n += 1
         at_ms = self._start_ms + int(now * 1000)
         payload = f"{self.run_tag}|{self._alert_n}|{source}|{at_ms}"
-        value = _encode(_Alert(device_id=device, alert_code=code, recipients=list(recipients),
-                               region=region, raised_at_ms=at_ms, payload=payload))  # fmt: skip
+        value = _encode(
+            _Alert(
+                device_id=device,
+                alert_code=code,
+                recipients=list(recipients),
+                region=region,
+                raised_at_ms=at_ms,
+                payload=payload,
+            )
+        )
         producer.produce(self.topics.alerts_inbound, device.encode(), value, self._headers)
         self.stats.alerts_raised[source] += 1
         self.collector.alert_raised(now, region, code)
@@ -489,8 +582,9 @@ class Runner:
             if key is None:
                 key = keys[user_id] = user_id.encode()
             add((key, value))
-            pending[rid] = _Pending(now, now, user_id, e.srv, e.command_variant, e.region,
-                                    e.source, value, key)  # fmt: skip
+            pending[rid] = _Pending(
+                now, now, user_id, e.srv, e.command_variant, e.region, e.source, value, key
+            )
             pair = (user_id, e.srv)
             counts[pair] = counts.get(pair, 0) + 1
         if records:
@@ -502,13 +596,27 @@ class Runner:
 
     def _handle(self, producer: FastProducer, event: object, now: float) -> None:
         if isinstance(event, RequestEvent):
-            self._send(producer, now=now, user_id=event.user_id, role=event.role, srv=event.srv,
-                       cv=event.command_variant, target=event.target, region=event.region,
-                       source=event.source)  # fmt: skip
+            self._send(
+                producer,
+                now=now,
+                user_id=event.user_id,
+                role=event.role,
+                srv=event.srv,
+                cv=event.command_variant,
+                target=event.target,
+                region=event.region,
+                source=event.source,
+            )
         elif isinstance(event, AlertEvent):
-            self._raise(producer, now=now, device=event.device_id, code=event.alert_code,
-                        region=event.region, recipients=event.recipients,
-                        source=event.source)  # fmt: skip
+            self._raise(
+                producer,
+                now=now,
+                device=event.device_id,
+                code=event.alert_code,
+                region=event.region,
+                recipients=event.recipients,
+                source=event.source,
+            )
         elif isinstance(event, FlowStart):
             self._start_flow(producer, event, now)
 
@@ -525,32 +633,53 @@ class Runner:
             installs = self.scenario.installs
             assert installs is not None  # FlowStart(install) only comes with [installs]
             steps = INSTALL_STEPS
-            devices = {w: site_device(event.region, event.site, w)
-                       for w in ("chf", "esme", "gsme")}  # fmt: skip
-            flow = Flow(steps, step_timeout_s=installs.step_timeout_s,
-                        max_retries=installs.max_retries)  # fmt: skip
-            run = _FlowRun(flow, "install", event.user_id, event.region, devices,
-                           self._roles(event.user_id, steps))  # fmt: skip
+            devices = {w: site_device(event.region, event.site, w) for w in ("chf", "esme", "gsme")}
+            flow = Flow(
+                steps, step_timeout_s=installs.step_timeout_s, max_retries=installs.max_retries
+            )
+            run = _FlowRun(
+                flow,
+                "install",
+                event.user_id,
+                event.region,
+                devices,
+                self._roles(event.user_id, steps),
+            )
         else:
             c = self.scenario.faults.firmware_campaign[event.campaign]
-            day = time.strftime("%Y-%m-%dT00:00:00Z",
-                                time.gmtime(self._start_ms / 1000 + 86_400))  # fmt: skip
+            day = time.strftime("%Y-%m-%dT00:00:00Z", time.gmtime(self._start_ms / 1000 + 86_400))
             steps = firmware_steps(day)
             meter = fleet_device(event.region, event.site)
-            run = _FlowRun(Flow(steps, step_timeout_s=10.0), "firmware", event.user_id,
-                           event.region, {"esme": meter, "chf": meter, "gsme": meter},
-                           self._roles(event.user_id, steps), c.failure_rate,
-                           c.false_outage_share, c.outage_s)  # fmt: skip
+            run = _FlowRun(
+                Flow(steps, step_timeout_s=10.0),
+                "firmware",
+                event.user_id,
+                event.region,
+                {"esme": meter, "chf": meter, "gsme": meter},
+                self._roles(event.user_id, steps),
+                c.failure_rate,
+                c.false_outage_share,
+                c.outage_s,
+            )
         self._flows.add(run)
         self._act(producer, run, run.flow.start(now), now)
 
     def _submit(self, producer: FastProducer, run: _FlowRun, sub: Submission, now: float) -> None:
         step = sub.step
         target = DCC_ID if step.target == "dcc" else run.devices[step.target]
-        run.rid = self._send(producer, now=now, user_id=run.user_id, role=run.roles[step.name],
-                             srv=step.srv, cv=sub.command_variant, target=target,
-                             region=run.region, source=run.kind, body=dict(step.body),
-                             flow=run)  # fmt: skip
+        run.rid = self._send(
+            producer,
+            now=now,
+            user_id=run.user_id,
+            role=run.roles[step.name],
+            srv=step.srv,
+            cv=sub.command_variant,
+            target=target,
+            region=run.region,
+            source=run.kind,
+            body=dict(step.body),
+            flow=run,
+        )
         # Only the activation (11.3 CV 5) carries a campaign's extra failure rate.
         pending = self._pending[run.rid]
         if not (step.srv == "11.3" and sub.command_variant == 5):
@@ -588,16 +717,22 @@ class Runner:
             run: _FlowRun = item
             pending = self._pending.get(run.rid or "")
             if pending is not None and run.flow.finished is None:
-                producer.produce(self.topics.sr_inbound, pending.key, pending.value,
-                                 self._headers)  # fmt: skip
+                producer.produce(self.topics.sr_inbound, pending.key, pending.value, self._headers)
                 pending.t_sent_s = now
                 pending.answered = False
                 self.stats.resent += 1
                 self.collector.request_sent(now, pending.user_id, pending.srv)
         elif kind == "alert":
             device, code, region, recipients, source = item
-            self._raise(producer, now=now, device=device, code=code, region=region,
-                        recipients=recipients, source=source)  # fmt: skip
+            self._raise(
+                producer,
+                now=now,
+                device=device,
+                code=code,
+                region=region,
+                recipients=recipients,
+                source=source,
+            )
         elif kind == "event":
             self.collector.event(at_s, item[0], item[1])
 
@@ -608,8 +743,9 @@ class Runner:
         self.stats.completed += 1
         if not ok:
             self.stats.device_failures += 1
-        self.collector.request_completed(now, pending.user_id, pending.srv, pending.region, ok,
-                                         now - pending.t_first_s)  # fmt: skip
+        self.collector.request_completed(
+            now, pending.user_id, pending.srv, pending.region, ok, now - pending.t_first_s
+        )
         run = pending.flow
         if run is None:
             pending.completed = True
@@ -618,8 +754,9 @@ class Runner:
             return
         if ok and pending.srv == "8.11":
             # The HAN log update's outcome reaches the User as DCC Alert N24 (DOMAIN.md 2.4).
-            self._timeline.add(now, ("alert", (run.devices["chf"], "N24", run.region,
-                                               (run.user_id,), "n24")))  # fmt: skip
+            self._timeline.add(
+                now, ("alert", (run.devices["chf"], "N24", run.region, (run.user_id,), "n24"))
+            )
         if ok and pending.srv == "11.3" and pending.command_variant == 5:
             self._after_activation(run, now)
         self._act(producer, run, run.flow.on_device(now, ok), now)
@@ -643,7 +780,7 @@ class Runner:
         """(request_id, decoded value, pending) of the records answering this run's requests."""
         for rec in records:
             try:
-                doc = orjson.loads(rec.value)
+                doc = orjson.loads(rec.value or b"")
                 rid = doc["request_id"]
             except (orjson.JSONDecodeError, KeyError, TypeError):
                 continue
@@ -663,15 +800,26 @@ class Runner:
             self.stats.by_user[pending.user_id][outcome] += 1
             self.stats.by_source[pending.source][outcome] += 1
             rule = doc.get("rule")
-            self.collector.request_answered(now, pending.user_id, pending.srv, outcome,
-                                            str(doc.get("response_code", "")), rule,
-                                            now - pending.t_sent_s)  # fmt: skip
-            if outcome in ("throttled", "quarantined") and (pending.user_id, outcome) not in \
-                    self._first_seen:  # fmt: skip
+            self.collector.request_answered(
+                now,
+                pending.user_id,
+                pending.srv,
+                outcome,
+                str(doc.get("response_code", "")),
+                rule,
+                now - pending.t_sent_s,
+            )
+            if (
+                outcome in ("throttled", "quarantined")
+                and (pending.user_id, outcome) not in self._first_seen
+            ):
                 self._first_seen.add((pending.user_id, outcome))
                 kind = "throttling" if outcome == "throttled" else "quarantine"
-                self.collector.event(now, kind, f"User {pending.user_id} first {outcome} "
-                                     f"({pending.srv}, rule {rule})")  # fmt: skip
+                self.collector.event(
+                    now,
+                    kind,
+                    f"User {pending.user_id} first {outcome} ({pending.srv}, rule {rule})",
+                )
             run = pending.flow
             if run is not None:
                 retry = doc.get("retry_after_ms")
@@ -691,8 +839,9 @@ class Runner:
             seq = self.ids.seq_of(rid)
             target = rid.split(":")[1]
             key = f"{target}:{pending.srv}:{pending.command_variant}:{seq}"
-            answer = self.network.answer(key, pending.region, pending.command_variant,
-                                         pending.extra_failure)  # fmt: skip
+            answer = self.network.answer(
+                key, pending.region, pending.command_variant, pending.extra_failure
+            )
             self._timeline.add(now + answer.delay_s, ("answer", (rid, answer.ok)))
 
     def _on_alerts(self, records: list[Record]) -> None:
@@ -700,7 +849,7 @@ class Runner:
         tag = self.run_tag
         for rec in records:
             try:
-                doc = orjson.loads(rec.value)
+                doc = orjson.loads(rec.value or b"")
                 payload = doc["payload"]
                 run_tag, _, source, _ = payload.split("|")
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
@@ -719,15 +868,23 @@ class Runner:
                 key = (doc.get("device_id", ""), doc.get("alert_code", ""))
                 if key not in self._first_seen:
                     self._first_seen.add(key)
-                    self.collector.event(now, "storm", f"storm on device {key[0]}, alert "
-                                         f"{key[1]}: first copy, {count} suppressed")  # fmt: skip
+                    self.collector.event(
+                        now,
+                        "storm",
+                        f"storm on device {key[0]}, alert {key[1]}: first copy, {count} suppressed",
+                    )
             # One record per recipient: the first recipient's copy is the alert's "primary"
             # one, so copies and suppressed counts are not multiplied by the recipients.
             recipients = [r for r in doc.get("recipients") or () if r]
             primary = not recipients or (rec.key or b"").decode(errors="replace") == recipients[0]
-            self.collector.alert_delivered(now, str(doc.get("region") or ""),
-                                           str(doc.get("alert_code", "")), storm_copy,
-                                           int(count), primary=primary)  # fmt: skip
+            self.collector.alert_delivered(
+                now,
+                str(doc.get("region") or ""),
+                str(doc.get("alert_code", "")),
+                storm_copy,
+                int(count),
+                primary=primary,
+            )
 
     def _on_deadletters(self, records: list[Record]) -> None:
         now = self.now()

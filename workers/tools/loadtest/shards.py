@@ -11,7 +11,7 @@ routers' worth. `run_sharded` starts N shard processes, each a `Runner` for one
   RequestID counters, come from one process in order.
 - The User-less lanes (steady alerts per region, storm lanes) are dealt round.
 - Every shard reads `dcc.sr.outbound` and skips the others' forwarded requests by their
-  `dccgate-loadtest-shard` header; shard 0 alone reads the delivered alerts and the dead
+  `dcctool-loadtest-shard` header; shard 0 alone reads the delivered alerts and the dead
   letters, and adds the scenario's fault events to the timeline. So shard 0 goes on reading
   until every shard's traffic is over, and then for the settle time.
 
@@ -110,21 +110,43 @@ async def run_sharded(
     arguments are `Runner`'s."""
     partitions = (await partition_counts(kafka, [topics.user_responses]))[topics.user_responses]
     if workers > partitions:
-        log.warning("%d workers asked for, %s has %d partitions: using %d", workers,
-                    topics.user_responses, partitions, partitions)  # fmt: skip
+        log.warning(
+            "%d workers asked for, %s has %d partitions: using %d",
+            workers,
+            topics.user_responses,
+            partitions,
+            partitions,
+        )
         workers = partitions
     run_tag = uuid.uuid4().hex[:12]
     context = multiprocessing.get_context("spawn")
     outbox: Any = context.Queue()
     gates: list[Any] = [context.Queue() for _ in range(workers)]
-    jobs = [_Job(scenario, kafka, topics, seed, scale, duration_s,
-                 Shard(index=k, count=workers, partitions=partitions), run_tag,
-                 collector.bucket_s, drain_s, settle_s) for k in range(workers)]  # fmt: skip
+    jobs = [
+        _Job(
+            scenario,
+            kafka,
+            topics,
+            seed,
+            scale,
+            duration_s,
+            Shard(index=k, count=workers, partitions=partitions),
+            run_tag,
+            collector.bucket_s,
+            drain_s,
+            settle_s,
+        )
+        for k in range(workers)
+    ]
     processes = [
-        context.Process(target=_shard_main, args=(job, gates[k], outbox),
-                        name=f"dccgate-loadtest-shard-{k}", daemon=True)
+        context.Process(
+            target=_shard_main,
+            args=(job, gates[k], outbox),
+            name=f"dccgate-loadtest-shard-{k}",
+            daemon=True,
+        )
         for k, job in enumerate(jobs)
-    ]  # fmt: skip
+    ]
     try:
         for process in processes:
             process.start()
@@ -185,20 +207,25 @@ async def _coordinate(
                 latest[k] = stats
                 collector.merge(shard_collector)
         if len(ready) < workers and time.monotonic() > deadline:
-            raise ShardError(f"load-test shards not ready after {_READY_TIMEOUT_S:.0f} s "
-                             f"({len(ready)} of {workers})")  # fmt: skip
+            raise ShardError(
+                f"load-test shards not ready after {_READY_TIMEOUT_S:.0f} s "
+                f"({len(ready)} of {workers})"
+            )
         for k, process in enumerate(processes):
             if k not in done and process.exitcode is not None and message is None:
-                raise ShardError(f"load-test shard {k} of {workers} exited with code "
-                                 f"{process.exitcode} before it reported")  # fmt: skip
+                raise ShardError(
+                    f"load-test shard {k} of {workers} exited with code "
+                    f"{process.exitcode} before it reported"
+                )
         now = time.monotonic()
         if on_progress is not None and latest and now - last_progress >= 1.0:
             last_progress = now
             total = _added(latest.values())
             on_progress(total, max(0.0, duration_s - total.elapsed_s))
     stats = _added(s for s, _ in done.values())
-    return ShardedRun(stats=stats, elapsed_s=max(e for _, e in done.values()),
-                      started_at_s=started_at_s)  # fmt: skip
+    return ShardedRun(
+        stats=stats, elapsed_s=max(e for _, e in done.values()), started_at_s=started_at_s
+    )
 
 
 def _added(parts: Any) -> RunStats:
@@ -221,8 +248,13 @@ def _shard_main(job: _Job, gate: Any, outbox: Any) -> None:
 
 async def _run_shard(job: _Job, gate: Any, outbox: Any) -> None:
     k = job.shard.index
-    collector = ResultCollector(scenario=job.scenario.name, seed=job.seed, scale=job.scale,
-                                duration_s=job.duration_s, bucket_s=job.bucket_s)  # fmt: skip
+    collector = ResultCollector(
+        scenario=job.scenario.name,
+        seed=job.seed,
+        scale=job.scale,
+        duration_s=job.duration_s,
+        bucket_s=job.bucket_s,
+    )
 
     def progress(stats: RunStats, left_s: float) -> None:
         outbox.put(("progress", k, stats))
@@ -232,10 +264,20 @@ async def _run_shard(job: _Job, gate: Any, outbox: Any) -> None:
         start_ms, t0 = await asyncio.to_thread(gate.get)
         return int(start_ms), float(t0)
 
-    runner = Runner(job.scenario, kafka=job.kafka, topics=job.topics, collector=collector,
-                    seed=job.seed, scale=job.scale, duration_s=job.duration_s,
-                    drain_s=job.drain_s, settle_s=job.settle_s, on_progress=progress,
-                    shard=job.shard, run_tag=job.run_tag)  # fmt: skip
+    runner = Runner(
+        job.scenario,
+        kafka=job.kafka,
+        topics=job.topics,
+        collector=collector,
+        seed=job.seed,
+        scale=job.scale,
+        duration_s=job.duration_s,
+        drain_s=job.drain_s,
+        settle_s=job.settle_s,
+        on_progress=progress,
+        shard=job.shard,
+        run_tag=job.run_tag,
+    )
 
     async def sent() -> None:
         outbox.put(("sent", k))

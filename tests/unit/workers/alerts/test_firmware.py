@@ -16,16 +16,24 @@ METER = "00-DB-12-34-56-78-90-A0"
 
 
 def _sr(srv: str = "11.3", cv: int = 5, **body: Any) -> bytes:
-    return orjson.dumps({"request_id": f"{USER}:{METER}:7", "user_role": "IS", "srv": srv,
-                         "command_variant": cv, "body": body})  # fmt: skip
+    return orjson.dumps(
+        {
+            "request_id": f"{USER}:{METER}:7",
+            "user_role": "IS",
+            "srv": srv,
+            "command_variant": cv,
+            "body": body,
+        }
+    )
 
 
 def test_only_activations_sent_to_the_device_are_noted() -> None:
     noted: list[tuple[str, float]] = []
     registry = CollectorRegistry()
     seen = Counter("seen", "test", registry=registry)
-    feed = FirmwareFeed(KafkaSettings(bootstrap="x:1"), "out", lambda d, t: noted.append((d, t)),
-                        seen)  # fmt: skip
+    feed = FirmwareFeed(
+        KafkaSettings(bootstrap="x:1"), "out", lambda d, t: noted.append((d, t)), seen
+    )
     values = [
         _sr(),  # CV 5: the signed pre-command to the device
         _sr(cv=4),  # to Transform: not an activation yet
@@ -36,7 +44,7 @@ def test_only_activations_sent_to_the_device_are_noted() -> None:
         b'{"srv": "11.3", broken',
         None,
     ]
-    feed._on_records([record(v, topic="out", offset=i) for i, v in enumerate(values)])
+    feed.on_records([record(v, topic="out", offset=i) for i, v in enumerate(values)])
     # The records' timestamp is 1,000 ms.
     assert noted == [(METER, 1.0), (METER, 600.0), (METER, 1.0), (METER, 1.0)]
     assert registry.get_sample_value("seen_total") == 4

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import random
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from broker.consumer import TopicPartition
-from broker.schemas import DeviceAlert
+from broker.schemas import DeviceAlert, Region
 from throttling import CorrelationPolicy, RegionalPolicy, RegionCapacity
 from workers.alerts.holds import HeldOffsets, Outlet, Pending
 
@@ -35,7 +37,7 @@ def test_the_floor_is_the_lowest_offset_still_held_per_partition() -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.integers(0, 3), max_size=60), st.randoms(use_true_random=False))
-def test_the_floor_matches_a_naive_minimum(gaps: list[int], rnd: object) -> None:
+def test_the_floor_matches_a_naive_minimum(gaps: list[int], rnd: random.Random) -> None:
     held = HeldOffsets()
     offsets, offset = [], 0
     for gap in gaps:
@@ -43,7 +45,7 @@ def test_the_floor_matches_a_naive_minimum(gaps: list[int], rnd: object) -> None
         held.hold(P0, offset)
         offsets.append(offset)
     order = list(offsets)
-    rnd.shuffle(order)  # type: ignore[attr-defined]
+    rnd.shuffle(order)
     remaining = set(offsets)
     for offset in order:
         assert held.floor().get(P0) == (min(remaining) if remaining else None)
@@ -53,13 +55,30 @@ def test_the_floor_matches_a_naive_minimum(gaps: list[int], rnd: object) -> None
     assert held.held == 0
 
 
-def _item(offset: int, *, code: str = "8F1F", region: str | None = "north",
-          priority: bool = False, tp: TopicPartition = P0, since_s: float = 0.0,
-          ) -> Pending:  # fmt: skip
-    alert = DeviceAlert(device_id=METER, alert_code=code, recipients=["u"], region=region,
-                        raised_at_ms=0)  # type: ignore[arg-type]  # fmt: skip
-    return Pending(alert, b"v", tp, offset, region=region or "unknown", label=code,
-                   priority=priority, since_s=since_s, device_key=METER, code=code)  # fmt: skip
+def _item(
+    offset: int,
+    *,
+    code: str = "8F1F",
+    region: Region | None = "north",
+    priority: bool = False,
+    tp: TopicPartition = P0,
+    since_s: float = 0.0,
+) -> Pending:
+    alert = DeviceAlert(
+        device_id=METER, alert_code=code, recipients=["u"], region=region, raised_at_ms=0
+    )
+    return Pending(
+        alert,
+        b"v",
+        tp,
+        offset,
+        region=region or "unknown",
+        label=code,
+        priority=priority,
+        since_s=since_s,
+        device_key=METER,
+        code=code,
+    )
 
 
 def _capacity(rate: float = 1.0, burst: int = 1, max_queued: int = 10) -> RegionalPolicy:

@@ -7,6 +7,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from broker.producer import OutputBatch
+from tests.unit.records import written
 from tests.unit.workers.alerts.helpers import (
     DEVICE,
     DNO,
@@ -15,10 +16,10 @@ from tests.unit.workers.alerts.helpers import (
     TP,
     alert_value,
     alerts,
-    by_topic,
     new_out,
     outbound,
     run_batch,
+    run_tick,
 )
 from throttling import (
     DEFAULT_STORM_PARAMS,
@@ -50,9 +51,9 @@ def test_alert_goes_to_every_recipient_unchanged(
     processor, registry = alerts
     raw = alert_value()
     out, report = run_batch(processor, [raw])
-    records = by_topic(out, TOPICS.alerts_outbound)
-    assert sorted(r[0] for r in records) == sorted([SUPPLIER.encode(), DNO.encode()])
-    assert all(r[1] == raw for r in records)
+    records = written(out, TOPICS.alerts_outbound)
+    assert sorted(r.key or b"" for r in records) == sorted([SUPPLIER.encode(), DNO.encode()])
+    assert all(r.value == raw for r in records)
     processor.after_send(report, 5_000)
     labels = {"region": "north", "alert_code": "8F1F"}
     assert registry.get_sample_value("dccgate_alerts_received_total", labels) == 1
@@ -63,8 +64,12 @@ def test_duplicate_recipients_get_one_copy_and_inbound_throttle_fields_are_clear
     alerts: tuple[AlertProcessor, CollectorRegistry],
 ) -> None:
     processor, _ = alerts
-    raw = alert_value(recipients=[SUPPLIER, SUPPLIER, ""], region=None, throttled_alert_count=7,
-                 throttled_alert_sequence_id="forged")  # fmt: skip
+    raw = alert_value(
+        recipients=[SUPPLIER, SUPPLIER, ""],
+        region=None,
+        throttled_alert_count=7,
+        throttled_alert_sequence_id="forged",
+    )
     out, _ = run_batch(processor, [raw])
     [(key, alert, _)] = outbound(out)
     assert key == SUPPLIER.encode()
@@ -87,10 +92,10 @@ def test_bad_alerts_are_dead_lettered(
 ) -> None:
     processor, registry = alerts
     out, report = run_batch(processor, [value])
-    assert by_topic(out, TOPICS.alerts_outbound) == []
-    [dead] = by_topic(out, TOPICS.deadletter)
-    assert dead[1] == value
-    assert dict(dead[2])["dccgate-dlq-kind"] == kind.encode()
+    assert written(out, TOPICS.alerts_outbound) == []
+    [dead] = written(out, TOPICS.deadletter)
+    assert dead.value == value
+    assert dict(dead.headers)["dccgate-dlq-kind"] == kind.encode()
     processor.after_send(report, 5_000)
     sample = {"service": "alerts", "reason": kind}
     assert registry.get_sample_value("dccgate_deadletter_records_total", sample) == 1
@@ -113,9 +118,7 @@ def test_storm_is_suppressed_and_counted_then_copies_carry_the_counts(
     # Nothing due before the period ends.
     assert processor.tick(new_out(), 14_999) is None
     # At t0 + period: the latest alert goes out with the 6 others of the period.
-    out = new_out()
-    report = processor.tick(out, 15_000)
-    assert report is not None
+    out, report = run_tick(processor, 15_000)
     periodic = outbound(out)
     assert {k for k, _, _ in periodic} == {SUPPLIER.encode(), DNO.encode()}
     for _, alert, headers in periodic:
@@ -126,8 +129,7 @@ def test_storm_is_suppressed_and_counted_then_copies_carry_the_counts(
     processor.after_send(report, 15_000)
     assert registry.get_sample_value("dccgate_alerts_suppressed_total", {"alert_code": "8F1F"}) == 6
     # A quiet period: the storm ends with a final copy carrying the storm's total.
-    out = new_out()
-    report = processor.tick(out, 25_000)
+    out, report = run_tick(processor, 25_000)
     final = outbound(out)
     assert len(final) == 2
     for _, alert, headers in final:
@@ -159,7 +161,7 @@ def test_excluded_code_passes_in_full_and_unknown_codes_get_the_default(
     assert len(outbound(out)) == 100
     out, report = run_batch(processor, [alert_value("ZZ99", n=i) for i in range(10)])
     assert len(outbound(out)) == 3 * 2
-    report = processor.tick(new_out(), 15_000)
+    _, report = run_tick(processor, 15_000)
     processor.after_send(report, 15_000)
     assert (
         registry.get_sample_value("dccgate_alerts_suppressed_total", {"alert_code": "other"}) == 6
@@ -247,9 +249,7 @@ def test_regional_capacity_sends_priority_first_and_holds_the_commit_back(
     # One a second after that, oldest first; each release lets the commit move on.
     floors, sent = [], []
     for t in range(6_000, 10_000, 1_000):
-        out = new_out()
-        report = processor.tick(out, t)
-        assert report is not None
+        out, report = run_tick(processor, t)
         processor.after_send(report, t)
         sent += [a.payload for _, a, _ in outbound(out)][::2]
         floors.append(processor.held_floor().get(TP))
@@ -316,20 +316,20 @@ def test_mp102_releases_an_outage_late_when_no_restore_follows(
     processor.note_firmware_activation(DEVICE, 4.0)
     run_batch(processor, [alert_value("AD1", n=0)], now_ms=5_000)
     assert processor.tick(new_out(), 604_000) is None
-    out = new_out()
-    report = processor.tick(out, 605_000)
+    out, report = run_tick(processor, 605_000)
     assert _codes(out) == ["AD1", "AD1"]
     processor.after_send(report, 605_000)
     assert registry.get_sample_value("dccgate_alerts_mp102_released_total") == 1
     assert processor.held_floor() == {}
 
 
-def test_new_configuration_kinds_are_mapped_and_followed(
-    alerts: tuple[AlertProcessor, CollectorRegistry],
-) -> None:
-    processor, _ = alerts
+def test_new_configuration_kinds_are_mapped_and_followed() -> None:
     changes: list[int | None] = []
-    processor._on_mp102_change = lambda: changes.append(processor.mp102_watch_s)
+    processor = AlertProcessor(
+        topics=TOPICS,
+        metrics=AlertMetrics(CommonMetrics(CollectorRegistry(), version="test")),
+        on_mp102_change=lambda: changes.append(processor.mp102_watch_s),
+    )
     regional = model.RegionalCapacity(
         regions={"north": model.RegionCapacity(rate_per_s=5, burst=10)},
         unknown_region="north",
@@ -368,13 +368,13 @@ def test_device_ids_are_compared_in_the_form_duis_writes_them(raw: str) -> None:
 def test_every_alert_metric_the_deploy_files_use_is_exported(
     alerts: tuple[AlertProcessor, CollectorRegistry],
 ) -> None:
-    from tests.unit.test_deploy_configs import METRICS_IN_CODE
+    from tests.deploy_metrics import family, metrics_used_by_deploy
 
     processor, registry = alerts
     processor.set_capacity(RegionalPolicy(regions={"north": RegionCapacity(rate_per_s=1, burst=1)}))
     _, report = run_batch(processor, [alert_value(n=i) for i in range(5)])
     processor.after_send(report, 5_000)
     families = list(registry.collect())
-    exported = {f.name + ("_total" if f.type == "counter" else "") for f in families}
-    wanted = {m for m in METRICS_IN_CODE if m.startswith("dccgate_alerts_")}
+    exported = {family(f.name) for f in families}
+    wanted = {m for m in metrics_used_by_deploy() if m.startswith("dccgate_alerts_")}
     assert wanted - exported == set()

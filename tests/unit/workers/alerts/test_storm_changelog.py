@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
 from prometheus_client import CollectorRegistry
 
-from broker.consumer import TopicPartition
+from broker.consumer import Record, TopicPartition
 from broker.producer import OutputBatch
 from broker.schemas import DeviceStormState
+from tests.unit.records import read_back
 from tests.unit.workers.alerts.helpers import (
     DEVICE,
     POLICY,
@@ -19,9 +18,11 @@ from tests.unit.workers.alerts.helpers import (
     outbound,
     record,
     run_batch,
+    run_tick,
 )
 from throttling import StormGuard
 from workers.alerts import BOUNDARY_HEADER, STORM_HEADER, AlertMetrics, AlertProcessor
+from workers.alerts.processor import AlertReport
 from workers.runtime.metrics import CommonMetrics
 
 STATE = TOPICS.state_alerts
@@ -38,8 +39,8 @@ def _processor() -> tuple[AlertProcessor, CollectorRegistry]:
     return processor, registry
 
 
-def _stages(processor: AlertProcessor, report: object) -> list[OutputBatch]:
-    stages = []
+def _stages(processor: AlertProcessor, report: AlertReport) -> list[OutputBatch]:
+    stages: list[OutputBatch] = []
     while True:
         out = new_out()
         if not processor.follow_up(report, len(stages), out):
@@ -47,13 +48,14 @@ def _stages(processor: AlertProcessor, report: object) -> list[OutputBatch]:
         stages.append(out)
 
 
-def _state_records(out: OutputBatch) -> list[Any]:
+def _state_records(out: OutputBatch) -> list[Record]:
     """The changelog records of a stage, as the broker would hand them back."""
-    return [
-        record(value, topic=STATE, partition=p, key=key, offset=i)
-        for p, records in enumerate(out._lists.get(STATE, []))
-        for i, (key, value, _, _) in enumerate(records)
-    ]
+    return read_back(out, STATE)
+
+
+def _state(rec: Record) -> DeviceStormState:
+    assert rec.value is not None, "a tombstone, not a snapshot"
+    return msgspec.json.decode(rec.value, type=DeviceStormState)
 
 
 def test_a_storm_is_snapshotted_after_its_batch_and_a_tombstone_ends_it() -> None:
@@ -63,27 +65,24 @@ def test_a_storm_is_snapshotted_after_its_batch_and_a_tombstone_ends_it() -> Non
     [snap] = _stages(processor, report)
     [rec] = _state_records(snap)
     assert (rec.key, rec.partition) == (DEVICE.encode(), 0)
-    state = msgspec.json.decode(rec.value, type=DeviceStormState)
+    state = _state(rec)
     [storm] = state.storms
     assert (storm.alert_code, storm.sequence_id) == ("8F1F", f"{DEVICE}:8F1F:5000")
     assert (storm.pending, storm.suppressed, storm.due_ms) == (7, 0, 15_000)
     assert (storm.start_offset, storm.through_offset, storm.latest.payload) == (3, 9, "p9")
     assert state.copies == []
     # At the boundary: the snapshot with the copy in it, the copy, the snapshot without.
-    report = processor.tick(new_out(), 15_000)
+    _, report = run_tick(processor, 15_000)
     with_copy, copies, bare = _stages(processor, report)
-    [embedded] = msgspec.json.decode(
-        _state_records(with_copy)[0].value, type=DeviceStormState
-    ).copies
-    assert (embedded.final, embedded.boundary_ms, embedded.alert.throttled_alert_count) == (
-        False, 15_000, 6,
-    )  # fmt: skip
+    [embedded] = _state(_state_records(with_copy)[0]).copies
+    periodic = (embedded.final, embedded.boundary_ms, embedded.alert.throttled_alert_count)
+    assert periodic == (False, 15_000, 6)
     sent = outbound(copies)
     assert len(sent) == 2
     assert all(h[BOUNDARY_HEADER] == b"15000" and h[STORM_HEADER] == b"periodic" for *_, h in sent)
-    assert msgspec.json.decode(_state_records(bare)[0].value, type=DeviceStormState).copies == []
+    assert _state(_state_records(bare)[0]).copies == []
     # A quiet period: the final copy, then a tombstone.
-    report = processor.tick(new_out(), 25_000)
+    _, report = run_tick(processor, 25_000)
     with_copy, copies, bare = _stages(processor, report)
     assert [h[STORM_HEADER] for *_, h in outbound(copies)] == [b"final", b"final"]
     [tombstone] = _state_records(bare)
@@ -107,7 +106,7 @@ def test_a_restored_storm_continues_and_skips_the_alerts_it_counted() -> None:
     # 0-2 were forwarded at once before the storm: forwarded again (at-least-once);
     # 3-9 were counted by the snapshot: skipped; 10-12 belong to the storm.
     assert [a.payload for _, a, _ in outbound(out)] == ["p0", "p0", "p1", "p1", "p2", "p2"]
-    report = second.tick(new_out(), 15_000)
+    _, report = run_tick(second, 15_000)
     _, copies, _ = _stages(second, report)
     [(_, copy, _), _] = outbound(copies)
     assert (copy.payload, copy.throttled_alert_count) == ("p12", 9)  # 7 + 3 - the copy
@@ -118,19 +117,16 @@ def test_a_restored_storm_continues_and_skips_the_alerts_it_counted() -> None:
 def test_copies_in_a_snapshot_are_sent_again_after_a_restore() -> None:
     first, _ = _processor()
     run_batch(first, [alert_value(n=i) for i in range(10)], now_ms=5_000)
-    report = first.tick(new_out(), 15_000)
+    _, report = run_tick(first, 15_000)
     with_copy, copies, _ = _stages(first, report)
     # A crash after the snapshot with the copy was written, maybe before the copy was.
     second, _ = _processor()
     second.restore(_state_records(with_copy), 15_050)
-    report = second.tick(new_out(), 15_100)
-    assert report is not None
+    _, report = run_tick(second, 15_100)
     _, again, again_bare = _stages(second, report)
     # The repeat is the same record: same body, same sequence ID and boundary header.
     assert sorted(outbound(again), key=repr) == sorted(outbound(copies), key=repr)
-    assert (
-        msgspec.json.decode(_state_records(again_bare)[0].value, type=DeviceStormState).copies == []
-    )
+    assert _state(_state_records(again_bare)[0]).copies == []
 
 
 def test_the_newest_snapshot_per_device_wins_and_a_tombstone_forgets() -> None:
@@ -157,12 +153,12 @@ def test_a_storm_that_ends_and_starts_again_in_one_batch_is_snapshotted_as_the_n
     run_batch(processor, [alert_value(n=i) for i in range(10)], now_ms=5_000)
     # 25 s later: the first storm's boundaries (15 s, then 25 s quiet) are settled by the
     # batch's first alert, and the batch starts a second storm at its fourth alert.
-    _, report = run_batch(processor, [alert_value(n=i) for i in range(10, 20)], now_ms=30_000,
-                          first=10)  # fmt: skip
+    _, report = run_batch(
+        processor, [alert_value(n=i) for i in range(10, 20)], now_ms=30_000, first=10
+    )
     [snap, copies, _] = _stages(processor, report)
     assert [h[STORM_HEADER] for *_, h in outbound(copies)][::2] == [b"periodic", b"final"]
-    state = msgspec.json.decode(_state_records(snap)[0].value, type=DeviceStormState)
+    state = _state(_state_records(snap)[0])
     [storm] = state.storms
-    assert (storm.sequence_id, storm.start_offset, storm.through_offset) == (
-        f"{DEVICE}:8F1F:30000", 13, 19,
-    )  # fmt: skip
+    span = (storm.sequence_id, storm.start_offset, storm.through_offset)
+    assert span == (f"{DEVICE}:8F1F:30000", 13, 19)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import secrets
+
 import pytest
 
 from workers.config.settings import SettingsError, build_settings
@@ -61,3 +63,25 @@ def test_heartbeat_must_stay_below_session_timeout() -> None:
             {},
             {"DCCGATE_SESSION_TIMEOUT_MS": "1000", "DCCGATE_HEARTBEAT_INTERVAL_MS": "1000"},
         )
+
+
+@pytest.mark.parametrize(
+    ("token", "message"),
+    [
+        ("demo", "is 4 characters; an operator token must be at least 32"),
+        ("x" * 31, "is 31 characters"),
+        ("correct horse battery staple, with spaces", "visible ASCII only"),
+        ("é" * 40, "visible ASCII only"),
+    ],
+)
+def test_a_weak_operator_token_is_refused_saying_how_to_make_one(token: str, message: str) -> None:
+    with pytest.raises(SettingsError, match=message) as refused:
+        build_settings({}, {"DCCGATE_ADMIN_TOKEN": token})
+    assert "secrets.token_urlsafe(32)" in str(refused.value)
+    assert token not in str(refused.value)  # never shown, even when refused
+
+
+def test_a_long_random_operator_token_is_accepted() -> None:
+    token = secrets.token_urlsafe(32)
+    assert build_settings({}, {"DCCGATE_ADMIN_TOKEN": token}).admin_token_sha256 is not None
+    assert build_settings({}, {"DCCGATE_ADMIN_TOKEN": ""}).admin_token_sha256 is None

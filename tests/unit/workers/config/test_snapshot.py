@@ -63,9 +63,13 @@ def test_a_bad_record_is_skipped_and_the_previous_value_stays(
 def test_tokens_are_kept_and_authenticate_by_hash() -> None:
     token_id, token = new_token()
     record = TokenRecord(
-        token_id=token_id, role="user", user_id=A, sha256=hash_token(token), created_at_ms=1,
+        token_id=token_id,
+        role="user",
+        user_id=A,
+        sha256=hash_token(token),
+        created_at_ms=1,
         created_by="operator:bootstrap",
-    )  # fmt: skip
+    )
     state = ConfigState()
     key = f"tokens/{token_id}"
     state.apply(key.encode(), _record(key, 1, record), 0)

@@ -40,8 +40,17 @@ def make_request(
     )
 
 
-def make_validator(replay_capacity: int = 1_000_000) -> DuisValidator:
-    return DuisValidator(load_catalogue(), replay_capacity=replay_capacity)
+ALL_ROLES = ["IS", "ES", "GS", "ED", "GT", "RSA", "OU"]
+
+
+def make_validator(
+    replay_pairs_per_user: int = 1_000_000,
+    users: dict[str, list[str]] | None = None,
+) -> DuisValidator:
+    """A validator with USER and OTHER_USER registered in every role (or `users`)."""
+    validator = DuisValidator(load_catalogue(), replay_pairs_per_user=replay_pairs_per_user)
+    validator.set_users(users if users is not None else {USER: ALL_ROLES, OTHER_USER: ALL_ROLES})
+    return validator
 
 
 def rejected(verdict: Validated | Rejection, kind: str) -> str:
@@ -51,7 +60,7 @@ def rejected(verdict: Validated | Rejection, kind: str) -> str:
 
 
 def accept(validator: DuisValidator, request: ServiceRequest) -> Validated:
-    verdict = validator.check(request, None)
+    verdict = validator.check(request, request.request_id.partition(":")[0])
     assert isinstance(verdict, Validated), verdict
     validator.record_accepted(verdict)
     return verdict
@@ -72,8 +81,48 @@ def test_accepts_a_valid_request() -> None:
     )
 
 
-def test_key_none_skips_the_user_check() -> None:
-    assert isinstance(make_validator().check(make_request(), None), Validated)
+def test_a_record_without_a_key_is_refused() -> None:
+    reason = rejected(make_validator().check(make_request(), None), "user_mismatch")
+    assert reason == (
+        f"the record has no key; its key must be the sending User's ID ({USER}, the "
+        "request_id's USER part)"
+    )
+
+
+# --- registered Users and the roles they hold (E1) ---------------------------------------------
+
+
+def test_an_unregistered_user_is_refused() -> None:
+    validator = make_validator(users={OTHER_USER: ["IS"]})
+    reason = rejected(validator.check(make_request(), USER), "unknown_user")
+    assert reason == (
+        f"User {USER} is not a registered DCC User (never registered, or deleted); "
+        "nothing is forwarded for it"
+    )
+
+
+def test_a_deleted_user_is_refused() -> None:
+    validator = make_validator(users={USER: ["IS"]})
+    assert isinstance(validator.check(make_request(), USER), Validated)
+    validator.set_users({})
+    rejected(validator.check(make_request(), USER), "unknown_user")
+
+
+def test_a_role_the_user_does_not_hold_is_refused() -> None:
+    # The issue's case: a User registered as ED sends 7.2 Disable Supply claiming IS.
+    validator = make_validator(users={USER: ["ED"]})
+    request = make_request(srv="7.2", user_role="IS", command_variant=4)
+    assert rejected(validator.check(request, USER), "role_not_held") == (
+        f"User {USER} is not registered in User Role IS; its registered roles: ED"
+    )
+    gs = make_request(srv="4.1.1", user_role="GS")
+    rejected(validator.check(gs, USER), "role_not_held")
+
+
+def test_an_open_validator_takes_any_user_in_any_role() -> None:
+    validator = make_validator(users={})
+    validator.set_users(None)
+    assert isinstance(validator.check(make_request(user_role="GS"), USER), Validated)
 
 
 @pytest.mark.parametrize(
@@ -188,7 +237,7 @@ def test_replayed_counter() -> None:
 
 
 def test_checks_run_in_the_documented_order() -> None:
-    validator = make_validator()
+    validator = make_validator(users={USER: ["IS", "GS"]})
     accept(validator, make_request(counter=5))
     # Everything wrong at first; fix one thing per step, from the first check to the last:
     # each time, the earliest check that still fails is the one reported.
@@ -203,7 +252,8 @@ def test_checks_run_in_the_documented_order() -> None:
     steps: list[tuple[str, dict[str, Any]]] = [
         ("invalid_request_id", {"request_id": None}),
         ("user_mismatch", {"key": USER}),
-        ("invalid_role", {"user_role": "IS"}),
+        ("invalid_role", {"user_role": "ES"}),
+        ("role_not_held", {"user_role": "IS"}),
         ("unknown_srv", {"srv": "7.16"}),
         ("role_not_eligible", {"srv": "4.1.1"}),
         ("invalid_command_variant", {"command_variant": 1}),
@@ -291,39 +341,56 @@ def test_forget_all() -> None:
     assert isinstance(validator.check(make_request(counter=1), USER), Validated)
 
 
-def test_replay_capacity_must_be_positive() -> None:
-    with pytest.raises(ValueError, match="replay_capacity must be at least 1, got 0"):
-        make_validator(replay_capacity=0)
+def test_replay_pairs_per_user_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="replay_pairs_per_user must be at least 1, got 0"):
+        make_validator(replay_pairs_per_user=0)
 
 
 def device(n: int) -> str:
     return f"00-DB-12-34-56-78-{n >> 8:02X}-{n & 255:02X}"
 
 
-def test_full_memory_evicts_the_least_recently_accepted_pair() -> None:
-    validator = make_validator(replay_capacity=3)
+def test_full_memory_evicts_the_least_recently_accepted_pair_and_raises_the_floor() -> None:
+    validator = make_validator(replay_pairs_per_user=3)
     for n in range(3):
-        accept(validator, make_request(target=device(n), counter=100))
+        accept(validator, make_request(target=device(n), counter=100 + n))
     # Touch device 0 so that device 1 becomes the least recently accepted.
-    accept(validator, make_request(target=device(0), counter=101))
-    accept(validator, make_request(target=device(3), counter=100))
+    accept(validator, make_request(target=device(0), counter=110))
+    accept(validator, make_request(target=device(3), counter=120))
     assert len(validator) == 3
-    # Device 1 was forgotten: its replay is accepted (the documented cost of the bound) ...
-    assert isinstance(validator.check(make_request(target=device(1), counter=1), USER), Validated)
-    # ... while the others are still remembered.
-    for n in (0, 2, 3):
-        verdict = validator.check(make_request(target=device(n), counter=100), USER)
-        rejected(verdict, "replayed_counter")
+    book = validator.books[USER]
+    assert device(1) not in book.last
+    assert book.floor == 101
+    # Device 1 was forgotten, but its replay is still refused: it is not above the floor.
+    reason = rejected(
+        validator.check(make_request(target=device(1), counter=101), USER), "replayed_counter"
+    )
+    assert "101, the highest COUNTER of the targets" in reason
+    # A new request to it, or to a new target, above the floor passes.
+    assert isinstance(validator.check(make_request(target=device(1), counter=102), USER), Validated)
+    assert isinstance(validator.check(make_request(target=device(9), counter=102), USER), Validated)
+
+
+def test_eviction_is_per_user() -> None:
+    # One User writing to many devices evicts only its own oldest pairs.
+    validator = make_validator(replay_pairs_per_user=10)
+    accept(validator, make_request(user=OTHER_USER, counter=5))
+    for n in range(1000):
+        accept(validator, make_request(target=device(n), counter=1_000 + n))
+    rejected(
+        validator.check(make_request(user=OTHER_USER, counter=5), OTHER_USER), "replayed_counter"
+    )
+    assert validator.books[OTHER_USER].floor == -1  # nothing forgotten
+    assert len(validator.books[USER].last) <= 10
 
 
 def test_large_memory_evicts_a_batch_of_the_oldest_pairs() -> None:
-    validator = make_validator(replay_capacity=128)  # evicts 128 // 64 = 2 at a time
+    validator = make_validator(replay_pairs_per_user=128)  # evicts 128 // 64 = 2 at a time
     for n in range(129):
-        accept(validator, make_request(target=device(n), counter=7))
+        accept(validator, make_request(target=device(n), counter=7 + n))
     assert len(validator) == 127
-    for n in range(129):
-        verdict = validator.check(make_request(target=device(n), counter=7), USER)
-        assert isinstance(verdict, Validated) is (n < 2), n
+    assert validator.books[USER].floor == 8
+    assert validator.books[USER].evicted == [device(0), device(1)]
 
 
 @given(
@@ -331,12 +398,19 @@ def test_large_memory_evicts_a_batch_of_the_oldest_pairs() -> None:
     st.lists(st.tuples(st.integers(0, 40), st.integers(0, 50)), max_size=300),
 )
 @settings(database=None, deadline=None)
-def test_memory_never_exceeds_its_capacity(capacity: int, events: list[tuple[int, int]]) -> None:
-    validator = make_validator(replay_capacity=capacity)
+def test_memory_never_exceeds_its_capacity_and_never_reopens_a_counter(
+    capacity: int, events: list[tuple[int, int]]
+) -> None:
+    validator = make_validator(replay_pairs_per_user=capacity)
+    highest: dict[int, int] = {}
     for n, counter in events:
         verdict = validator.check(make_request(target=device(n), counter=counter), USER)
         if isinstance(verdict, Validated):
+            # Whatever was evicted, an accepted counter is above every one accepted before
+            # for that target.
+            assert counter > highest.get(n, -1)
             validator.record_accepted(verdict)
+            highest[n] = counter
         assert len(validator) <= capacity
 
 

@@ -4,30 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import NamedTuple
 
 import msgspec
 import pytest
 from prometheus_client import CollectorRegistry
 
 from adt import AdtValues, Released, encode_snapshot
-from broker.consumer import TopicPartition
+from broker.consumer import Record, TopicPartition
 from broker.producer import OutputBatch
+from tests.unit.records import FakeRecord, written
 from workers.config.settings import Settings
 from workers.router.adt import AdtControl
 from workers.router.adt_metrics import AdtMetrics
 from workers.router.adt_state import AdtStateStore
 
 T0 = 1_800_000_000.0
-IN, STATE = "dcc.sr.inbound", "dcc.state.router"
+IN, STATE, QUARANTINE = "dcc.sr.inbound", "dcc.state.router", "dcc.sr.quarantine"
 U, V = "90-B3-D5-1F-30-01-00-00", "90-B3-D5-1F-30-02-00-00"
-
-
-class Rec(NamedTuple):
-    key: bytes | None
-    value: bytes | None
-    partition: int
-    offset: int = 0
 
 
 def _values(max_: int = 5) -> AdtValues:
@@ -54,11 +47,10 @@ def test_write_snapshots_touched_users_with_values_onto_their_input_partition() 
     out = OutputBatch({STATE: 3})
     # V has no values of its own: nothing to snapshot.
     assert store.write(out, {U: 2, V: 1}, T0) == 1
-    lists = out.partition_lists(STATE)
-    assert [len(p) for p in lists] == [0, 0, 1]
-    key, value, _, _ = lists[2][0]
-    assert key == U.encode()
-    assert msgspec.json.decode(value)["windows"][0]["buckets"][0][1] == 3
+    [snapshot] = written(out, STATE)
+    assert (snapshot.partition, snapshot.key) == (2, U.encode())
+    assert snapshot.value is not None
+    assert msgspec.json.decode(snapshot.value)["windows"][0]["buckets"][0][1] == 3
     assert store.snapshots_written == 1
 
 
@@ -97,12 +89,15 @@ def test_releases_count_only_for_owned_partitions() -> None:
     encode = msgspec.json.Encoder().encode
     mine = Released(id="r1", by="op", at_s=T0, user_id=U, srv="7.2")
     old_format = Released(id="r2", by="op", at_s=T0)
-    records = [
-        Rec(U.encode(), encode(mine), 0),
-        Rec(U.encode(), encode(mine), 1),  # a partition another router owns
-        Rec(U.encode(), encode(old_format), 0),  # written before releases named the SRV
-        Rec(U.encode(), b'{"event":"quarantined"}', 0),
-        Rec(U.encode(), None, 0),
+    key = U.encode()
+    records: list[Record] = [
+        FakeRecord(topic=QUARANTINE, key=key, value=encode(mine)),
+        # A partition another router owns:
+        FakeRecord(topic=QUARANTINE, partition=1, key=key, value=encode(mine)),
+        # Written before releases named the SRV:
+        FakeRecord(topic=QUARANTINE, key=key, value=encode(old_format)),
+        FakeRecord(topic=QUARANTINE, key=key, value=b'{"event":"quarantined"}'),
+        FakeRecord(topic=QUARANTINE, key=key, value=None),
     ]
     assert store.on_quarantine_log(records, T0) == 1
     assert _count(adt, U, T0) == [1]

@@ -4,26 +4,37 @@ from typing import Any
 
 import msgspec
 import pytest
-from aiokafka.structs import ConsumerRecord, TopicPartition
 from prometheus_client import CollectorRegistry
 
+from broker.consumer import Record, TopicPartition
 from broker.producer import OutputBatch
 from broker.schemas import UserResponse
 from broker.topics import Topics
 from tests.conftest import DEVICE, USER_A, USER_B, RequestFactory
+from tests.unit.records import FakeRecord, Written, written
 from workers.config.codes import ResponseCodes
 from workers.duis import DuisValidator, load_catalogue
-from workers.router.processor import RouterMetrics, RouterProcessor
+from workers.router.processor import RouterMetrics, RouterProcessor, RouterReport
+from workers.router.traffic import TrafficControl, TrafficMetrics
 from workers.runtime.metrics import CommonMetrics
 
 TOPICS = Topics.with_prefix("")
 TP = TopicPartition(TOPICS.sr_inbound, 0)
 
 
-def _record(value: bytes | None, *, key: bytes | None = USER_A.encode(), offset: int = 0) -> Any:
-    return ConsumerRecord(
-        TOPICS.sr_inbound, 0, offset, 1_000, 0, key, value, None, 0, 0, [("h", b"1")]
+def _record(value: bytes | None, *, key: bytes | None = USER_A.encode(), offset: int = 0) -> Record:
+    """A request as read from dcc.sr.inbound, written at 1,000 ms with one header of its own."""
+    return FakeRecord(
+        topic=TOPICS.sr_inbound, offset=offset, key=key, value=value, headers=[("h", b"1")]
     )
+
+
+def _validator() -> DuisValidator:
+    """DUIS validation with USER_A and USER_B registered in every role."""
+    validator = DuisValidator(load_catalogue())
+    roles = ["IS", "ES", "GS", "ED", "GT", "RSA", "OU"]
+    validator.set_users({USER_A: roles, USER_B: roles})
+    return validator
 
 
 @pytest.fixture
@@ -31,26 +42,28 @@ def router() -> tuple[RouterProcessor, CollectorRegistry]:
     registry = CollectorRegistry()
     processor = RouterProcessor(
         topics=TOPICS,
-        validator=DuisValidator(load_catalogue()),
+        validator=_validator(),
         codes=ResponseCodes(),
         metrics=RouterMetrics(CommonMetrics(registry, version="test")),
     )
     return processor, registry
 
 
-def _run(processor: RouterProcessor, records: list[Any]) -> tuple[OutputBatch, object]:
+def _run(processor: RouterProcessor, records: list[Record]) -> tuple[OutputBatch, RouterReport]:
     out = OutputBatch({t: 3 for t in TOPICS.all()})
     report = processor.process({TP: records}, out, 5_000)
     return out, report
 
 
-def _by_topic(out: OutputBatch, topic: str) -> list[tuple[Any, ...]]:
-    return [r for parts in out._lists.get(topic, []) for r in parts]
+def _value(w: Written) -> bytes:
+    assert w.value is not None, f"a tombstone on {w.topic}"
+    return w.value
 
 
 def _answers(out: OutputBatch) -> list[UserResponse]:
     return [
-        msgspec.json.decode(r[1], type=UserResponse) for r in _by_topic(out, TOPICS.user_responses)
+        msgspec.json.decode(_value(w), type=UserResponse)
+        for w in written(out, TOPICS.user_responses)
     ]
 
 
@@ -60,14 +73,16 @@ def test_valid_request_is_forwarded_unchanged_and_accepted(
     processor, registry = router
     raw = make_request(counter=7)
     out, report = _run(processor, [_record(raw)])
-    forwards = _by_topic(out, TOPICS.sr_outbound)
-    assert [(f[0], f[1], list(f[2])) for f in forwards] == [(DEVICE.encode(), raw, [("h", b"1")])]
+    forwards = written(out, TOPICS.sr_outbound)
+    assert [(f.key, f.value, list(f.headers)) for f in forwards] == [
+        (DEVICE.encode(), raw, [("h", b"1")])
+    ]
     [answer] = _answers(out)
     assert (answer.outcome, answer.response_code, answer.user_id) == ("accepted", "I99", USER_A)
     assert answer.at_ms == 5_000
     # The hand-assembled bytes are exactly what msgspec would write for the same answer.
-    [raw_answer] = _by_topic(out, TOPICS.user_responses)
-    assert raw_answer[1] == msgspec.json.encode(answer)
+    [raw_answer] = written(out, TOPICS.user_responses)
+    assert raw_answer.value == msgspec.json.encode(answer)
     assert answer.reason == (
         "accepted: SRV 4.1.1 (Read Instantaneous Import Registers) forwarded to the device"
     )
@@ -98,7 +113,7 @@ def test_invalid_request_is_rejected_with_code_and_reason(
 ) -> None:
     processor, _ = router
     out, _ = _run(processor, [_record(make_request(**overrides))])
-    assert _by_topic(out, TOPICS.sr_outbound) == []
+    assert written(out, TOPICS.sr_outbound) == []
     [answer] = _answers(out)
     assert (answer.outcome, answer.response_code) == ("rejected", code)
     assert words in answer.reason
@@ -110,8 +125,8 @@ def test_xml_is_forwarded_untouched(
     processor, _ = router
     raw = make_request(xml='<sr:Request schemaVersion="5.4">\u00e9</sr:Request>')
     out, _ = _run(processor, [_record(raw)])
-    [forward] = _by_topic(out, TOPICS.sr_outbound)
-    assert forward[1] == raw
+    [forward] = written(out, TOPICS.sr_outbound)
+    assert forward.value == raw
 
 
 def test_request_under_another_users_key_is_rejected(
@@ -158,10 +173,9 @@ def test_undecodable_records_are_dead_lettered_with_reason(
 ) -> None:
     processor, registry = router
     out, report = _run(processor, [_record(value, offset=42)])
-    [dead] = _by_topic(out, TOPICS.deadletter)
-    key, dead_value, headers, _ = dead
-    assert (key, dead_value) == (USER_A.encode(), value)
-    h = dict(headers)
+    [dead] = written(out, TOPICS.deadletter)
+    assert (dead.key, dead.value) == (USER_A.encode(), value)
+    h = dict(dead.headers)
     assert h["dccgate-dlq-kind"] == kind.encode()
     assert h["dccgate-dlq-reason"]
     assert h["dccgate-dlq-offset"] == b"42"
@@ -186,13 +200,14 @@ def test_one_bad_record_does_not_stop_the_batch(
         _record(make_request(counter=2), offset=2),
     ]
     out, _ = _run(processor, records)
-    assert len(_by_topic(out, TOPICS.sr_outbound)) == 2
-    assert len(_by_topic(out, TOPICS.deadletter)) == 1
+    assert len(written(out, TOPICS.sr_outbound)) == 2
+    assert len(written(out, TOPICS.deadletter)) == 1
 
 
-def _traffic_router(shadow: bool = False) -> tuple[RouterProcessor, CollectorRegistry, Any]:
+def _traffic_router(
+    shadow: bool = False,
+) -> tuple[RouterProcessor, CollectorRegistry, TrafficControl]:
     from throttling import Allocation, SystemView, TrafficManager, TrafficPolicy
-    from workers.router.traffic import TrafficControl, TrafficMetrics
 
     registry = CollectorRegistry()
     control = TrafficControl("peer-1")
@@ -207,7 +222,7 @@ def _traffic_router(shadow: bool = False) -> tuple[RouterProcessor, CollectorReg
     common = CommonMetrics(registry, version="test")
     processor = RouterProcessor(
         topics=TOPICS,
-        validator=DuisValidator(load_catalogue()),
+        validator=_validator(),
         codes=ResponseCodes(),
         metrics=RouterMetrics(common, TrafficMetrics(registry, control)),
         traffic=control,
@@ -235,7 +250,7 @@ def test_a_user_over_its_allocation_is_throttled_not_forwarded(
     answers = _answers(out)
     throttled = [a for a in answers if a.outcome == "throttled"]
     assert throttled
-    assert len(_by_topic(out, TOPICS.sr_outbound)) == 40 - len(throttled)
+    assert len(written(out, TOPICS.sr_outbound)) == 40 - len(throttled)
     first = throttled[0]
     assert first.response_code == "T1"
     assert first.retry_after_ms is not None
@@ -250,7 +265,11 @@ def test_a_user_over_its_allocation_is_throttled_not_forwarded(
     assert registry.get_sample_value("dccgate_traffic_active") == 1.0
     # A throttled request did not use its counter: the same RequestID may be sent again.
     control.manager = None  # traffic management off now
-    retry = [r for r in records if msgspec.json.decode(r.value)["request_id"] == first.request_id]
+    retry = [
+        r
+        for r in records
+        if r.value is not None and msgspec.json.decode(r.value)["request_id"] == first.request_id
+    ]
     out2, _ = _run(processor, retry)
     assert [(a.request_id, a.outcome) for a in _answers(out2)] == [(first.request_id, "accepted")]
 
@@ -260,7 +279,7 @@ def test_shadow_mode_throttles_nothing_but_counts(make_request: RequestFactory) 
     records = [_record(make_request(counter=n), offset=n) for n in range(1, 41)]
     out, report = _run(processor, records)
     assert {a.outcome for a in _answers(out)} == {"accepted"}
-    assert len(_by_topic(out, TOPICS.sr_outbound)) == 40
+    assert len(written(out, TOPICS.sr_outbound)) == 40
     processor.after_send(report, 5_000)
     assert (
         registry.get_sample_value("dccgate_traffic_shadow_would_throttle_total", {"user": USER_A})
@@ -282,7 +301,7 @@ def _adt_router(
     registry = CollectorRegistry()
     processor = RouterProcessor(
         topics=TOPICS,
-        validator=DuisValidator(load_catalogue()),
+        validator=_validator(),
         codes=ResponseCodes(),
         metrics=RouterMetrics(CommonMetrics(registry, version="test")),
         adt=control,
@@ -305,10 +324,10 @@ def test_only_the_excess_over_a_user_adt_is_quarantined(make_request: RequestFac
     assert held.response_code == "Q1"
     assert held.rule == f"user:{USER_A}:7.2:3600"
     assert "/release" in held.reason
-    assert len(_by_topic(out, TOPICS.sr_outbound)) == 3
+    assert len(written(out, TOPICS.sr_outbound)) == 3
     quarantine = [
-        msgspec.json.decode(r[1], type=QuarantinedRequest)
-        for r in _by_topic(out, TOPICS.sr_quarantine)
+        msgspec.json.decode(_value(w), type=QuarantinedRequest)
+        for w in written(out, TOPICS.sr_quarantine)
     ]
     assert [q.id for q in quarantine] == [answers[3].request_id, answers[4].request_id]
     assert bytes(quarantine[0].request) == records[3].value  # the original bytes, for release

@@ -1,8 +1,16 @@
 from __future__ import annotations
 
+import time
+
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from workers.runtime.metrics import BatchHistogram
+from adt import QuarantineBook
+from workers.admin.quarantine_metrics import QuarantineMetrics
+from workers.alerts.metrics import AlertMetrics
+from workers.router.processor import RouterMetrics
+from workers.router.traffic import TrafficControl, TrafficMetrics
+from workers.runtime.metrics import BatchHistogram, CommonMetrics
 
 
 def test_batch_histogram_exposes_cumulative_buckets() -> None:
@@ -26,3 +34,39 @@ def test_ages_in_ms_fall_in_the_same_buckets_as_seconds() -> None:
     assert 't_age_seconds_bucket{le="0.1"} 3.0' in text  # 50 ms, 100 ms, and -100 ms as 0
     assert 't_age_seconds_bucket{le="1.0"} 4.0' in text
     assert "t_age_seconds_sum 2.65" in text
+
+
+def _types(page: str) -> list[str]:
+    return [line.split()[2] for line in page.splitlines() if line.startswith("# TYPE ")]
+
+
+def test_common_metrics_export_process_and_gc_metrics_once() -> None:
+    registry = CollectorRegistry()
+    CommonMetrics(registry, version="t")
+    types = _types(generate_latest(registry).decode())
+    for name in (
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "python_gc_collections_total",
+        "dccgate_consumer_lag_records",
+    ):
+        assert types.count(name) == 1, name
+
+
+def test_services_sharing_one_registry_export_each_family_once() -> None:
+    # `dccgate run`: the router, the alert worker and the admin process on one registry.
+    registry = CollectorRegistry()
+    common = CommonMetrics(registry, version="t")
+    RouterMetrics(common, TrafficMetrics(registry, TrafficControl("p")))
+    AlertMetrics(common)
+    QuarantineMetrics(registry, QuarantineBook(), time.time)
+    types = _types(generate_latest(registry).decode())
+    assert len(types) == len(set(types)), sorted(t for t in types if types.count(t) > 1)
+    # A second CommonMetrics on the same registry is refused before it adds a second copy
+    # of the process collectors (which declare no names the registry could check).
+    with pytest.raises(ValueError, match="Duplicated timeseries"):
+        CommonMetrics(registry, version="t")
+    again = _types(generate_latest(registry).decode())
+    assert again.count("process_cpu_seconds_total") == 1

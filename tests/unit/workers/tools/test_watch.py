@@ -1,19 +1,10 @@
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import pytest
 
 from broker.topics import Topics
+from tests.unit.records import FakeRecord
 from workers.tools.watch import WatchError, format_record, resolve_topic
-
-
-class Rec(NamedTuple):
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 @pytest.mark.parametrize("name", ["dcc.sr.outbound", "sr.outbound", "sr_outbound"])
@@ -27,7 +18,12 @@ def test_an_unknown_topic_lists_the_choices() -> None:
 
 
 def test_records_print_on_one_line_whatever_they_hold() -> None:
-    line = format_record(Rec(2, 7, b"U1", b'{"a": 1,\n "b": [2]}', (("h", b"v"),)))
+    json = b'{"a": 1,\n "b": [2]}'
+    line = format_record(
+        FakeRecord(topic="t", partition=2, offset=7, key=b"U1", value=json, headers=[("h", b"v")])
+    )
     assert line == '2/7  U1  [h=v]  {"a":1,"b":[2]}'
-    assert format_record(Rec(0, 1, None, None)) == "0/1  -  null (tombstone)"
-    assert format_record(Rec(0, 2, b"k", b"\xff not json")) == "0/2  k  b'\\xff not json'"
+    tombstone = FakeRecord(topic="t", offset=1)
+    assert format_record(tombstone) == "0/1  -  null (tombstone)"
+    not_json = FakeRecord(topic="t", offset=2, key=b"k", value=b"\xff not json")
+    assert format_record(not_json) == "0/2  k  b'\\xff not json'"

@@ -32,9 +32,11 @@ def test_shards_together_give_the_single_process_traffic_event_for_event() -> No
         scenario = load_scenario(name)
         whole = list(Traffic(scenario, seed=5, scale=1.0, duration_s=4.0))
         for count in (2, 3):
-            parts = [list(Traffic(scenario, seed=5, scale=1.0, duration_s=4.0,
-                                  shard=Shard(index=i, count=count, partitions=6)))
-                     for i in range(count)]  # fmt: skip
+            shards = [Shard(index=i, count=count, partitions=6) for i in range(count)]
+            parts = [
+                list(Traffic(scenario, seed=5, scale=1.0, duration_s=4.0, shard=shard))
+                for shard in shards
+            ]
             assert sorted(map(repr, (e for part in parts for e in part))) == sorted(
                 map(repr, whole)
             )
@@ -103,8 +105,9 @@ def test_installs_start_per_region_and_storms_come_from_rogue_devices() -> None:
     events = _events("install-day", 7, duration_s=10.0)
     starts = [e for e in events if isinstance(e, FlowStart)]
     assert {e.region for e in starts} == {"north", "central", "south"}
-    storm = [e for e in _events("alert-storm", 11) if isinstance(e, AlertEvent)
-             and e.source == "storm"]  # fmt: skip
+    storm = [
+        e for e in _events("alert-storm", 11) if isinstance(e, AlertEvent) and e.source == "storm"
+    ]
     assert len({e.device_id for e in storm}) == 5
     assert all(1.0 <= e.t_s < 5.0 and e.alert_code == "8F1F" for e in storm)
 
@@ -126,15 +129,19 @@ def test_request_ids_increase_per_pair_and_recognise_the_run() -> None:
     assert (ids.seq_of(a1), ids.seq_of(b1), ids.seq_of(a2)) == (1, 1, 2)
     later = RequestIds.for_run(1_800_000_001)
     assert later.seq_of(a1) is None
-    assert int(later.next("90-B3-D5-1F-30-01-00-00", "00-DB-01-00-00-00-01-00")
-               .rpartition(":")[2]) > int(a2.rpartition(":")[2])  # fmt: skip
+    later_rid = later.next("90-B3-D5-1F-30-01-00-00", "00-DB-01-00-00-00-01-00")
+    assert int(later_rid.rpartition(":")[2]) > int(a2.rpartition(":")[2])
 
 
 def test_device_ids_are_eui64_and_distinct() -> None:
     from workers.duis.request_id import split_request_id
 
-    ids = {fleet_device("north", 5), fleet_device("south", 5), site_device("north", 5, "esme"),
-           site_device("north", 5, "gsme")}  # fmt: skip
+    ids = {
+        fleet_device("north", 5),
+        fleet_device("south", 5),
+        site_device("north", 5, "esme"),
+        site_device("north", 5, "gsme"),
+    }
     assert len(ids) == 4
     for d in ids:
         assert split_request_id(f"90-B3-D5-1F-30-01-00-00:{d}:1") is not None

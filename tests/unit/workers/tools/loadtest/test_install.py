@@ -6,6 +6,7 @@ from workers.duis import load_catalogue
 from workers.tools.loadtest.install import (
     INSTALL_STEPS,
     WAN_COMMANDS,
+    Action,
     Finished,
     Flow,
     Resend,
@@ -17,7 +18,7 @@ from workers.tools.loadtest.install import (
 def _run_ok(flow: Flow) -> list[tuple[str, int]]:
     """Answer every submission with accepted + device ok; the submissions in order."""
     sent: list[tuple[str, int]] = []
-    action = flow.start(0.0)
+    action: Action = flow.start(0.0)
     t = 0.0
     while isinstance(action, Submit):
         sent.append((action.submission.step.srv, action.submission.command_variant))
@@ -79,7 +80,7 @@ def test_retries_count_per_submission() -> None:
 
 def test_device_failure_fails_the_install_naming_the_step() -> None:
     flow = Flow(INSTALL_STEPS)
-    action = flow.start(0.0)
+    action: Action = flow.start(0.0)
     while isinstance(action, Submit) and action.submission.step.srv != "8.1.1":
         flow.on_device(0.0, ok=True)
         action = flow.on_response(0.0, "accepted", None)

@@ -25,9 +25,17 @@ from workers.tools.loadtest.results import ResultCollector
 from workers.tools.loadtest.sample import sample_report
 
 WIDTH = 1280
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--hide-scrollbars"]  # fmt: skip
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+]
 
 
 def _chromium() -> str:
@@ -124,9 +132,15 @@ def test_report_page_shows_its_plots(tmp_path: Path) -> None:
     _, html = write_report(sample_report(duration_s=60.0, rate_per_s=200.0), tmp_path / "run")
     dom = _run(tmp_path, "--dump-dom", html.as_uri()).stdout.decode()
     assert dom.count("<svg") >= 12
-    for title in ("Throughput over time", "Events", "Gateway latency over time",
-                  "Latency by percentile", "Outcomes per User", "Installs per region",
-                  "Alerts per code"):  # fmt: skip
+    for title in (
+        "Throughput over time",
+        "Events",
+        "Gateway latency over time",
+        "Latency by percentile",
+        "Outcomes per User",
+        "Installs per region",
+        "Alerts per code",
+    ):
         assert f'aria-label="{title}"' in dom, title
     assert "no data" not in dom
 

@@ -258,12 +258,11 @@ def _calls(seed: int, n: int) -> list[tuple[str, tuple[object, ...]]]:
             calls.append(("request_sent", (t, user, srv)))
         elif kind == 1:
             outcome = rng.choice(["accepted", "throttled", "quarantined", "odd"])
-            calls.append(("request_answered", (t, user, srv, outcome, f"C{rng.randrange(4)}",
-                                               rng.choice([None, f"rule{rng.randrange(3)}"]),
-                                               rng.random())))  # fmt: skip
+            code, rule = f"C{rng.randrange(4)}", rng.choice([None, f"rule{rng.randrange(3)}"])
+            calls.append(("request_answered", (t, user, srv, outcome, code, rule, rng.random())))
         elif kind == 2:
-            calls.append(("request_completed", (t, user, srv, region, rng.random() < 0.8,
-                                                rng.random() * 3)))  # fmt: skip
+            ok = rng.random() < 0.8
+            calls.append(("request_completed", (t, user, srv, region, ok, rng.random() * 3)))
         elif kind == 3:
             ok = rng.random() < 0.8
             flow = rng.choice(["install_finished", "firmware_finished"])
@@ -272,9 +271,8 @@ def _calls(seed: int, n: int) -> list[tuple[str, tuple[object, ...]]]:
         elif kind == 4:
             calls.append(("alert_raised", (t, region, rng.choice(["8F35", "AD1"]))))
         elif kind == 5:
-            calls.append(("alert_delivered", (t, region, "8F35",
-                                              rng.choice([None, "periodic", "final"]),
-                                              rng.randrange(100))))  # fmt: skip
+            copy = rng.choice([None, "periodic", "final"])
+            calls.append(("alert_delivered", (t, region, "8F35", copy, rng.randrange(100))))
         elif kind == 6:
             calls.append(("deadlettered", (t, rng.choice(["json", "schema"]))))
         else:
