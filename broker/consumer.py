@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -20,7 +21,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from broker.errors import BrokerError
 from broker.settings import KafkaSettings
 
-__all__ = ["BatchConsumer", "Record", "TopicPartition", "start_offsets_at"]
+__all__ = ["BatchConsumer", "Record", "TopicPartition", "UnreadableRecord", "start_offsets_at"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,30 @@ class Record(Protocol):
 
 
 PartitionsHook = Callable[[frozenset[TopicPartition]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class UnreadableRecord:
+    """Where a record was that the client could not read, and why: a `Record` with no key,
+    value or headers, for the dead-letter topic to say what was skipped."""
+
+    topic: str
+    partition: int
+    offset: int
+    reason: str
+    timestamp: int = 0
+    key: bytes | None = None
+    value: bytes | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+# What aiokafka raises when it cannot parse a fetched record (a header name that is not
+# UTF-8 is decoded in the client and raises UnicodeDecodeError).
+_UNREADABLE_ERRORS = (UnicodeDecodeError,)
+_PROBE_WAIT_MS = 500
+"""How long the search for an unreadable record waits for each partition's first fetch."""
+_PROBE_RECORDS = 10_000
+"""Records read one by one per partition in that search (the rest come with the next fetch)."""
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -100,6 +125,7 @@ class BatchConsumer:
         self.assigned: frozenset[TopicPartition] = frozenset()
         self.on_assign = on_assign
         self.on_revoke = on_revoke
+        self.unreadable: list[UnreadableRecord] = []
 
     async def start(self) -> None:
         """Connect and subscribe; the group assigns partitions on the first fetch."""
@@ -125,11 +151,59 @@ class BatchConsumer:
     async def getmany(
         self, *, timeout_ms: int, max_records: int
     ) -> dict[TopicPartition, list[Record]]:
-        """Up to `max_records` records, waiting at most `timeout_ms` for the first."""
-        result: dict[TopicPartition, list[Record]] = await self._consumer.getmany(
-            timeout_ms=timeout_ms, max_records=max_records
-        )
+        """Up to `max_records` records, waiting at most `timeout_ms` for the first.
+
+        A record the client cannot even read (aiokafka decodes header names as UTF-8 and
+        raises on one that is not) would fail every fetch of its partition, for this worker
+        and every worker after it. It is skipped instead: the partition is read one record
+        at a time to find it, the position moves past it, and it is kept in `unreadable`
+        (`take_unreadable()`) for the caller to dead-letter and commit past. The records
+        read meanwhile are returned as usual.
+        """
+        try:
+            result: dict[TopicPartition, list[Record]] = await self._consumer.getmany(
+                timeout_ms=timeout_ms, max_records=max_records
+            )
+        except _UNREADABLE_ERRORS as exc:
+            return await self._read_around(exc)
         return result
+
+    async def _read_around(self, exc: Exception) -> dict[TopicPartition, list[Record]]:
+        consumer = self._consumer
+        tps = sorted(consumer.assignment(), key=lambda tp: (tp.topic, tp.partition))
+        # The failed parse left the client's buffered records unusable: drop them, and read
+        # each partition again one record at a time, up to the one that cannot be read.
+        for tp in tps:
+            consumer.seek(tp, await consumer.position(tp))
+        found: dict[TopicPartition, list[Record]] = {}
+        for tp in tps:
+            wait_ms = _PROBE_WAIT_MS
+            for _ in range(_PROBE_RECORDS):
+                try:
+                    one = await consumer.getmany(tp, timeout_ms=wait_ms, max_records=1)
+                except _UNREADABLE_ERRORS as bad:
+                    offset = await consumer.position(tp)
+                    reason = f"unreadable_record: {type(bad).__name__}: {str(bad)[:200]}"
+                    log.error(
+                        "%s/%d offset %d cannot be read and is skipped: %s",
+                        tp.topic, tp.partition, offset, reason,
+                    )  # fmt: skip
+                    self.unreadable.append(UnreadableRecord(tp.topic, tp.partition, offset, reason))
+                    consumer.seek(tp, offset + 1)
+                    break
+                if not one:
+                    break
+                wait_ms = 0
+                for part, records in one.items():
+                    found.setdefault(part, []).extend(records)
+        if not found and not self.unreadable:
+            log.warning("a fetch failed (%s) and no record could be blamed; fetching again", exc)
+        return found
+
+    def take_unreadable(self) -> list[UnreadableRecord]:
+        """The records skipped as unreadable since the last call."""
+        taken, self.unreadable = self.unreadable, []
+        return taken
 
     def highwaters(self) -> dict[TopicPartition, int]:
         """The high watermark of each assigned partition (the offset the next record written

@@ -88,18 +88,35 @@ from typing import Any, Final
 __all__ = [
     "DEFAULT_MAX_DEPTH",
     "MAX_DEPTH_LIMIT",
+    "MAX_RECORD_BYTES",
     "REASON_CODES",
     "json_problem",
     "reason_code",
+    "size_problem",
 ]
 
 DEFAULT_MAX_DEPTH: Final = 32
 """Nesting allowed by default: a Service Request is 2 levels (record, body) plus the body's."""
+MAX_RECORD_BYTES: Final = 262_144
+"""The largest record value a worker decides (256 KiB; a DUIS request or an alert is a few
+KB). Bigger ones are dead-lettered as `too_large` before anything else looks at them: what a
+worker writes from a record (a dead letter, a quarantine entry, a storm snapshot that holds
+an alert and its copy) must stay below Apache Kafka's 1 MB `message.max.bytes`, and the
+guard's own cost grows with the size."""
+
+
+def size_problem(data: bytes, *, max_bytes: int = MAX_RECORD_BYTES) -> str | None:
+    """`too_large: ...` when `data` is longer than `max_bytes`, else None."""
+    if len(data) <= max_bytes:
+        return None
+    return f"too_large: {len(data)} bytes, more than the {max_bytes} a record may have"
+
+
 MAX_DEPTH_LIMIT: Final = 256
 """The largest `max_depth` accepted: the exact duplicate check and the decoders after this
 guard recurse once per level, and Python's recursion limit (1,000) must stay far away."""
 REASON_CODES: Final = frozenset(
-    {"invalid_utf8", "too_deep", "lone_surrogate", "duplicate_key", "not_json"}
+    {"too_large", "invalid_utf8", "too_deep", "lone_surrogate", "duplicate_key", "not_json"}
 )
 """The reason codes, bounded: fit for a metric label or a dead-letter kind."""
 

@@ -316,6 +316,8 @@ def expected_kind(value: bytes | None) -> str | None:
     each found here by a slow reference (Python's strict decoder, a byte walk, `json`)."""
     if value is None:
         return "invalid_json"
+    if len(value) > 262_144:  # broker.wire_guard.MAX_RECORD_BYTES, written out on purpose
+        return "too_large"
     try:
         text = value.decode()
     except UnicodeDecodeError:

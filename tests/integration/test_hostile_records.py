@@ -31,7 +31,7 @@ from broker.settings import KafkaSettings
 from broker.topics import Topics
 from tests.integration.accounting import check_dead_letter, dead_letters, kind, reason
 from tests.integration.brokers import SessionBroker, tuned_kafka_settings
-from tests.integration.helpers import wait_until_async
+from tests.integration.helpers import read_topic, wait_until_async
 from tests.integration.hostile import USER_MAIN, Sent
 from tests.integration.hostile_json import nested
 from tests.integration.live_gateway import LiveGateway, Seen, Sender, TopicLog, live_gateway
@@ -326,29 +326,13 @@ BIG_DEVICE = "00-DB-00-00-00-00-BB-01"
 OTHER_DEVICE = "00-DB-00-00-00-00-BB-02"
 BIG_PAYLOAD_BYTES = 700_000
 """Below Apache Kafka's default message.max.bytes (1,048,588) as an input, above half of it:
-a storm's snapshot on dcc.state.alerts holds its latest alert and, until the copy is
-written, the copy as well."""
+a storm's snapshot on dcc.state.alerts would hold the latest alert and its copy (1.4 MB,
+refused by Kafka), so such alerts are dead-lettered as too large before storm protection."""
 
 
-async def test_a_storm_of_big_alerts_does_not_stall_the_alert_worker(
-    kafka_broker: SessionBroker,
-    settings: Settings,
-    kafka: KafkaSettings,
-    tmp_path: Path,
-    request: pytest.FixtureRequest,
+async def test_a_storm_of_oversized_alerts_is_dead_lettered_and_stalls_nothing(
+    kafka_broker: SessionBroker, settings: Settings, kafka: KafkaSettings, tmp_path: Path
 ) -> None:
-    if not kafka_broker.embedded:
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                raises=AssertionError,
-                reason="BUG (issue 12): three alerts of 700 KB in a storm make a storm "
-                "snapshot of about 1.4 MB on dcc.state.alerts; Apache Kafka refuses it "
-                "(MessageSizeTooLargeError), the alert worker re-sends it for 120 s (nothing "
-                "else is forwarded, /healthz says 200), then stops; uncommitted, the same "
-                "alerts stop the next worker too",
-            )
-        )
     topics = settings.topics
     with live_gateway(kafka_broker.bootstrap, settings, tmp_path / "gateway.log") as gw:
         gw.put("/v1/alerts/storm-policy", {
@@ -363,20 +347,21 @@ async def test_a_storm_of_big_alerts_does_not_stall_the_alert_worker(
         good = record(alert(good_tag, device_id=OTHER_DEVICE), good_tag, key=OTHER_DEVICE)
         async with Sender(kafka) as sender:
             await sender.send(topics.alerts_inbound, [(s.key, s.value, [], None) for s in big])
-            await asyncio.sleep(2.0)  # the storm's first period boundary passes
+            await asyncio.sleep(2.0)  # a storm's first period boundary would pass
             await sender.send(topics.alerts_inbound, [(good.key, good.value, [], None)])
-        async with TopicLog(kafka, [topics.alerts_outbound]) as out:
+        async with TopicLog(kafka, [topics.alerts_outbound, topics.deadletter]) as out:
 
-            def forwarded() -> bool:
+            def decided() -> bool:
                 assert gw.alive(), gw.log_tail()
                 seen = [_raised_at(r) for r in out.records[topics.alerts_outbound]]
-                # The good alert, the storm's first alert at once, its periodic copy (the
-                # latest) and its final copy.
-                return good_tag in seen and len(seen) >= 4
+                return good_tag in seen and len(out.records[topics.deadletter]) >= 3
 
             await wait_until_async(
-                forwarded, timeout_s=DECIDED_S, what=lambda: f"stalled:\n{gw.log_tail()}"
+                decided, timeout_s=DECIDED_S, what=lambda: f"stalled:\n{gw.log_tail()}"
             )
+            kinds = [dict(r.headers)["dccgate-dlq-kind"] for r in out.records[topics.deadletter]]
+            assert kinds == [b"too_large"] * 3
+            assert [_raised_at(r) for r in out.records[topics.alerts_outbound]] == [good_tag]
         status, doc = gw.health()
         assert (status, doc["status"]) == (200, "ok"), doc
 
@@ -485,13 +470,6 @@ async def test_a_poison_record_is_isolated_dead_lettered_and_never_met_again(
     assert len(again[(poison.partition, poison.offset)]) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG (issue 12): when process() fails after deciding a batch, the loop decides "
-    "its halves again on a router whose replay memory already holds their COUNTERs, so the "
-    "good requests are rejected E102 as replays and never forwarded",
-)
 @pytest.mark.usefixtures("topics_ready")
 async def test_good_requests_in_a_batch_that_failed_after_deciding_are_still_accepted(
     settings: Settings, kafka: KafkaSettings, monkeypatch: pytest.MonkeyPatch
@@ -549,13 +527,6 @@ async def _send_with_raw_header_name(kafka: KafkaSettings, topic: str, value: by
         await producer.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=(AssertionError, UnicodeDecodeError),
-    reason="BUG (issue 12): a header name that is not UTF-8 makes aiokafka's getmany() raise "
-    "UnicodeDecodeError on every fetch of the partition (broker/consumer.py does not catch "
-    "it): the router stops, and so would every router that takes the partition over",
-)
 @pytest.mark.usefixtures("topics_ready")
 async def test_a_header_name_that_is_not_utf8_does_not_stop_the_router(
     settings: Settings, kafka: KafkaSettings
@@ -584,3 +555,9 @@ async def test_a_header_name_that_is_not_utf8_does_not_stop_the_router(
                 )
 
             await wait_until_async(answered, timeout_s=DECIDED_S, what="good request unanswered")
+        # The unreadable record itself is dead-lettered, with where it was and why.
+        [dead] = await read_topic(kafka, topics.deadletter, expect=1)
+        headers = {k: v for k, v in dead.headers}
+        assert headers["dccgate-dlq-kind"] == b"unreadable_record"
+        assert headers["dccgate-dlq-reason"].startswith(b"unreadable_record: UnicodeDecodeError")
+        assert dead.value is None

@@ -158,7 +158,7 @@ class DuisValidator:
     `forget_user`.
     """
 
-    __slots__ = ("_pairs_per_user", "_roles", "_rules", "books", "evicting")
+    __slots__ = ("_pairs_per_user", "_roles", "_rules", "books", "evicting", "journal")
 
     def __init__(
         self, catalogue: Mapping[str, Srv], *, replay_pairs_per_user: int = 1_000_000
@@ -179,6 +179,9 @@ class DuisValidator:
         """User -> its anti-replay memory."""
         self.evicting: set[str] = set()
         """Users whose books forgot targets since the changelog last took them."""
+        self.journal: list[tuple[str, str, int | None]] = []
+        """(User, target, the COUNTER before) of each `record_accepted` since the caller last
+        cleared it: what `undo` takes back when a batch's decisions are abandoned."""
 
     def __len__(self) -> int:
         """How many (User, target) pairs the replay memory holds."""
@@ -263,9 +266,27 @@ class DuisValidator:
         book = self.books.get(v.user_id)
         if book is None:
             book = self.books[v.user_id] = ReplayBook(self._pairs_per_user)
+        self.journal.append((v.user_id, v.target_id, book.last.get(v.target_id)))
         book.accept(v.target_id, v.counter)
         if book.evicted:
             self.evicting.add(v.user_id)
+
+    def undo(self) -> int:
+        """Take back every `record_accepted` in `journal`, newest first, and clear it; return
+        how many. A pair a book forgot meanwhile stays forgotten (its floor covers it)."""
+        journal = self.journal
+        n = len(journal)
+        books = self.books
+        for user_id, target_id, before in reversed(journal):
+            book = books.get(user_id)
+            if book is None:
+                continue
+            if before is None:
+                book.last.pop(target_id, None)
+            else:
+                book.last[target_id] = before
+        journal.clear()
+        return n
 
     def book(self, user_id: str) -> ReplayBook:
         """The User's replay memory, made empty if it has none."""

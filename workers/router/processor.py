@@ -25,7 +25,7 @@ from broker.consumer import Record, TopicPartition
 from broker.producer import OutputBatch, partition_for_key
 from broker.schemas import QuarantinedRequest, ServiceRequest, UserResponse
 from broker.topics import Topics
-from broker.wire_guard import json_problem, reason_code
+from broker.wire_guard import json_problem, reason_code, size_problem
 from throttling import RULE_CAPACITY, TrafficDecision
 from throttling import reason as traffic_reason
 from workers.config.codes import ResponseCodes
@@ -50,6 +50,7 @@ _QUARANTINE_CODE = {
     "data_value": "quarantined_data_value",
 }
 _encode = msgspec.json.Encoder().encode
+
 _NO_VALUE = "the record has no value (a null/tombstone)"
 
 
@@ -171,6 +172,7 @@ class RouterProcessor:
         answer_partition: dict[bytes, int] = {}
         check = self._validator.check
         record_accepted = self._validator.record_accepted
+        self._validator.journal.clear()  # what this batch accepts, for `abandon`
         accepted_middle = self._accepted_middle
         forward_ts = tally.forward_ts_ms
         accepted_by_user = tally.accepted_by_user
@@ -203,7 +205,7 @@ class RouterProcessor:
                         continue
                     # Input hygiene before any decoder sees the bytes: UTF-8, nesting depth,
                     # duplicate keys (the forwarded bytes must mean what was validated).
-                    problem = json_problem(value)
+                    problem = size_problem(value) or json_problem(value)
                     if problem is not None:
                         self._deadletter(out, rec, reason_code(problem), problem, now_ms, tally)
                         continue
@@ -461,6 +463,18 @@ class RouterProcessor:
             at_ms=now_ms,
         )
         tally.deadlettered[kind] = tally.deadlettered.get(kind, 0) + 1
+
+    def abandon(self, batch: dict[TopicPartition, list[Record]]) -> None:
+        """`process(batch)` raised after deciding some of it; its outputs were dropped and
+        the loop decides it again in halves (workers.runtime.loop.RedoingProcessor). The
+        replay memory takes back the COUNTERs that attempt accepted, so the redo decides
+        each request as the first time, and a real replay is still refused. (Traffic and
+        ADT counts of the attempt stay: a User may be counted twice, never zero times.)"""
+        del batch  # the journal knows what the attempt accepted
+        self._validator.undo()
+
+    def settle(self) -> None:
+        """The redo is over (nothing to forget: `process` starts each journal afresh)."""
 
     def after_send(self, report: _Tally, now_ms: int) -> None:
         """Flush a batch's counts into the metrics, now that its outputs are acknowledged."""

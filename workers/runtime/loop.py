@@ -35,7 +35,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Generic, Protocol, TypeVar, runtime_checkable
 
-from broker.consumer import BatchConsumer, Record, TopicPartition
+from broker.consumer import BatchConsumer, Record, TopicPartition, UnreadableRecord
 from broker.producer import BatchProducer, OutputBatch
 from broker.settings import KafkaSettings
 from workers.runtime.deadletter import deadletter, processing_error
@@ -46,6 +46,7 @@ __all__ = [
     "BatchProcessor",
     "HoldingProcessor",
     "LoopStatus",
+    "RedoingProcessor",
     "ServiceLoop",
     "StagedProcessor",
     "TickingProcessor",
@@ -97,6 +98,20 @@ class HoldingProcessor(Protocol):
     def wants_input(self) -> bool:
         """False while no more input can be taken (a queue is full): the loop pauses its
         partitions and keeps calling `tick` until this is True again."""
+
+
+@runtime_checkable
+class RedoingProcessor(Protocol):
+    """A processor whose decisions change state a redo must not trip over (the router's
+    replay memory: a request accepted in a failed attempt is not a replay of itself)."""
+
+    def abandon(self, batch: dict[TopicPartition, list[Record]]) -> None:
+        """`process(batch)` raised; its outputs were dropped and its records will be
+        decided again, in halves."""
+
+    def settle(self) -> None:
+        """The abandoned records are decided (or dead-lettered): forget what `abandon`
+        allowed."""
 
 
 @runtime_checkable
@@ -173,6 +188,8 @@ class ServiceLoop(Generic[ReportT]):
         self._staged: StagedProcessor[ReportT] | None = (
             processor if isinstance(processor, StagedProcessor) else None
         )
+        self._redoing = processor if isinstance(processor, RedoingProcessor) else None
+        self._isolating = False
         # Per partition: the end offset of the latest batch decided, and the latest offset
         # handed to a commit (commits only move forward; see _commit_targets).
         self._decided: dict[TopicPartition, int] = {}
@@ -279,6 +296,9 @@ class ServiceLoop(Generic[ReportT]):
                     while len(inflight) >= self._max_inflight:
                         await inflight.popleft()
                     await self._start_batch(batch)
+                unreadable = self._consumer.take_unreadable()
+                if unreadable:
+                    await self._skip_unreadable(unreadable)
                 if tick is not None and (
                     not batch or time.monotonic() - last_tick >= TICK_INTERVAL_S
                 ):
@@ -327,6 +347,28 @@ class ServiceLoop(Generic[ReportT]):
             if report is not None:  # None: nothing due
                 self._enqueue(batch, out, report, started)
 
+    async def _skip_unreadable(self, records: list[UnreadableRecord]) -> None:
+        """Dead-letter records the client could not read (their reason says why) and commit
+        past them like any decided record, so no worker meets them again."""
+        started = time.perf_counter()
+        async with self._consumer.lock:
+            now_ms = time.time_ns() // 1_000_000
+            for rec in records:
+                out = self._producer.batch()
+                if self._deadletter_topic is not None:
+                    deadletter(
+                        out,
+                        self._deadletter_topic,
+                        rec,
+                        service=self.name,
+                        kind="unreadable_record",
+                        reason=rec.reason,
+                        at_ms=now_ms,
+                    )
+                self._metrics.deadlettered.labels(self.name, "unreadable_record").inc()
+                tp = TopicPartition(rec.topic, rec.partition)
+                self._enqueue({tp: [rec]}, out, None, started)
+
     def _decide(
         self, batch: dict[TopicPartition, list[Record]], now_ms: int, started: float
     ) -> None:
@@ -342,7 +384,19 @@ class ServiceLoop(Generic[ReportT]):
         except Exception as exc:  # a record may not stop the loop (docs/contract.md)
             if self._deadletter_topic is None:
                 raise
-            self._isolate(batch, exc, now_ms, started)
+            redoing = self._redoing
+            if redoing is not None:
+                redoing.abandon(batch)
+            if self._isolating:
+                self._isolate(batch, exc, now_ms, started)
+                return
+            self._isolating = True
+            try:
+                self._isolate(batch, exc, now_ms, started)
+            finally:
+                self._isolating = False
+                if redoing is not None:
+                    redoing.settle()
             return
         self._enqueue(batch, out, report, started)
 

@@ -19,9 +19,11 @@ from broker.schemas import ServiceRequest
 from broker.wire_guard import (
     DEFAULT_MAX_DEPTH,
     MAX_DEPTH_LIMIT,
+    MAX_RECORD_BYTES,
     REASON_CODES,
     json_problem,
     reason_code,
+    size_problem,
 )
 
 REQUEST = (
@@ -189,8 +191,8 @@ def test_malformed_text_is_otherwise_left_to_the_decoder() -> None:
 
 
 def test_reason_codes() -> None:
-    codes = {"invalid_utf8", "too_deep", "lone_surrogate", "duplicate_key", "not_json"}
-    assert codes == REASON_CODES
+    codes = {"too_large", "invalid_utf8", "too_deep", "lone_surrogate", "duplicate_key"}
+    assert codes | {"not_json"} == REASON_CODES
     assert reason_code('duplicate_key: "a:b" twice in one object') == "duplicate_key"
 
 
@@ -574,3 +576,13 @@ def test_too_deep_offsets_past_the_first_chunk(size: int) -> None:
     want = reference(data)
     assert want == ("too_deep", len(flat) + 31)
     assert json_problem(data) == f"too_deep: nesting deeper than 32 levels at offset {want[1]}"
+
+
+def test_a_record_over_the_size_limit_is_too_large() -> None:
+    assert size_problem(b"x" * MAX_RECORD_BYTES) is None
+    reason = size_problem(b"x" * (MAX_RECORD_BYTES + 1))
+    assert reason == (
+        f"too_large: {MAX_RECORD_BYTES + 1} bytes, more than the {MAX_RECORD_BYTES} a record "
+        "may have"
+    )
+    assert reason_code(reason) == "too_large"

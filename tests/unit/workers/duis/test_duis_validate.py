@@ -437,3 +437,21 @@ def test_accepted_counters_strictly_increase_per_pair(
             history.append(counter)
     for history in accepted.values():
         assert all(a < b for a, b in itertools.pairwise(history))
+
+
+def test_undo_takes_back_what_a_failed_batch_accepted() -> None:
+    validator = make_validator()
+    accept(validator, make_request(counter=5))
+    validator.journal.clear()  # a new batch begins
+    accept(validator, make_request(counter=6))
+    accept(validator, make_request(counter=7))
+    accept(validator, make_request(target=OTHER_DEVICE, counter=1))
+    assert validator.undo() == 3
+    assert validator.journal == []
+    # The batch is decided again: its requests pass as the first time; the one before
+    # the batch is still a replay.
+    assert isinstance(validator.check(make_request(counter=6), USER), Validated)
+    assert isinstance(
+        validator.check(make_request(target=OTHER_DEVICE, counter=1), USER), Validated
+    )
+    rejected(validator.check(make_request(counter=5), USER), "replayed_counter")
