@@ -271,17 +271,33 @@ class QuarantineBook:
             entry = self._entries.get(entry_id)
             if entry is None or entry.state != "pending" or entry.at_s != at_s:
                 continue
-            event = Expired(
-                id=entry_id,
-                at_s=now_s,
-                note=(
-                    f"expired: no release or delete decision within "
-                    f"{_duration(self._pending_max_s)} of quarantine; deleted"
-                ),
-            )
+            event = self._expired(entry_id, now_s)
             self.apply(event)
             out.append(event)
         return out
+
+    def due(self, now_s: float) -> list[Expired]:
+        """The expiries `expire_due(now_s)` would apply, oldest first, without applying
+        any: a caller that must tell the User first applies each once that is done."""
+        cutoff = now_s - self._pending_max_s
+        out: list[Expired] = []
+        for at_s, entry_id in sorted(self._pending_heap):
+            if at_s > cutoff:
+                break
+            entry = self._entries.get(entry_id)
+            if entry is not None and entry.state == "pending" and entry.at_s == at_s:
+                out.append(self._expired(entry_id, now_s))
+        return out
+
+    def _expired(self, entry_id: str, now_s: float) -> Expired:
+        return Expired(
+            id=entry_id,
+            at_s=now_s,
+            note=(
+                f"expired: no release or delete decision within "
+                f"{_duration(self._pending_max_s)} of quarantine; deleted"
+            ),
+        )
 
     def release_many(self, ids: Iterable[str], principal: str, now_s: float) -> BulkResult:
         """Release each pending id (e.g. from `select`); the others are refused, with why."""

@@ -534,33 +534,37 @@ class QuarantineService:
                 # the request expires at the next round (the book expires all due at once).
                 log.info("quarantine expiry deferred: %s being decided", due_deciding[0])
                 return 0
-            expired = self.book.expire_due(now_s)
-            for event in expired:
+            # Each expiry is final only once its answer, audit record and log record are
+            # acknowledged, as a decision is: a send that fails leaves it, and those after
+            # it, pending for the next round.
+            expired = 0
+            for event in self.book.due(now_s):
                 entry = self.book.get(event.id)
                 user_id = entry.user_id if entry else event.id.partition(":")[0]
                 rule = entry.rule if entry else ""
                 note = f"deleted: {event.note}"
                 await self._answer(user_id, event.id, self._codes.deleted, "deleted", note, rule)
+                await self._writer.record_many(
+                    [
+                        AuditRecord(
+                            at_ms=int(now_s * 1000),
+                            by=EXPIRY_BY,
+                            action="quarantine.expire",
+                            key=f"quarantine/{event.id}",
+                            old=msgspec.Raw(_encode({"state": "pending"})),
+                            new=msgspec.Raw(_encode({"state": "expired", "note": event.note})),
+                        )
+                    ]
+                )
                 await self._producer.send_one(
                     self._topics.sr_quarantine, user_id.encode(), _encode(event)
                 )
+                self.book.apply(event)
                 self._held.pop(event.id, None)
                 self.metrics.decided("expired", "expiry")
-            await self._writer.record_many(
-                [
-                    AuditRecord(
-                        at_ms=int(now_s * 1000),
-                        by=EXPIRY_BY,
-                        action="quarantine.expire",
-                        key=f"quarantine/{event.id}",
-                        old=msgspec.Raw(_encode({"state": "pending"})),
-                        new=msgspec.Raw(_encode({"state": "expired", "note": event.note})),
-                    )
-                    for event in expired
-                ]
-            )
+                expired += 1
             self.book.prune(now_s)
-            return len(expired)
+            return expired
 
     async def _expire_forever(self) -> None:
         while True:

@@ -273,3 +273,24 @@ async def test_expiry_waits_for_a_decision_in_flight(
     entry = service.book.get(_id(1))
     assert entry is not None
     assert entry.state == "released"
+
+
+async def test_an_expiry_not_acknowledged_stays_pending_and_expires_at_the_next_round(
+    producer: FakeProducer, writer: FakeAuditWriter
+) -> None:
+    service = _service(producer, writer)
+    later = T0 + service.book.pending_max_s + 10  # all four are overdue
+    producer.refuse = lambda t, value: (
+        t == TOPICS.sr_quarantine and _id(3).encode() in (value or b"")
+    )
+    with pytest.raises(DeliveryError):
+        await service.expire_due(later)
+    states = {n: service.book.get(_id(n)).state for n in range(1, 5)}  # type: ignore[union-attr]
+    # Those whose records were acknowledged expired; the failed one and the one after it
+    # are still pending, answered at most once so far.
+    assert states == {1: "expired", 2: "expired", 3: "pending", 4: "pending"}
+    producer.refuse = lambda t, value: False
+    assert await service.expire_due(later) == 2
+    assert {service.book.get(_id(n)).state for n in range(1, 5)} == {"expired"}  # type: ignore[union-attr]
+    log = [msgspec.json.decode(v or b"") for v in producer.on(TOPICS.sr_quarantine)]
+    assert sorted(e["id"] for e in log if e["event"] == "expired") == [_id(n) for n in range(1, 5)]
