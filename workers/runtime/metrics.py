@@ -107,12 +107,6 @@ class ConsumerLag(Collector):
     serves every service that shares it (`dccgate run`), so the family is exported once.
     """
 
-    NAME = "dccgate_consumer_lag_records"
-    DOC = (
-        "Records in an input partition after the latest batch this worker decided, by the "
-        "high watermark of its latest fetch; by service, topic and partition."
-    )
-
     def __init__(self, registry: CollectorRegistry) -> None:
         self._sources: dict[str, LagSource] = {}
         registry.register(self)
@@ -122,14 +116,23 @@ class ConsumerLag(Collector):
         self._sources[service] = source
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = GaugeMetricFamily(self.NAME, self.DOC, labels=["service", "topic", "partition"])
+        family = self._family()
         for service, source in self._sources.items():
             for topic, partition, lag in source():
                 family.add_metric([service, topic, str(partition)], lag)
         yield family
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
-        yield GaugeMetricFamily(self.NAME, self.DOC, labels=["service", "topic", "partition"])
+        yield self._family()
+
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            "dccgate_consumer_lag_records",
+            "Records in an input partition after the latest batch this worker decided, by "
+            "the high watermark of its latest fetch; by service, topic and partition.",
+            labels=["service", "topic", "partition"],
+        )
 
 
 class CommonMetrics:
