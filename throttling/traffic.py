@@ -20,8 +20,11 @@ The policy, as implemented (rates in requests per second):
          absent) and this router's own meter of u at the view's time (fresher for the Users
          this router owns).
 
-1. While R < T, traffic management is inactive: every request is admitted (no limit).
-2. At R >= T it is active. A User with r_u <= A_u is "under" and is never throttled. A User
+1. Traffic management becomes active at R >= T; while inactive every request is admitted
+   (no limit). Once active it stays active until R has stayed under T * (1 - m) for H
+   seconds (m = TrafficPolicy.exit_margin_ratio, default 0.05; H = exit_hold_s, default
+   1.0 s; m = H = 0 is the strict rule: off at the first R < T).
+2. While active: A User with r_u <= A_u is "under" and is never throttled. A User
    with r_u > A_u is "over" and is limited to L_u = k * A_u, where
        U = sum of r_u over the under Users,  S = sum of A_u over the over Users,
        spare = max(0, T - U - S),  k = 1 + spare / S  (k = 1 when S = 0),
@@ -67,13 +70,17 @@ own router's meter at each `update_view`, so once active, a User of this router 
 over its allocation is limited within V + tau * A_u / r_u. tests/unit/throttling/
 test_traffic.py simulates this and checks E.
 
-R is an admitted rate and the over Users are limited so that the total is T: once active,
-R settles near T, and a dip of the measured R under T releases everyone until the next
-`update_view` (rule 1 is strict: no hysteresis). Because each router sees its own Users'
-release in its own meter at once, the release lasts about one V, and the feedback holds R a
-little above T. Simulated with P = 4 or 8 routers, one User each at 20 times its allocation,
-I = 0.25 to 1 s, V = 0.05 s: R averaged 1.1 to 1.2 T over a minute, with a release every
-4 to 6 s.
+Why the hysteresis (issue 19). R is an admitted rate and the over Users are limited so that
+the total is T: once active, the measured R hovers around T, and with the strict rule 1 every
+dip under T (requests arriving in batches make the meter a sawtooth; a late report) released
+everyone until the next `update_view`, letting the over Users through unlimited for about V
+each time: simulated, A of the noisy-neighbour scenario got 10 to 14% above its fair share
+with 50 ms batches. With the exit margin and hold time an overload is one episode, held at T
+(within 0.5% simulated; tests/unit/throttling/test_traffic_precision.py), and it ends
+about H + tau * ln((T - U) / (T * (1 - m) - U)) after the overload does. A User limited to
+L_u whose requests arrive in batches every b seconds, each decided at one time, gets about
+min(L_u, B_u / b): give it a burst B_u of at least L_u * b to hold it at its share rather
+than under it (and the freed capacity then ends the episode and starts another).
 
 What the I/O side does (workers/): call `decide` per request and `record_admitted` for
 every request it admitted (allowed=True, shadow included; a throttled request is not
@@ -88,6 +95,7 @@ clock for every `now_s` and `at_s`: Unix seconds (time.time()), because `at_s` c
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Mapping
 from typing import Annotated, NamedTuple
 
@@ -123,6 +131,9 @@ RULE_RESERVED = "traffic.reserved"
 _RULE_ALLOCATION = "traffic.allocation."
 # The reserved-SRV meter keeps one key.
 _RESERVED_KEY = "reserved"
+# The durations of finished episodes kept until `take_episode_durations` (the metrics
+# drain them at each scrape; at least one hold time apart, 1,024 is hours of flapping).
+_MAX_EPISODES_KEPT = 1024
 
 
 def _check_rate(where: str, name: str, value: float) -> None:
@@ -168,6 +179,10 @@ class TrafficPolicy(Struct, frozen=True, kw_only=True):
     default 0.0. shadow: compute and report throttling but admit everything, default False.
     max_retry_after_s: the longest retry-after answered, seconds (> 0), default 60.0;
     a limit near 0 would otherwise say hours, while the load changes within seconds.
+    exit_margin_ratio: m, hysteresis of rule 1: once active, traffic management stays active
+    until R is below T * (1 - m), 0 <= m < 1, default 0.05. exit_hold_s: H, and R must stay
+    below T * (1 - m) for this many seconds before it switches off, 0 <= H (finite), default
+    1.0. m = 0 and H = 0 give the strict rule 1 (off at the first R < T).
     """
 
     capacity_per_s: float
@@ -177,9 +192,22 @@ class TrafficPolicy(Struct, frozen=True, kw_only=True):
     reserved_share: float = 0.0
     shadow: bool = False
     max_retry_after_s: float = 60.0
+    exit_margin_ratio: float = 0.05
+    exit_hold_s: float = 1.0
 
     def __post_init__(self) -> None:
         where = "TrafficPolicy"
+        if not 0.0 <= self.exit_margin_ratio < 1.0:
+            raise ValueError(
+                f"{where}.exit_margin_ratio must be at least 0 and below 1 (a share of "
+                f"operating_threshold_per_s), got {self.exit_margin_ratio!r}; 0.05 switches "
+                "traffic management off below 95% of the threshold"
+            )
+        if not (self.exit_hold_s >= 0.0 and math.isfinite(self.exit_hold_s)):
+            raise ValueError(
+                f"{where}.exit_hold_s must be a finite number of seconds, 0 or more, got "
+                f"{self.exit_hold_s!r}; 1.0 is about the meter's time constant"
+            )
         _check_rate(where, "capacity_per_s", self.capacity_per_s)
         if self.capacity_per_s == 0.0:
             raise ValueError(f"{where}.capacity_per_s must be above 0 requests per second")
@@ -276,11 +304,14 @@ def plan_limits(
     policy: TrafficPolicy,
     allocations: Mapping[str, Allocation],
     view: SystemView,
+    *,
+    active: bool | None = None,
 ) -> LimitPlan:
     """Compute the SECMP0067 limits for `view` (rules 1 to 3 of the module docstring).
 
     allocations: User ID -> Allocation; Users missing get policy.default_allocation. The
-    Users considered are those in view.user_rates.
+    Users considered are those in view.user_rates. active: whether traffic management is
+    active, as the TrafficManager's hysteresis decided; default (None) R >= T.
     """
     default = policy.default_allocation
     under = 0.0
@@ -312,7 +343,8 @@ def plan_limits(
     else:
         factor = 1.0
         limits = dict.fromkeys((user for user, _ in over), 0.0)
-    active = view.admitted_per_s >= threshold
+    if active is None:
+        active = view.admitted_per_s >= threshold
     return LimitPlan(
         at_s=view.at_s,
         active=active,
@@ -442,6 +474,8 @@ class TrafficManager:
         "_active_since_s",
         "_active_total_s",
         "_allocations",
+        "_below_since_s",
+        "_episodes",
         "_gcra",
         "_gcra_decide",
         "_last_at_s",
@@ -486,6 +520,8 @@ class TrafficManager:
         self._active_total_s = 0.0
         self._activations = 0
         self._last_at_s = -math.inf
+        self._below_since_s: float | None = None
+        self._episodes: deque[float] = deque(maxlen=_MAX_EPISODES_KEPT)
 
     # -- the hot path ------------------------------------------------------------------
 
@@ -571,7 +607,9 @@ class TrafficManager:
         fresh = msgspec.structs.replace(
             view, admitted_per_s=admitted, reserved_per_s=reserved, user_rates=rates
         )
-        plan = plan_limits(policy, self._allocations, fresh)
+        plan = plan_limits(
+            policy, self._allocations, fresh, active=self._stays_active(admitted, view.at_s)
+        )
         default = policy.default_allocation
         allocations = self._allocations
         shadow = policy.shadow
@@ -604,6 +642,27 @@ class TrafficManager:
         self._reserved_open = plan.reserved_open
         return plan
 
+    def _stays_active(self, admitted_per_s: float, at_s: float) -> bool:
+        """Rule 1 with hysteresis: on at R >= T; once on, off only after R has stayed
+        under T * (1 - m) for H seconds."""
+        policy = self._policy
+        threshold = policy.operating_threshold_per_s
+        if admitted_per_s >= threshold:
+            self._below_since_s = None
+            return True  # SECMP0067: active at or above the operating threshold
+        if not self._active:
+            return False
+        # Once active, the over Users are held so that R is about T: a strict R < T test
+        # released them at every dip of the measured R (a batch boundary, a late report),
+        # and each release let them through unlimited for a view interval (issue 19).
+        if admitted_per_s >= threshold * (1.0 - policy.exit_margin_ratio):
+            self._below_since_s = None
+            return True
+        at_s = max(at_s, self._last_at_s)
+        if self._below_since_s is None:
+            self._below_since_s = at_s
+        return at_s - self._below_since_s < policy.exit_hold_s
+
     def _account(self, active: bool, at_s: float) -> None:
         # Time never goes back in the accounting, even if a view arrives out of order.
         at_s = max(at_s, self._last_at_s)
@@ -612,7 +671,10 @@ class TrafficManager:
             self._active_since_s = at_s
             self._activations += 1
         elif self._active and not active:
-            self._active_total_s += at_s - self._active_since_s
+            duration_s = at_s - self._active_since_s
+            self._active_total_s += duration_s
+            self._episodes.append(duration_s)
+            self._below_since_s = None
         self._active = active
 
     # -- outputs -----------------------------------------------------------------------
@@ -647,6 +709,20 @@ class TrafficManager:
         if self._active:
             total += max(0.0, now_s - self._active_since_s)
         return total
+
+    def episode_age_s(self, now_s: float) -> float:
+        """Seconds the current episode (activation) has lasted at now_s; 0.0 while inactive."""
+        return max(0.0, now_s - self._active_since_s) if self._active else 0.0
+
+    def take_episode_durations(self) -> list[float]:
+        """The durations in seconds of the episodes that ended since the last call (the
+        oldest first; at most the last 1,024), from activation to switching off, hold
+        time included."""
+        episodes = self._episodes
+        taken: list[float] = []
+        while episodes:
+            taken.append(episodes.popleft())
+        return taken
 
     @property
     def plan(self) -> LimitPlan:

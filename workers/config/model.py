@@ -80,6 +80,12 @@ class Traffic(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
     shadow: bool = False
     default_allocation: Allocation | None = None
     """The allocation of a User that has none; None means such Users are never throttled."""
+    exit_margin_ratio: Annotated[float, Meta(ge=0, lt=1)] = 0.05
+    """Hysteresis: once active, traffic management switches off only after the load has
+    stayed under operating_threshold_per_s x (1 - exit_margin_ratio) for exit_hold_s."""
+    exit_hold_s: Annotated[float, Meta(ge=0, le=3600)] = 1.0
+    """Seconds the load must stay under the exit level before traffic management switches
+    off (see exit_margin_ratio); 0 switches it off at the first view under that level."""
 
     def __post_init__(self) -> None:
         if self.operating_threshold_per_s > self.capacity_per_s:

@@ -7,12 +7,13 @@ comes from the other routers through `workers.router.load_exchange`.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import time
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from throttling import (
@@ -34,6 +35,13 @@ log = logging.getLogger(__name__)
 # "No allocation and no default" means never throttled: an allocation no User reaches.
 _UNLIMITED = Allocation(rate_per_s=1e12, burst=1_000_000)
 
+# Episodes of traffic management: SECMP0067 expects "low numbers of seconds" (the TABASC);
+# an episode lasts at least the hold time (1 s by default), and the sustained-management
+# alert fires at 5 minutes.
+EPISODE_BUCKETS_S: tuple[float, ...] = (
+    0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+)  # fmt: skip
+
 
 def policy_from_config(traffic: Traffic) -> TrafficPolicy:
     """The pure policy for the `traffic` item of the configuration."""
@@ -51,6 +59,8 @@ def policy_from_config(traffic: Traffic) -> TrafficPolicy:
         reserved_srvs=frozenset(traffic.reserved_srvs),
         reserved_share=traffic.reserved_share,
         shadow=traffic.shadow,
+        exit_margin_ratio=traffic.exit_margin_ratio,
+        exit_hold_s=traffic.exit_hold_s,
     )
 
 
@@ -116,16 +126,50 @@ class TrafficMetrics(Collector):
             ["user"],
             registry=registry,
         )
+        # The episode-duration histogram, cumulative across traffic managers (one is made
+        # again when the traffic item is removed and put back): counts per bucket, then +Inf.
+        self._episode_counts = [0] * (len(EPISODE_BUCKETS_S) + 1)
+        self._episode_sum_s = 0.0
         registry.register(self)
 
-    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    def _episodes(self, manager: TrafficManager | None) -> HistogramMetricFamily:
+        if manager is not None:
+            counts = self._episode_counts
+            for duration_s in manager.take_episode_durations():
+                counts[bisect.bisect_left(EPISODE_BUCKETS_S, duration_s)] += 1
+                self._episode_sum_s += duration_s
+        cumulative, buckets = 0, []
+        for bound, n in zip(EPISODE_BUCKETS_S, self._episode_counts, strict=False):
+            cumulative += n
+            buckets.append((repr(bound), cumulative))
+        buckets.append(("+Inf", cumulative + self._episode_counts[-1]))
+        family = HistogramMetricFamily(
+            "dccgate_traffic_episode_duration_seconds",
+            "Durations of the finished episodes of traffic management (activation to "
+            "switching off, the exit hold time included).",
+        )
+        family.add_metric([], buckets, self._episode_sum_s)
+        return family
+
+    def collect(
+        self,
+    ) -> Iterator[GaugeMetricFamily | CounterMetricFamily | HistogramMetricFamily]:
         manager = self._control.manager
         now_s = time.time()
         active = GaugeMetricFamily(
-            "dccgate_traffic_active", "1 while traffic management is active (load >= T)."
+            "dccgate_traffic_active",
+            "1 while traffic management is active (on at load >= T, off after the load "
+            "stayed under T x (1 - exit_margin_ratio) for exit_hold_s).",
         )
         active.add_metric([], 1.0 if manager is not None and manager.active else 0.0)
         yield active
+        age = GaugeMetricFamily(
+            "dccgate_traffic_episode_age_seconds",
+            "Seconds the current episode of traffic management has lasted; 0 while inactive.",
+        )
+        age.add_metric([], manager.episode_age_s(now_s) if manager is not None else 0.0)
+        yield age
+        yield self._episodes(manager)
         if manager is None:
             return
         yield CounterMetricFamily(

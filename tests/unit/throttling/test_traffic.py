@@ -94,6 +94,12 @@ def hammer(manager: TrafficManager, user: str, n: int, srv: str = "4.1.1") -> li
         ({"max_retry_after_s": 0.0}, "max_retry_after_s"),
         ({"reserved_srvs": frozenset({" 8.1.1"})}, "reserved_srvs"),
         ({"reserved_srvs": frozenset({""})}, "reserved_srvs"),
+        ({"exit_margin_ratio": 1.0}, "exit_margin_ratio"),
+        ({"exit_margin_ratio": -0.01}, "exit_margin_ratio"),
+        ({"exit_margin_ratio": math.nan}, "exit_margin_ratio"),
+        ({"exit_hold_s": -1.0}, "exit_hold_s"),
+        ({"exit_hold_s": math.inf}, "exit_hold_s"),
+        ({"exit_hold_s": math.nan}, "exit_hold_s"),
     ],
 )
 def test_bad_policy_names_the_field(
@@ -383,9 +389,12 @@ def test_set_allocations_and_policy_swap_and_replan(make_manager: ManagerFactory
     assert manager.allocation(USER).rate_per_s == 60.0
     assert manager.plan.limits_per_s == {}
     assert all(hammer(manager, USER, 100))
-    raised = manager.policy.__replace__(capacity_per_s=2000.0, operating_threshold_per_s=1100.0)
+    raised = manager.policy.__replace__(
+        capacity_per_s=2000.0, operating_threshold_per_s=1100.0, exit_hold_s=0.0
+    )
     manager.set_policy(raised)
-    # R = 900 in the view + the 100/s this router has recorded since: under 1100.
+    # R = 900 in the view + the 100/s this router has recorded since: under 1100 x 0.95,
+    # and with no hold time it switches off at once.
     assert manager.plan.system_rate_per_s == pytest.approx(1000.0)
     assert not manager.active
     manager.set_allocations({})
@@ -395,7 +404,7 @@ def test_set_allocations_and_policy_swap_and_replan(make_manager: ManagerFactory
 
 
 def test_active_time_accounting(make_manager: ManagerFactory) -> None:
-    manager = make_manager()
+    manager = make_manager(exit_hold_s=0.0)
     assert manager.active_seconds_total(NOW) == 0.0
 
     def at(at_s: float, admitted: float) -> SystemView:
@@ -410,6 +419,68 @@ def test_active_time_accounting(make_manager: ManagerFactory) -> None:
     manager.update_view(at(NOW + 6.0, 100.0))
     assert manager.active_seconds_total(NOW + 10.0) == pytest.approx(6.0)
     assert manager.activations_total == 2
+    assert manager.take_episode_durations() == pytest.approx([4.0, 2.0])
+    assert manager.take_episode_durations() == []
+
+
+# -- rule 1's hysteresis ---------------------------------------------------------------------
+
+
+def _at(at_s: float, admitted: float) -> SystemView:
+    return SystemView(at_s=NOW + at_s, admitted_per_s=admitted)
+
+
+def test_hysteresis_enters_at_threshold_and_leaves_below_margin_after_hold(
+    make_manager: ManagerFactory,
+) -> None:
+    manager = make_manager(exit_margin_ratio=0.05, exit_hold_s=1.0)  # T 800: out under 760
+    assert not manager.update_view(_at(0.0, 799.9)).active
+    assert manager.episode_age_s(NOW) == 0.0
+    assert manager.update_view(_at(0.1, 800.0)).active  # SECMP0067: on at T
+    assert manager.update_view(_at(0.2, 761.0)).active  # under T, above T x 0.95: on
+    assert manager.update_view(_at(0.3, 700.0)).active  # under the margin: the hold starts
+    assert manager.update_view(_at(1.2, 700.0)).active
+    assert manager.update_view(_at(1.25, 790.0)).active  # back above the margin: reset
+    assert manager.update_view(_at(1.3, 500.0)).active
+    assert manager.update_view(_at(2.25, 500.0)).active
+    assert manager.episode_age_s(NOW + 2.25) == pytest.approx(2.15)
+    plan = manager.update_view(_at(2.3, 500.0))  # 1 s under the margin: off
+    assert not plan.active
+    assert plan.limits_per_s == {}
+    assert manager.episode_age_s(NOW + 2.3) == 0.0
+    assert manager.activations_total == 1
+    assert manager.take_episode_durations() == pytest.approx([2.2])
+    # Off, it stays off until R reaches T again, not T x (1 - m).
+    assert not manager.update_view(_at(2.4, 790.0)).active
+    assert manager.update_view(_at(2.5, 800.0)).active
+    assert manager.activations_total == 2
+
+
+def test_hysteresis_limits_still_apply_while_holding(make_manager: ManagerFactory) -> None:
+    manager = make_manager({USER: Allocation(rate_per_s=100.0, burst=1)})
+    manager.update_view(view(900.0, {USER: 400.0}))
+    # The over User's limit stays in force under T: its release would take R back above.
+    plan = manager.update_view(view(700.0, {USER: 400.0}))
+    assert plan.active
+    assert plan.limits_per_s == pytest.approx({USER: 800.0})
+    assert hammer(manager, USER, 2) == [True, False]
+
+
+def test_strict_rule_one_with_no_margin_and_no_hold(make_manager: ManagerFactory) -> None:
+    manager = make_manager(exit_margin_ratio=0.0, exit_hold_s=0.0)
+    assert manager.update_view(_at(0.0, 800.0)).active
+    assert not manager.update_view(_at(0.1, 799.99)).active
+    assert manager.take_episode_durations() == pytest.approx([0.1])
+
+
+def test_episode_durations_kept_are_bounded(make_manager: ManagerFactory) -> None:
+    manager = make_manager(exit_hold_s=0.0)
+    for i in range(1100):
+        manager.update_view(_at(2.0 * i, 900.0))
+        manager.update_view(_at(2.0 * i + 1.0, 0.0))
+    taken = manager.take_episode_durations()
+    assert len(taken) == 1024
+    assert taken == pytest.approx([1.0] * 1024)
 
 
 def test_user_rate(make_manager: ManagerFactory) -> None:
