@@ -263,13 +263,20 @@ class DuisValidator:
         Keeps the higher counter if a higher one was recorded in between (two requests
         checked before either was recorded), so the remembered counter never goes down.
         """
-        book = self.books.get(v.user_id)
+        user_id, target_id, counter = v[0], v[1], v[2]
+        book = self.books.get(user_id)
         if book is None:
-            book = self.books[v.user_id] = ReplayBook(self._pairs_per_user)
-        self.journal.append((v.user_id, v.target_id, book.last.get(v.target_id)))
-        book.accept(v.target_id, v.counter)
-        if book.evicted:
-            self.evicting.add(v.user_id)
+            book = self.books[user_id] = ReplayBook(self._pairs_per_user)
+        # ReplayBook.accept inlined: this runs once per accepted request.
+        last = book.last
+        previous = last.pop(target_id, None)
+        self.journal.append((user_id, target_id, previous))
+        if previous is not None and previous > counter:
+            counter = previous
+        last[target_id] = counter
+        if len(last) > book.capacity:
+            book.accept(target_id, counter)  # evicts, raising the floor
+            self.evicting.add(user_id)
 
     def undo(self) -> int:
         """Take back every `record_accepted` in `journal`, newest first, and clear it; return
