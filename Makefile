@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SYSTEM_STAMP := $(VENV)/.system-packages
 
-.PHONY: run test check lint types unit integration bench fmt clean kafka-up kafka-down fuzz
+.PHONY: run test check lint types unit integration integration-kafka kafka-setup bench fmt clean kafka-up kafka-down fuzz
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "dccgate needs Python 3.11 or newer; set PYTHON=python3.11" >&2; exit 1; }
@@ -43,9 +43,11 @@ CONFIG ?= docs/examples/dccgate.toml
 run: $(STAMP)
 	$(BIN)/dccgate run $(if $(CONFIG),--config $(CONFIG)) $(ARGS)
 
-## test: set up, lint, type-check and run every test (unit and integration)
-test: $(STAMP) $(SYSTEM_STAMP) lint types
+## test: set up, lint, type-check and run every test (unit and integration) on the embedded
+## broker, then the integration tests again on a 1-node Apache Kafka (docs/operations.md)
+test: $(STAMP) $(SYSTEM_STAMP) kafka-setup lint types
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests/integration --broker kafka $(PYTEST_ARGS)
 
 check: test
 
@@ -61,6 +63,31 @@ unit: $(STAMP)
 
 integration: $(STAMP)
 	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
+
+## integration-kafka: the integration tests on a 1-node Apache Kafka the session starts itself
+integration-kafka: $(STAMP) kafka-setup
+	$(BIN)/python -m pytest tests/integration --broker kafka $(PYTEST_ARGS)
+
+# What the Apache Kafka leg needs: Java 17+ and Maven (Debian's openjdk-17-jre-headless and
+# maven, installed when missing and we are root with apt-get, as CI is; otherwise a message
+# says what to install), then the broker jars, fetched once into .kafka/ (deploy/kafka/).
+kafka-setup: $(STAMP)
+	@missing=""; \
+	if ! command -v java >/dev/null && [ -z "$$JAVA_HOME" ]; then missing=" openjdk-17-jre-headless"; fi; \
+	if ! command -v mvn >/dev/null; then missing="$$missing maven"; fi; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends $$missing >/dev/null; \
+	  else \
+	    echo "the Apache Kafka tests need Java 17+ and Maven: install$$missing (Debian:" \
+	      "apt-get install$$missing)" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+	@jars="$$($(BIN)/python deploy/kafka/kafka.py fetch)" || exit 1; \
+	echo "Apache Kafka jars: $$(echo "$$jars" | tail -n 1)"
 
 bench: $(STAMP)
 	$(BIN)/dccgate bench $(ARGS)

@@ -16,7 +16,11 @@ No I/O and no clock: time comes in as an argument. The modules:
 
 from adt.config import (
     ALL_SRVS,
+    MAX_EXCEPTIONS,
+    MAX_RULES,
+    MAX_VALUE_RULES_PER_SRV,
     MAX_WINDOW_S,
+    MAX_WINDOWS_PER_SRV,
     MIN_WINDOW_S,
     AdtValues,
     ExceptionWindow,
@@ -63,6 +67,10 @@ from adt.windows import DEFAULT_BUCKETS, SlidingWindow
 __all__ = [
     "ALL_SRVS",
     "DEFAULT_BUCKETS",
+    "MAX_EXCEPTIONS",
+    "MAX_RULES",
+    "MAX_VALUE_RULES_PER_SRV",
+    "MAX_WINDOWS_PER_SRV",
     "MAX_WINDOW_S",
     "MIN_WINDOW_S",
     "PASS",

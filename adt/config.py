@@ -30,9 +30,10 @@ from __future__ import annotations
 import math
 import re
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
+from msgspec import Meta
 
 from adt.errors import AdtConfigError
 
@@ -41,6 +42,8 @@ __all__ = [
     "MAX_DAYS_AHEAD",
     "MAX_EXCEPTIONS",
     "MAX_RULES",
+    "MAX_VALUE_RULES_PER_SRV",
+    "MAX_WINDOWS_PER_SRV",
     "MAX_WINDOW_S",
     "MIN_WINDOW_S",
     "AdtValues",
@@ -61,7 +64,18 @@ MAX_WINDOW_S = 31 * 86_400
 
 MAX_DAYS_AHEAD = 3_660
 MAX_RULES = 1_000
-"""At most this many thresholds, and this many value rules, per table: bounds memory per User."""
+"""At most this many thresholds, and this many value rules, per table (a User's own values,
+or the DCC-wide ones): bounds memory and compile time per User. The OpenAPI schema states it
+(`maxItems`)."""
+
+MAX_WINDOWS_PER_SRV = 4
+"""At most this many window lengths per SRV in one table, and as many for "*". A request is
+counted in every window of its SRV and of "*" (and of the DCC-wide SRV), so this bounds the
+ADT cost of any one request: at most 12 windows, whatever the User configured elsewhere."""
+
+MAX_VALUE_RULES_PER_SRV = 4
+"""At most this many value rules per SRV in one table: each is evaluated on every request of
+its SRV."""
 
 MAX_EXCEPTIONS = 64
 
@@ -209,7 +223,13 @@ class ExceptionWindow(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     id: str
     start: datetime
     end: datetime
-    thresholds: dict[str, int]
+    thresholds: Annotated[
+        dict[str, int],
+        Meta(
+            max_length=MAX_RULES,
+            description=f"threshold id -> raised max; at most {MAX_RULES} (one per threshold)",
+        ),
+    ]
     reason: str = ""
 
     def __post_init__(self) -> None:
@@ -255,11 +275,34 @@ class AdtValues(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     shadow: every rule here is in shadow mode, whatever its own `shadow`; a shadow rule
     reports "would quarantine" and lets the request through (to try values on live
     traffic). A rule is in shadow mode when the table's or its own `shadow` is true.
+
+    Bounds (AdtConfigError past them; the admin API answers 422): at most MAX_RULES (1,000)
+    thresholds and as many value rules, MAX_WINDOWS_PER_SRV (4) window lengths per SRV and
+    4 for "*", MAX_VALUE_RULES_PER_SRV (4) value rules per SRV, MAX_EXCEPTIONS (64)
+    exception windows. So one request meets at most 12 count windows (its SRV's and "*" of
+    its User, the DCC-wide SRV's) and 8 value rules, however many rules the User has.
     """
 
-    thresholds: tuple[Threshold, ...] = ()
-    value_rules: tuple[ValueRule, ...] = ()
-    exceptions: tuple[ExceptionWindow, ...] = ()
+    thresholds: Annotated[
+        tuple[Threshold, ...],
+        Meta(
+            max_length=MAX_RULES,
+            description=f"Count thresholds: at most {MAX_RULES}, and at most "
+            f'{MAX_WINDOWS_PER_SRV} window lengths per SRV and {MAX_WINDOWS_PER_SRV} for "*"',
+        ),
+    ] = ()
+    value_rules: Annotated[
+        tuple[ValueRule, ...],
+        Meta(
+            max_length=MAX_RULES,
+            description=f"Data-value rules: at most {MAX_RULES}, and at most "
+            f"{MAX_VALUE_RULES_PER_SRV} per SRV",
+        ),
+    ] = ()
+    exceptions: Annotated[
+        tuple[ExceptionWindow, ...],
+        Meta(max_length=MAX_EXCEPTIONS, description=f"At most {MAX_EXCEPTIONS}"),
+    ] = ()
     shadow: bool = False
 
     def __post_init__(self) -> None:
@@ -274,12 +317,36 @@ class AdtValues(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
                 "remove the ones that have ended"
             )
         seen: dict[tuple[str, int], int] = {}
+        windows: dict[str, list[int]] = {}
         for i, t in enumerate(self.thresholds):
             j = seen.setdefault((t.srv, t.window_s), i)
             if j != i:
                 raise AdtConfigError(
                     f"thresholds[{j}] and thresholds[{i}] both count SRV {t.srv} over "
                     f"{t.window_s} s; keep one (the lower max is the one that would bite)"
+                )
+            windows.setdefault(t.srv, []).append(t.window_s)
+        for srv, lengths in windows.items():
+            if len(lengths) > MAX_WINDOWS_PER_SRV:
+                what = 'all SRVs together ("*")' if srv == ALL_SRVS else f"SRV {srv}"
+                shown = ", ".join(str(w) for w in sorted(lengths))
+                # Every request is counted in each window of its SRV and of "*": the bound
+                # keeps one User's values from making every request (anyone's) slower.
+                raise AdtConfigError(
+                    f"thresholds: {len(lengths)} window lengths for {what} ({shown} s); at "
+                    f"most {MAX_WINDOWS_PER_SRV} per SRV, and {MAX_WINDOWS_PER_SRV} for "
+                    '"*": keep the ones that matter (e.g. 60, 3600 and 86400) and remove '
+                    "the others"
+                )
+        per_srv: dict[str, int] = {}
+        for r in self.value_rules:
+            per_srv[r.srv] = per_srv.get(r.srv, 0) + 1
+        for srv, n in per_srv.items():
+            if n > MAX_VALUE_RULES_PER_SRV:
+                raise AdtConfigError(
+                    f"value_rules: {n} rules for SRV {srv}; at most "
+                    f"{MAX_VALUE_RULES_PER_SRV} per SRV (each is checked on every request of "
+                    "the SRV): remove the others"
                 )
         exception_ids: set[str] = set()
         for e in self.exceptions:

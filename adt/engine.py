@@ -14,6 +14,13 @@ across later changes of the values that keep its (srv, window_s), and loses them
 is removed. Counts are partition-local (the router owning a User's partition owns its
 counts); DCC-wide counts add the peers' reports (adt.reports, with its overshoot bound).
 
+Cost per request (SEC G6 must not slow the hub): a plan per (owner, SRV) is compiled once
+per configuration, so a request reads only its own SRV's rules and "*" (at most 12 windows
+and 8 value rules, `adt.config`), never the rules of other SRVs or other Users; a User's
+snapshot and `prune` visit only keys that hold counts. The router calls `check_and_record`,
+one pass that decides and counts; `adt.counters` describes how a request far from every
+limit skips reading its windows, and how a busy key is counted with one addition.
+
 Pure: no I/O and no clock; every call takes `now_s` (epoch seconds, a float). Not
 thread-safe: one engine per router event loop. Values are swapped whole: a failed
 `set_*_values` leaves the previous values in force.
@@ -28,12 +35,12 @@ from typing import Any
 import msgspec
 
 from adt.config import ALL_SRVS, AdtValues
+from adt.counters import EMPTY_PLAN, KeyCounts, Plan, count_breaches, value_entry
 from adt.decision import PASS, AdtDecision, Breach, BreachKind
 from adt.errors import SnapshotError
 from adt.reports import AdtCountReport, SrvWindowCount
 from adt.snapshot import UserCountersSnapshot, WindowSnapshot
-from adt.table import AdtTable, CountRule, counter_key
-from adt.values import ValueCheck
+from adt.table import AdtTable, CountRule
 from adt.windows import DEFAULT_BUCKETS, SlidingWindow
 
 __all__ = ["AdtEngine", "BodyGetter", "ThresholdUsage"]
@@ -70,43 +77,56 @@ class ThresholdUsage(msgspec.Struct, frozen=True, kw_only=True):
     exception_id: str | None = None
 
 
-class _Lane:
-    """A count rule with the window it reads; `peer` is the peers' count (DCC-wide only)."""
+class _Owner:
+    """One owner's compiled values and counts: a User's own, or the DCC-wide ones.
 
-    __slots__ = ("max", "peer", "rule", "window")
+    keys: srv (or "*") -> its KeyCounts. lanes: (rule, key, index in key) in the table's
+    `count_rules` order (usage views). live: the keys that hold counts. changed: the keys
+    counted under since their last snapshot (a User's; None for the DCC's, never
+    snapshotted). plans: srv -> Plan.
+    """
 
-    def __init__(self, rule: CountRule, window: SlidingWindow, peer: int = 0) -> None:
-        self.rule = rule
-        self.max = rule.max  # read per request: one attribute lookup fewer
-        self.window = window
-        self.peer = peer
+    __slots__ = ("changed", "keys", "lanes", "live", "plans", "table")
 
-
-class _Plan:
-    """Everything `check` needs for one (owner, SRV): value checks, then count lanes in
-    decision order (User per SRV, User all SRVs, DCC-wide)."""
-
-    __slots__ = ("lanes", "value_checks")
-
-    def __init__(self, value_checks: tuple[ValueCheck, ...], lanes: tuple[_Lane, ...]) -> None:
-        self.value_checks = value_checks
-        self.lanes = lanes
-
-
-_EMPTY_PLAN = _Plan((), ())
-
-
-class _UserState:
-    __slots__ = ("lanes", "plans", "table")
-
-    def __init__(self, table: AdtTable, lanes: dict[str, _Lane]) -> None:
+    def __init__(self, table: AdtTable, buckets: int, old: _Owner | None, *, user: bool) -> None:
+        kept: dict[tuple[str, int], SlidingWindow] = {}
+        was_changed: set[str] = set()
+        if old is not None:
+            for srv, key in old.keys.items():
+                key.flush()
+                for rule, window in zip(key.rules, key.windows, strict=True):
+                    kept[(rule.srv, rule.window_s)] = window
+                if key.dirty:
+                    was_changed.add(srv)
+        rank = {(rule.srv, rule.window_s): i for i, rule in enumerate(table.count_rules)}
         self.table = table
-        self.lanes = lanes  # counter key -> lane
-        self.plans: dict[str, _Plan] = {}
+        self.live: dict[KeyCounts, None] = {}
+        self.changed: dict[KeyCounts, None] | None = {} if user else None
+        self.keys: dict[str, KeyCounts] = {}
+        for srv, rules in table.counts_by_srv.items():
+            windows = []
+            for rule in rules:
+                same = kept.get((rule.srv, rule.window_s))
+                windows.append(SlidingWindow(rule.window_s, buckets) if same is None else same)
+            key = KeyCounts(
+                rules,
+                tuple(windows),
+                tuple(rank[(r.srv, r.window_s)] for r in rules),
+                self.live,
+                self.changed,
+            )
+            if srv in was_changed:  # counts not snapshotted yet: they still are to be
+                key.mark_changed()
+            self.keys[srv] = key
+        lanes: list[tuple[CountRule, KeyCounts, int]] = [
+            (rule, key, i) for key in self.keys.values() for i, rule in enumerate(key.rules)
+        ]
+        lanes.sort(key=lambda lane: lane[1].ranks[lane[2]])
+        self.lanes = tuple(lanes)
+        self.plans: dict[str, Plan] = {}
 
 
-def _usage(lane: _Lane, now_s: float, count: int) -> ThresholdUsage:
-    rule = lane.rule
+def _usage(rule: CountRule, now_s: float, count: int) -> ThresholdUsage:
     limit, by = rule.limit_at(now_s)
     ratio = count / limit if limit else (math.inf if count else 0.0)
     return ThresholdUsage(
@@ -122,6 +142,72 @@ def _usage(lane: _Lane, now_s: float, count: int) -> ThresholdUsage:
     )
 
 
+def _record(keys: tuple[KeyCounts, ...], tick: int) -> None:
+    """Count one request at `tick` (int(now_s * buckets)) under each of `keys`."""
+    for key in keys:
+        key.room -= 1  # the room left before some rule of the key must be read
+        if key.lo <= tick < key.hi:
+            key.pending += 1
+        else:
+            key.add_cold(tick)
+        if not key.dirty:
+            key.mark_changed()
+
+
+def _check_values(
+    plan: Plan, body_getter: BodyGetter, now_s: float
+) -> tuple[Breach | None, list[Breach] | None]:
+    """The plan's value checks on the body: (first enforcing breach, shadow breaches)."""
+    body: Mapping[str, Any] | None
+    try:
+        body = body_getter()
+    except ValueError as exc:
+        # SEC G6 (b)(ii): a value that cannot be read cannot be shown to be in range.
+        return _unreadable(plan, str(exc) or type(exc).__name__)
+    if body is None:
+        return _unreadable(plan, "")
+    breach: Breach | None = None
+    shadow: list[Breach] | None = None
+    for check, field, lo, hi in plan.values:
+        value = body.get(field)
+        if value is None:
+            continue  # absent: the rule does not apply
+        kind = type(value)
+        if (kind is float or kind is int) and lo <= value <= hi:
+            continue  # in range: what check.evaluate would say, without the call
+        found = check.evaluate(body, now_s)
+        if found is None:
+            continue
+        if found.shadow:
+            shadow = [found] if shadow is None else [*shadow, found]
+        elif breach is None:
+            breach = found
+    return breach, shadow
+
+
+def _unreadable(plan: Plan, why: str) -> tuple[Breach | None, list[Breach] | None]:
+    """Every value rule of the plan breached by a body that cannot be decoded."""
+    breach: Breach | None = None
+    shadow: list[Breach] | None = None
+    for check, _, _, _ in plan.values:
+        found = check.unreadable(why)
+        if found.shadow:
+            shadow = [found] if shadow is None else [*shadow, found]
+        elif breach is None:
+            breach = found
+    return breach, shadow
+
+
+def _decision(breach: Breach | None, shadow: list[Breach] | None) -> AdtDecision:
+    if breach is None:
+        return PASS if shadow is None else AdtDecision(shadow_breaches=tuple(shadow))
+    return AdtDecision(
+        outcome="quarantine",
+        breach=breach,
+        shadow_breaches=() if shadow is None else tuple(shadow),
+    )
+
+
 class AdtEngine:
     """ADT decisions for one router: User and DCC-wide tables, and their count windows.
 
@@ -129,7 +215,7 @@ class AdtEngine:
     adt.windows). dcc_values: the DCC-wide values to start with, default none.
     """
 
-    __slots__ = ("_buckets", "_dcc", "_dcc_lanes", "_dcc_plans", "_peer", "_users")
+    __slots__ = ("_buckets", "_dcc", "_dcc_plans", "_peer", "_plans", "_users")
 
     def __init__(
         self, *, buckets_per_window: int = DEFAULT_BUCKETS, dcc_values: AdtValues | None = None
@@ -137,12 +223,13 @@ class AdtEngine:
         if buckets_per_window < 1:
             raise ValueError(f"buckets_per_window must be >= 1, got {buckets_per_window}")
         self._buckets = buckets_per_window
-        self._users: dict[str, _UserState] = {}
+        self._users: dict[str, _Owner] = {}
+        # User -> its plans (the same dict as its _Owner's), for one lookup per request.
+        self._plans: dict[str, dict[str, Plan]] = {}
         self._peer: dict[tuple[str, int], int] = {}
-        self._dcc = AdtTable.for_dcc(AdtValues())
-        self._dcc_lanes: dict[str, _Lane] = {}
+        self._dcc = _Owner(AdtTable.for_dcc(AdtValues()), buckets_per_window, None, user=False)
         # Plans for Users without values of their own: only DCC-wide rules apply.
-        self._dcc_plans: dict[str, _Plan] = {}
+        self._dcc_plans: dict[str, Plan] = self._dcc.plans
         if dcc_values is not None:
             self.set_dcc_values(dcc_values)
 
@@ -156,12 +243,12 @@ class AdtEngine:
     @property
     def dcc_table(self) -> AdtTable:
         """The DCC-wide values in force, compiled."""
-        return self._dcc
+        return self._dcc.table
 
     def user_table(self, user_id: str) -> AdtTable | None:
         """The User's own values in force, compiled, or None when it has none."""
-        state = self._users.get(user_id)
-        return None if state is None else state.table
+        owner = self._users.get(user_id)
+        return None if owner is None else owner.table
 
     def users(self) -> list[str]:
         """The User IDs that have values of their own."""
@@ -175,49 +262,50 @@ class AdtEngine:
         """
         if values is None:
             self._users.pop(user_id, None)
+            self._plans.pop(user_id, None)
             return
         table = AdtTable.for_user(user_id, values)
-        old = self._users.get(user_id)
-        self._users[user_id] = _UserState(table, self._lanes_for(table, old.lanes if old else {}))
+        owner = _Owner(table, self._buckets, self._users.get(user_id), user=True)
+        self._users[user_id] = owner
+        self._plans[user_id] = owner.plans
 
     def set_dcc_values(self, values: AdtValues) -> None:
         """Put the DCC-wide ADT values in force; raise AdtConfigError, changing nothing."""
         table = AdtTable.for_dcc(values)
-        lanes = self._lanes_for(table, self._dcc_lanes)
-        for lane in lanes.values():
-            lane.peer = self._peer.get((lane.rule.srv, lane.rule.window_s), 0)
-        self._dcc = table
-        self._dcc_lanes = lanes
-        self._dcc_plans = {}
-        for state in self._users.values():
-            state.plans = {}
+        owner = _Owner(table, self._buckets, self._dcc, user=False)
+        self._dcc = owner
+        self._dcc_plans.clear()  # the dict stays: it is shared with nobody else but kept
+        owner.plans = self._dcc_plans
+        self._apply_peers()
+        for user in self._users.values():
+            user.plans.clear()
 
-    def _lanes_for(self, table: AdtTable, old: dict[str, _Lane]) -> dict[str, _Lane]:
-        lanes: dict[str, _Lane] = {}
-        for rule in table.count_rules:
-            kept = old.get(rule.key)
-            window = kept.window if kept else SlidingWindow(rule.window_s, self._buckets)
-            lanes[rule.key] = _Lane(rule, window)
-        return lanes
-
-    def _plan(self, user_id: str, srv: str) -> _Plan:
-        state = self._users.get(user_id)
-        plans = self._dcc_plans if state is None else state.plans
+    def _plan(self, user_id: str, srv: str) -> Plan:
+        """The plan of (user_id, srv), compiled on first use."""
+        owner = self._users.get(user_id)
+        plans = self._dcc_plans if owner is None else owner.plans
         plan = plans.get(srv)
         if plan is not None:
             return plan
         dcc = self._dcc
-        checks = dcc.values_by_srv.get(srv, ())
-        lanes: list[_Lane] = []
-        if state is not None:
-            user = state.table
-            checks += user.values_by_srv.get(srv, ())
-            rules = user.counts_by_srv.get(srv, ())
+        checks = dcc.table.values_by_srv.get(srv, ())
+        keys: list[KeyCounts] = []
+        if owner is not None:
+            checks += owner.table.values_by_srv.get(srv, ())
+            key = owner.keys.get(srv)
+            if key is not None:
+                keys.append(key)
             if srv != ALL_SRVS:
-                rules += user.counts_by_srv.get(ALL_SRVS, ())
-            lanes.extend(state.lanes[rule.key] for rule in rules)
-        lanes.extend(self._dcc_lanes[rule.key] for rule in dcc.counts_by_srv.get(srv, ()))
-        plan = _Plan(checks, tuple(lanes)) if checks or lanes else _EMPTY_PLAN
+                key = owner.keys.get(ALL_SRVS)
+                if key is not None:
+                    keys.append(key)
+        key = dcc.keys.get(srv)
+        if key is not None:
+            keys.append(key)
+        if checks or keys:
+            plan = Plan(tuple(value_entry(check) for check in checks), tuple(keys))
+        else:
+            plan = EMPTY_PLAN
         if len(plans) < _PLAN_CACHE_MAX:
             plans[srv] = plan
         return plan
@@ -233,56 +321,100 @@ class AdtEngine:
         the error in the reason. Data values are checked first (Q3), then the User's counts
         (Q1), then the DCC-wide counts (Q2); the first enforcing breach decides. A count
         breaches when this request would be number max + 1 or more in the window. Call
-        `record_processed` once the request is passed on.
+        `record_processed` once the request is passed on (or use `check_and_record`).
         """
-        plan = self._plan(user_id, srv)
-        if plan is _EMPTY_PLAN:
+        plan = self._plans.get(user_id, self._dcc_plans).get(srv)
+        if plan is None:
+            plan = self._plan(user_id, srv)
+        if plan is EMPTY_PLAN:
             return PASS
+        return self._decide(plan, body_getter, now_s)
+
+    def check_and_record(
+        self, user_id: str, srv: str, body_getter: BodyGetter, now_s: float
+    ) -> AdtDecision:
+        """`check`, and when the request is not quarantined, `record_processed` with it: the
+        router's one call per request (it passes on every request ADT does not hold)."""
+        plan = self._plans.get(user_id, self._dcc_plans).get(srv)
+        if plan is None:
+            plan = self._plan(user_id, srv)
+        keys = plan.keys
+        # The body of `check` (and of _check_values), inlined: this runs once per request.
         breach: Breach | None = None
         shadow: list[Breach] | None = None
-        if plan.value_checks:
-            body: Mapping[str, Any] | None
+        if plan.values:
             why = ""
             try:
                 body = body_getter()
             except ValueError as exc:
                 # SEC G6 (b)(ii): a value that cannot be read cannot be shown to be in range.
                 body, why = None, str(exc) or type(exc).__name__
-            for check in plan.value_checks:
-                found = check.evaluate(body, now_s) if body is not None else check.unreadable(why)
-                if found is None:
-                    continue
-                if found.shadow:
-                    shadow = [found] if shadow is None else [*shadow, found]
-                elif breach is None:
-                    breach = found
-        for lane in plan.lanes:
-            count = lane.window.count(now_s) + lane.peer
-            if count < lane.max:  # exceptions only raise a max, so this is the fast "under"
-                continue
-            rule = lane.rule
-            if not rule.shadow and breach is not None:
-                continue  # only the first enforcing breach is reported: skip building this one
-            limit, by = rule.limit_at(now_s)
-            if count < limit:
-                continue
-            found = rule.breach(count + 1, limit, by)
-            if found.shadow:
-                shadow = [found] if shadow is None else [*shadow, found]
+            if body is None:
+                breach, shadow = _unreadable(plan, why)
             else:
-                breach = found
-        if breach is None:
-            return PASS if shadow is None else AdtDecision(shadow_breaches=tuple(shadow))
-        return AdtDecision(
-            outcome="quarantine",
-            breach=breach,
-            shadow_breaches=() if shadow is None else tuple(shadow),
-        )
+                for check, field, lo, hi in plan.values:
+                    value = body.get(field)
+                    if value is None:
+                        continue  # absent: the rule does not apply
+                    kind = type(value)
+                    if (kind is float or kind is int) and lo <= value <= hi:
+                        continue  # in range: what check.evaluate says, without the call
+                    found = check.evaluate(body, now_s)
+                    if found is None:
+                        continue
+                    if found.shadow:
+                        shadow = [found] if shadow is None else [*shadow, found]
+                    elif breach is None:
+                        breach = found
+        for key in keys:
+            if key.room <= 0:
+                break
+        else:
+            for key in plan.timed:
+                if not key.from_s <= now_s < key.until_s:
+                    break
+            else:  # every count is known to pass without reading a window
+                if breach is not None:
+                    return _decision(breach, shadow)
+                if keys:  # _record, inlined
+                    tick = int(now_s * self._buckets)
+                    for key in keys:
+                        key.room -= 1
+                        if key.lo <= tick < key.hi:
+                            key.pending += 1
+                        else:
+                            key.add_cold(tick)
+                        if not key.dirty:
+                            key.mark_changed()
+                return PASS if shadow is None else AdtDecision(shadow_breaches=tuple(shadow))
+        decision = _decision(*count_breaches(plan, now_s, breach, shadow))
+        if decision.outcome == "pass":
+            _record(keys, int(now_s * self._buckets))
+        return decision
+
+    def _decide(self, plan: Plan, body_getter: BodyGetter, now_s: float) -> AdtDecision:
+        breach: Breach | None = None
+        shadow: list[Breach] | None = None
+        if plan.values:
+            breach, shadow = _check_values(plan, body_getter, now_s)
+        for key in plan.keys:
+            if key.room <= 0:
+                break
+        else:
+            for key in plan.timed:
+                if not key.from_s <= now_s < key.until_s:
+                    break
+            else:  # every count is known to pass without reading a window
+                return _decision(breach, shadow)
+        return _decision(*count_breaches(plan, now_s, breach, shadow))
 
     def record_processed(self, user_id: str, srv: str, now_s: float) -> None:
         """Count one request of `srv` from `user_id`, processed at `now_s`, in every window."""
-        for lane in self._plan(user_id, srv).lanes:
-            lane.window.add(now_s)
+        plan = self._plans.get(user_id, self._dcc_plans).get(srv)
+        if plan is None:
+            plan = self._plan(user_id, srv)
+        if plan.keys:
+            _record(plan.keys, int(now_s * self._buckets))
 
     def record_released(self, user_id: str, srv: str, now_s: float) -> None:
         """Count a request released from quarantine, at `now_s`, the time of release.
@@ -297,45 +429,82 @@ class AdtEngine:
 
     def count_report(self, router_id: str, now_s: float) -> AdtCountReport:
         """This router's local counts of every DCC-wide threshold, to publish to peers."""
+        counts = _lane_counts(self._dcc, now_s)
         return AdtCountReport(
             router_id=router_id,
             at_s=now_s,
             counts=tuple(
-                SrvWindowCount(
-                    srv=lane.rule.srv, window_s=lane.rule.window_s, count=lane.window.count(now_s)
-                )
-                for lane in self._dcc_lanes.values()
+                SrvWindowCount(srv=rule.srv, window_s=rule.window_s, count=count)
+                for (rule, _, _), count in zip(self._dcc.lanes, counts, strict=True)
             ),
         )
 
     def set_peer_counts(self, counts: Mapping[tuple[str, int], int]) -> None:
         """Put the peers' summed counts in force (`adt.reports.merge_reports`)."""
         self._peer = dict(counts)
-        for lane in self._dcc_lanes.values():
-            lane.peer = self._peer.get((lane.rule.srv, lane.rule.window_s), 0)
+        self._apply_peers()
+
+    def _apply_peers(self) -> None:
+        peer = self._peer
+        for key in self._dcc.keys.values():
+            peers = [peer.get((rule.srv, rule.window_s), 0) for rule in key.rules]
+            # A peer count that grew takes as much room; one that fell leaves the room a
+            # lower bound still.
+            grown = max(new - old for new, old in zip(peers, key.peers, strict=True))
+            if grown > 0:
+                key.room -= grown
+            key.peers = peers
 
     # --- per-User state: snapshot, restore, forget, prune ---------------------------------
 
     def snapshot_user(self, user_id: str, now_s: float) -> UserCountersSnapshot | None:
         """The User's count windows at `now_s`, or None when it has no values of its own."""
-        state = self._users.get(user_id)
-        if state is None:
+        owner = self._users.get(user_id)
+        if owner is None:
             return None
-        windows = []
-        for lane in state.lanes.values():
-            head, buckets = lane.window.snapshot(now_s)
-            if buckets:
-                windows.append(
-                    WindowSnapshot(
-                        srv=lane.rule.srv, window_s=lane.rule.window_s, head=head, buckets=buckets
-                    )
-                )
+        found: list[tuple[int, WindowSnapshot]] = []
+        for key in owner.live:  # the keys without counts would add nothing
+            found += _key_windows(key, now_s)
+        found.sort(key=lambda item: item[0])
         return UserCountersSnapshot(
             user_id=user_id,
             buckets_per_window=self._buckets,
             taken_at_s=now_s,
-            windows=tuple(windows),
+            windows=tuple(ws for _, ws in found),
         )
+
+    def snapshot_changed(
+        self, user_id: str, now_s: float
+    ) -> tuple[tuple[str, UserCountersSnapshot], ...]:
+        """(srv, snapshot of that key's windows) for each key of the User's (an SRV, or "*")
+        counted under since its last snapshot here, then none until it is counted again.
+
+        What the router writes after a batch: the cost is that of the keys the batch
+        counted, not of every key the User has. A snapshot may hold no window (its counts
+        have all left their windows): it still replaces the key's earlier one. Restoring
+        the newest snapshot of each key (`restore_user` with their windows together) gives
+        the counts `snapshot_user` would have given.
+        """
+        owner = self._users.get(user_id)
+        if owner is None or not owner.changed:
+            return ()
+        found = []
+        for key in owner.changed:
+            key.dirty = False
+            windows = tuple(ws for _, ws in _key_windows(key, now_s))
+            found.append(
+                (
+                    key.rules[0].srv,
+                    UserCountersSnapshot(
+                        user_id=user_id,
+                        buckets_per_window=self._buckets,
+                        taken_at_s=now_s,
+                        windows=windows,
+                    ),
+                )
+            )
+        owner.changed.clear()
+        return tuple(found)
 
     def restore_user(self, snapshot: UserCountersSnapshot) -> int:
         """Replace the User's counts with `snapshot`; return how many windows were restored.
@@ -351,56 +520,73 @@ class AdtEngine:
                 f"buckets per window, this engine {self._buckets}; start the User's counters "
                 "empty, or run with the same buckets_per_window"
             )
-        state = self._users.get(snapshot.user_id)
-        if state is None:
+        owner = self._users.get(snapshot.user_id)
+        if owner is None:
             return 0
-        staged: list[tuple[_Lane, WindowSnapshot]] = []
+        staged: list[tuple[KeyCounts, SlidingWindow, WindowSnapshot]] = []
         for ws in snapshot.windows:
-            lane = state.lanes.get(counter_key(ws.srv, ws.window_s))
-            if lane is None:
+            key = owner.keys.get(ws.srv)
+            window = None
+            if key is not None:
+                for rule, w in zip(key.rules, key.windows, strict=True):
+                    if rule.window_s == ws.window_s:
+                        window = w
+            if key is None or window is None:
                 continue
             try:  # on a scratch window first, so a corrupt snapshot changes nothing
-                SlidingWindow(ws.window_s, self._buckets).restore(ws.head, ws.buckets)
+                _restore_window(SlidingWindow(ws.window_s, self._buckets), ws)
             except ValueError as exc:
                 raise SnapshotError(
                     f"the snapshot of User {snapshot.user_id}, window {ws.srv}/{ws.window_s} "
                     f"s, is corrupt: {exc}; start the User's counters empty"
                 ) from exc
-            staged.append((lane, ws))
-        for lane in state.lanes.values():
-            lane.window.clear()
-        for lane, ws in staged:
-            lane.window.restore(ws.head, ws.buckets)
+            staged.append((key, window, ws))
+        for key in owner.keys.values():
+            key.clear()
+            key.room = 0  # the counts may have grown: evaluate at the next request
+            key.dirty = False  # they are what the state topic holds
+        if owner.changed is not None:
+            owner.changed.clear()
+        for key, window, ws in staged:
+            _restore_window(window, ws)
+            key.restored()
         return len(staged)
 
     def forget_user(self, user_id: str) -> None:
         """Drop the User's counts, keeping its values (on partition revocation)."""
-        state = self._users.get(user_id)
-        if state is not None:
-            for lane in state.lanes.values():
-                lane.window.clear()
+        owner = self._users.get(user_id)
+        if owner is not None:
+            for key in list(owner.live):
+                key.clear()
+            for key in owner.keys.values():
+                key.dirty = False  # the next owner restores them from the state topic
+            if owner.changed is not None:
+                owner.changed.clear()
 
     def prune(self, now_s: float) -> int:
         """Free the memory of every window that is empty at `now_s`; return how many.
 
-        Call every minute or so: an idle User's windows then cost no counter array.
+        Call every minute or so: an idle User's windows then cost no counter array. Visits
+        only the keys that hold counts.
         """
         freed = 0
-        for state in self._users.values():
-            for lane in state.lanes.values():
-                freed += lane.window.release_if_idle(now_s)
-        for lane in self._dcc_lanes.values():
-            freed += lane.window.release_if_idle(now_s)
+        for owner in (*self._users.values(), self._dcc):
+            for key in list(owner.live):
+                freed += key.release_if_idle(now_s)
         return freed
 
     # --- views ----------------------------------------------------------------------------
 
     def usage(self, user_id: str, now_s: float) -> tuple[ThresholdUsage, ...]:
         """Each of the User's own thresholds: count against max, at `now_s`."""
-        state = self._users.get(user_id)
-        if state is None:
+        owner = self._users.get(user_id)
+        if owner is None:
             return ()
-        return tuple(_usage(lane, now_s, lane.window.count(now_s)) for lane in state.lanes.values())
+        counts = _lane_counts(owner, now_s)
+        return tuple(
+            _usage(rule, now_s, count)
+            for (rule, _, _), count in zip(owner.lanes, counts, strict=True)
+        )
 
     def nearest_threshold(self, user_id: str, now_s: float) -> ThresholdUsage | None:
         """The User's threshold with the highest count / max, or None when it has none."""
@@ -408,7 +594,53 @@ class AdtEngine:
 
     def dcc_usage(self, now_s: float) -> tuple[ThresholdUsage, ...]:
         """Each DCC-wide threshold: local plus peers' count against max, at `now_s`."""
+        counts = _lane_counts(self._dcc, now_s)
         return tuple(
-            _usage(lane, now_s, lane.window.count(now_s) + lane.peer)
-            for lane in self._dcc_lanes.values()
+            _usage(rule, now_s, count + key.peers[i])
+            for (rule, key, i), count in zip(self._dcc.lanes, counts, strict=True)
         )
+
+
+def _key_windows(key: KeyCounts, now_s: float) -> list[tuple[int, WindowSnapshot]]:
+    """(rank, snapshot) of each window of `key` that holds counts at `now_s`."""
+    key.flush()
+    found = []
+    for rule, window, rank in zip(key.rules, key.windows, key.ranks, strict=True):
+        head, buckets, counts = window.snapshot_compact(now_s)
+        if buckets or counts:
+            found.append(
+                (
+                    rank,
+                    WindowSnapshot(
+                        srv=rule.srv,
+                        window_s=rule.window_s,
+                        head=head,
+                        buckets=buckets,
+                        counts=counts,
+                    ),
+                )
+            )
+    key.respan()  # snapshot_compact() may have moved a window on
+    return found
+
+
+def _restore_window(window: SlidingWindow, ws: WindowSnapshot) -> None:
+    """Put a snapshot's counts into `window`; ValueError if they do not fit it."""
+    if ws.counts:
+        if ws.buckets:
+            raise ValueError("a window has both buckets and counts; it is written with one")
+        window.restore_counts(ws.head, ws.counts)
+    else:
+        window.restore(ws.head, ws.buckets)
+
+
+def _lane_counts(owner: _Owner, now_s: float) -> list[int]:
+    """The local count of each of the owner's lanes at `now_s`, in lane order."""
+    by_key: dict[KeyCounts, list[int]] = {}
+    out = []
+    for _, key, i in owner.lanes:
+        counts = by_key.get(key)
+        if counts is None:
+            counts = by_key[key] = key.counts(now_s)
+        out.append(counts[i])
+    return out

@@ -8,6 +8,8 @@ be odd".
 
 from __future__ import annotations
 
+import math
+from bisect import bisect_right
 from collections.abc import Collection, Mapping
 from typing import NamedTuple
 
@@ -16,7 +18,14 @@ import msgspec
 from adt.config import AdtValues, ExceptionWindow
 from adt.errors import AdtConfigError
 
-__all__ = ["RaisedLimit", "active_exceptions", "compile_exceptions", "drop_ended", "limit_at"]
+__all__ = [
+    "LimitTimeline",
+    "RaisedLimit",
+    "active_exceptions",
+    "compile_exceptions",
+    "drop_ended",
+    "limit_at",
+]
 
 
 class RaisedLimit(NamedTuple):
@@ -78,6 +87,37 @@ def limit_at(base: int, raised: tuple[RaisedLimit, ...], now_s: float) -> tuple[
             best = new_max
             by = exception_id
     return best, by
+
+
+class LimitTimeline:
+    """`limit_at` of one threshold as a step function of time, with the span of each step.
+
+    The exceptions' starts and ends cut time into spans; within one span the same
+    exceptions are active, so the limit is the same: `at(now_s)` answers it, and the span
+    it holds for, with one binary search instead of a pass over every exception.
+    """
+
+    __slots__ = ("_bounds", "_steps")
+
+    def __init__(self, base: int, raised: tuple[RaisedLimit, ...]) -> None:
+        bounds = sorted({b for r in raised for b in (r.start_s, r.end_s)})
+        self._bounds = bounds
+        # Before the first bound nothing is active; from bounds[i] on, what limit_at says at
+        # bounds[i] (an exception is active from its start, inclusive, to its end).
+        self._steps = [(base, None), *(limit_at(base, raised, b) for b in bounds)]
+
+    def at(self, now_s: float) -> tuple[int, str | None, float, float]:
+        """(limit, exception id or None, from_s, until_s): `limit_at(now_s)`, the same for
+        every time from_s <= t < until_s (-inf and inf at the ends)."""
+        bounds = self._bounds
+        i = bisect_right(bounds, now_s)
+        limit, by = self._steps[i]
+        return (
+            limit,
+            by,
+            bounds[i - 1] if i else -math.inf,
+            bounds[i] if i < len(bounds) else math.inf,
+        )
 
 
 def active_exceptions(values: AdtValues, now_s: float) -> tuple[ExceptionWindow, ...]:

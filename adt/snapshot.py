@@ -9,7 +9,8 @@ threshold by at most what it sends in one snapshot interval; snapshot at least o
 batch for the Users the batch touched.
 
 JSON, like every record dccgate writes. Buckets are sparse (non-empty only), so an idle
-window costs a few bytes.
+window costs a few bytes; a busy one is written whole (`WindowSnapshot.counts`, 4 bytes a
+bucket), which costs less to write than a pair per bucket.
 """
 
 from __future__ import annotations
@@ -25,16 +26,21 @@ __all__ = ["UserCountersSnapshot", "WindowSnapshot", "decode_snapshot", "encode_
 
 
 class WindowSnapshot(msgspec.Struct, frozen=True, kw_only=True):
-    """One counter: srv (or "*"), window length, newest bucket index and non-empty buckets.
+    """One counter: srv (or "*"), window length, newest bucket index and its counts.
 
     head: floor(t * buckets_per_window / window_s) for the last time counted.
     buckets: (bucket index, count) pairs, each index in head - buckets_per_window .. head.
+    counts: the same counts for a busy window, written instead of `buckets` when more than
+    a few buckets hold counts: every bucket from head - buckets_per_window to head, oldest
+    first, as unsigned 32-bit little-endian integers (base64 in JSON). Empty otherwise.
+    Added after `buckets`: a reader that predates it sees an empty window.
     """
 
     srv: str
     window_s: Annotated[int, Meta(ge=1)]
     head: int
     buckets: tuple[tuple[int, Annotated[int, Meta(ge=0)]], ...] = ()
+    counts: bytes = b""
 
 
 class UserCountersSnapshot(msgspec.Struct, frozen=True, kw_only=True):

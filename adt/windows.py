@@ -20,20 +20,43 @@ Time may step back a little (records from several partitions): a count at an ear
 answers the count at the latest time seen (a slight over-count, never an under-count), and
 an event at an earlier time goes into its own bucket while that bucket is still in the
 window (ignored once it has left the window, where it could no longer be counted).
+
+Integer time: `tick = int(now_s * buckets)` is computed once per request and serves every
+window (bucket index `tick // window_s`), so a window's newest bucket is the tick span
+`lo <= tick < hi`. A `WindowSet` counts the several windows of one key (a (User, SRV)
+with its minute, hour and day) together: while time stays in the newest bucket of all of
+them, it holds requests back as one number and adds them to the windows later, so a busy
+key costs one addition per request. Moving a window on
+by several buckets clears them with slice operations, not one bucket at a time.
 """
 
 from __future__ import annotations
 
 from array import array
+from itertools import compress
+from typing import Any
 
-__all__ = ["DEFAULT_BUCKETS", "MAX_BUCKET_COUNT", "SlidingWindow", "bucket_index"]
+__all__ = [
+    "DEFAULT_BUCKETS",
+    "MAX_BUCKET_COUNT",
+    "NO_SPAN",
+    "SlidingWindow",
+    "WindowSet",
+    "bucket_index",
+    "head_span",
+]
 
 DEFAULT_BUCKETS = 60
 MAX_BUCKET_COUNT = 2**32 - 1
 """A bucket holds an unsigned 32-bit count."""
 
+NO_SPAN = (0, 0)
+"""A tick span no time falls in: events cannot be held back (some window has no array)."""
+
 _TYPECODE = "I"
 _zeros: dict[int, array[int]] = {}
+_BIG_ENDIAN = array(_TYPECODE, [1]).tobytes()[0] == 0  # snapshots hold little-endian counts
+_TYPECODE_OF_WIDTH = {1.0: "B", 2.0: "H", 4.0: _TYPECODE}
 
 
 def _zero_array(size: int) -> array[int]:
@@ -61,11 +84,11 @@ class SlidingWindow:
     __slots__ = (
         "_buckets",
         "_counts",
-        "_edge",
         "_head",
+        "_hi",
+        "_lo",
         "_size",
         "_slot",
-        "_start",
         "_total",
         "_window_s",
     )
@@ -86,12 +109,12 @@ class SlidingWindow:
     def _set_head(self, k: int) -> None:
         self._head = k  # index of the newest bucket
         self._slot = k % self._size  # its slot in self._counts
-        # Where bucket k + 1 starts, in units of now_s * buckets. For x = now_s * buckets >= 0
-        # and an integer E, int(x) >= E exactly when x >= E, so `x >= edge` is the same test
-        # as bucket_index(now_s) > k, without the int conversion and the division: the hot
-        # path is then one multiply and one compare. Exact as a float below 2**53.
-        self._start = float(k * self._window_s)  # where bucket k starts
-        self._edge = float((k + 1) * self._window_s)
+        # The ticks (int(now_s * buckets)) of bucket k: lo <= tick < hi. For x = now_s *
+        # buckets >= 0 and an integer E, int(x) >= E exactly when x >= E (and Python compares
+        # a float with an int exactly), so `x >= hi` is the same test as bucket_index(now_s)
+        # > k without the int conversion and the division.
+        self._lo = k * self._window_s
+        self._hi = self._lo + self._window_s
 
     @property
     def window_s(self) -> int:
@@ -119,7 +142,7 @@ class SlidingWindow:
         if counts is None:
             return 0
         x = now_s * self._buckets
-        if x >= self._edge:
+        if x >= self._hi:
             self._advance(counts, int(x) // self._window_s)
         return self._total
 
@@ -127,20 +150,27 @@ class SlidingWindow:
         """Count `n` events at `now_s`."""
         x = now_s * self._buckets
         counts = self._counts
-        if counts is not None and self._start <= x < self._edge:
+        if counts is not None and self._lo <= x < self._hi:
             # In the newest bucket: the common case (check() has just advanced the window).
             counts[self._slot] += n
             self._total += n
             return
+        self.add_tick(int(x), n)
+
+    def add_tick(self, tick: int, n: int = 1) -> None:
+        """Count `n` events at `tick` = int(now_s * buckets) (the same as `add(now_s, n)`)."""
+        k = tick // self._window_s
+        counts = self._counts
         if counts is None:
             counts = self._counts = array(_TYPECODE, _zero_array(self._size))
-            self._set_head(int(x) // self._window_s)
+            self._set_head(k)
             slot = self._slot
-        elif x >= self._edge:
-            self._advance(counts, int(x) // self._window_s)
+        elif k > self._head:
+            self._advance(counts, k)
+            slot = self._slot
+        elif k == self._head:
             slot = self._slot
         else:
-            k = int(x) // self._window_s
             if k <= self._head - self._size:
                 return  # older than the window: it would already have expired
             slot = k % self._size
@@ -148,21 +178,32 @@ class SlidingWindow:
         self._total += n
 
     def _advance(self, counts: array[int], k: int) -> None:
-        size = self._size
-        head = self._head
-        if k - head >= size:
-            counts[:] = _zero_array(size)
-            self._total = 0
-        elif k == head + 1:  # the usual step: one bucket on
-            slot = k % size
-            self._total -= counts[slot]
-            counts[slot] = 0
-        else:
-            total = self._total
-            for j in range(head + 1, k + 1):
-                slot = j % size
+        """Make bucket k (> head) the newest: the buckets between leave the window."""
+        total = self._total
+        if total:  # else every bucket is 0 already: nothing to clear
+            size = self._size
+            d = k - self._head
+            if d >= size:
+                counts[:] = _zero_array(size)
+                total = 0
+            elif d == 1:  # the usual step: one bucket on
+                slot = k % size
                 total -= counts[slot]
                 counts[slot] = 0
+            else:  # d buckets on: their slots, one or two runs of the ring, cleared in C
+                a = (self._head + 1) % size
+                e = a + d
+                if e <= size:
+                    gone = sum(counts[a:e])
+                    if gone:
+                        counts[a:e] = _zero_array(d)
+                else:
+                    e -= size
+                    gone = sum(counts[a:]) + sum(counts[:e])
+                    if gone:
+                        counts[a:] = _zero_array(size - a)
+                        counts[:e] = _zero_array(e)
+                total -= gone
             self._total = total
         self._set_head(k)
 
@@ -180,17 +221,70 @@ class SlidingWindow:
 
     def snapshot(self, now_s: float) -> tuple[int, tuple[tuple[int, int], ...]]:
         """(newest bucket index, the non-empty buckets as (bucket index, count)) at `now_s`."""
-        if self._counts is None or self.count(now_s) == 0:
-            return (bucket_index(now_s, self._window_s, self._buckets), ())
         counts = self._counts
-        size = self._size
+        if counts is None or self.count(now_s) == 0:
+            return (bucket_index(now_s, self._window_s, self._buckets), ())
         head = self._head
-        return (
-            head,
-            tuple(
-                (j, counts[j % size]) for j in range(head - size + 1, head + 1) if counts[j % size]
-            ),
+        return head, self._pairs(counts, head)
+
+    def _pairs(self, counts: array[int], head: int) -> tuple[tuple[int, int], ...]:
+        size = self._size
+        newest = self._slot
+        # compress finds the occupied slots in C (small, cached ints); slot s holds bucket
+        # head - (newest - s) % size, and sorting orders them oldest first.
+        return tuple(
+            sorted([(head - (newest - s) % size, counts[s]) for s in compress(range(size), counts)])
         )
+
+    def snapshot_compact(
+        self, now_s: float, max_pairs: int = 2
+    ) -> tuple[int, tuple[tuple[int, int], ...], bytes]:
+        """`snapshot` for a record: (head, pairs, b"") while at most `max_pairs` buckets
+        hold counts, else (head, (), every bucket's count from head - buckets to head,
+        oldest first): a few copies in C instead of Python work per bucket. The counts are
+        unsigned little-endian integers of 1, 2 or 4 bytes, the narrowest that holds the
+        largest (the length tells which). Restore them with `restore_counts`."""
+        counts = self._counts
+        if counts is None or self.count(now_s) == 0:
+            return bucket_index(now_s, self._window_s, self._buckets), (), b""
+        head = self._head
+        if self._total <= max_pairs or self._size - counts.count(0) <= max_pairs:
+            return head, self._pairs(counts, head), b""
+        oldest = (head + 1) % self._size
+        ordered = counts[oldest:] + counts[:oldest]
+        if _BIG_ENDIAN:
+            ordered.byteswap()
+        raw = ordered.tobytes()
+        # Narrower counts are the low bytes of each little-endian 4-byte one: sliced in C.
+        top = max(counts)
+        if top < 256:
+            return head, (), raw[::4]
+        if top < 65_536:
+            return head, (), memoryview(raw).cast("H")[::2].tobytes()
+        return head, (), raw
+
+    def restore_counts(self, head: int, data: bytes) -> None:
+        """Replace the counts with the bytes of `snapshot_compact`; ValueError if they are
+        not `buckets + 1` counts of 1, 2 or 4 bytes."""
+        size = self._size
+        typecode = _TYPECODE_OF_WIDTH.get(len(data) / size) if data else None
+        if typecode is None:
+            raise ValueError(
+                f"the counts are {len(data)} bytes, not {size} counts of 1, 2 or 4 bytes"
+            )
+        ordered = array(typecode)
+        ordered.frombytes(data)
+        if _BIG_ENDIAN:
+            ordered.byteswap()
+        if typecode != _TYPECODE:
+            ordered = array(_TYPECODE, ordered)
+        oldest = (head + 1) % size
+        # ordered[i] is bucket head - size + 1 + i, whose slot is (oldest + i) % size.
+        counts = ordered[size - oldest :] + ordered[: size - oldest]
+        total = sum(counts)
+        self._counts = counts if total else None
+        self._set_head(head)
+        self._total = total
 
     def restore(self, head: int, buckets: tuple[tuple[int, int], ...] | list[list[int]]) -> None:
         """Replace the counts with a `snapshot()` result; raise ValueError if it is not one.
@@ -219,3 +313,205 @@ class SlidingWindow:
         self._counts = counts if total else None
         self._set_head(head)
         self._total = total
+
+
+class WindowSet:
+    """The windows of one key (e.g. a (User, SRV) over a minute, an hour and a day), counted
+    together, with requests held back while their time is in every window's newest bucket.
+
+    windows: at least one. `pending` requests are held back; their ticks all fell in
+    `lo <= tick < hi`, the newest bucket of every window (NO_SPAN while a window has no
+    array), and they are added to the windows (`flush`) before anything reads or moves one.
+    registry: where the set is listed (`live` True) while one of its windows has an array,
+    so that whoever snapshots or prunes visits only the sets holding counts.
+    """
+
+    __slots__ = ("hi", "live", "lo", "pending", "registry", "windows")
+
+    def __init__(self, windows: tuple[SlidingWindow, ...], registry: dict[Any, None]) -> None:
+        self.windows = windows
+        self.pending = 0
+        self.lo, self.hi = head_span(windows)
+        self.registry = registry
+        self.live = self.allocated
+        if self.live:
+            registry[self] = None
+
+    def add(self, tick: int) -> None:
+        """Count one request at `tick` = int(now_s * buckets)."""
+        if self.lo <= tick < self.hi:
+            self.pending += 1
+        else:
+            self.add_cold(tick)
+
+    def add_cold(self, tick: int) -> None:  # noqa: PLR0915 - one loop, inlined on purpose
+        """Count one request at `tick`, outside the span: the held-back ones, then this one,
+        go into the windows (`add_tick` semantics), and the span is computed again."""
+        pending = self.pending
+        self.pending = 0
+        n = pending + 1
+        lo = hi = 0
+        first = True
+        for w in self.windows:
+            counts = w._counts
+            if counts is None:  # nothing held back then: the span was empty
+                w.add_tick(tick)
+            elif w._lo <= tick < w._hi:  # the usual case for the longer windows
+                counts[w._slot] += n
+                w._total += n
+            elif tick >= w._hi:  # on to a newer bucket: the usual case for the shortest
+                # SlidingWindow.add_tick, inlined for its two common cases: one bucket on,
+                # or a window that holds nothing (a key's first request in a while).
+                size = w._size
+                window_s = w._window_s
+                k = tick // window_s
+                total = w._total + pending
+                if not total:
+                    slot = k % size
+                elif k == w._head + 1:
+                    if pending:
+                        counts[w._slot] += pending
+                    slot = w._slot + 1
+                    if slot == size:
+                        slot = 0
+                    total -= counts[slot]
+                else:  # SlidingWindow._advance, inlined: several buckets on
+                    if pending:
+                        counts[w._slot] += pending
+                    d = k - w._head
+                    if d >= size:
+                        counts[:] = _zeros.get(size) or _zero_array(size)
+                        total = 0
+                    else:
+                        a = w._slot + 1
+                        if a == size:
+                            a = 0
+                        e = a + d
+                        if e <= size:
+                            gone = sum(counts[a:e])
+                            if gone:
+                                counts[a:e] = _zeros.get(d) or _zero_array(d)
+                        else:
+                            e -= size
+                            gone = sum(counts[a:]) + sum(counts[:e])
+                            if gone:
+                                counts[a:] = _zeros.get(size - a) or _zero_array(size - a)
+                                counts[:e] = _zeros.get(e) or _zero_array(e)
+                        total -= gone
+                    slot = k % size
+                counts[slot] = 1  # empty until now: cleared, or out of the window
+                w._total = total + 1
+                w._head = k
+                w._slot = slot
+                w._lo = k * window_s
+                w._hi = w._lo + window_s
+            else:  # an earlier bucket: time stepped back
+                if pending:
+                    counts[w._slot] += pending
+                    w._total += pending
+                w.add_tick(tick)
+            if first:
+                lo = w._lo
+                hi = w._hi
+                first = False
+            else:
+                if w._lo > lo:  # noqa: PLR1730 - a compare costs less than a call to max()
+                    lo = w._lo
+                if w._hi < hi:  # noqa: PLR1730
+                    hi = w._hi
+        self.lo = lo
+        self.hi = hi
+        if not self.live:
+            self.live = True
+            self.registry[self] = None
+
+    def flush(self) -> None:
+        """Add the held-back requests to the windows (before reading or changing them)."""
+        pending = self.pending
+        if pending:
+            self.pending = 0
+            for w in self.windows:
+                counts = w._counts
+                if counts is None:
+                    raise RuntimeError("requests held back for a window without counts (a bug)")
+                counts[w._slot] += pending
+                w._total += pending
+
+    def counts(self, now_s: float) -> list[int]:
+        """Each window's count at `now_s` (the held-back requests added first)."""
+        pending = self.pending
+        counts = []
+        moved = False
+        for w in self.windows:
+            c = w._counts
+            if c is None:
+                counts.append(0)
+                continue
+            if pending:
+                c[w._slot] += pending
+                w._total += pending
+            x = now_s * w._buckets
+            if x >= w._hi:
+                w._advance(c, int(x) // w._window_s)
+                moved = True
+            counts.append(w._total)
+        self.pending = 0
+        if moved:
+            self.respan()
+        return counts
+
+    def respan(self) -> None:
+        """Compute the span again, after windows were read or changed from outside."""
+        self.lo, self.hi = head_span(self.windows)
+
+    def clear(self) -> None:
+        """Forget every count, the held-back requests too."""
+        self.pending = 0
+        for w in self.windows:
+            w.clear()
+        self.lo, self.hi = NO_SPAN
+        self._unlist()
+
+    def restored(self) -> None:
+        """Take note of windows restored from outside (`SlidingWindow.restore`)."""
+        self.respan()
+        if self.allocated and not self.live:
+            self.live = True
+            self.registry[self] = None
+
+    def release_if_idle(self, now_s: float) -> int:
+        """Free the arrays of the windows empty at `now_s`; return how many."""
+        self.flush()
+        freed = 0
+        for w in self.windows:
+            freed += w.release_if_idle(now_s)
+        self.respan()
+        if not self.allocated:
+            self._unlist()
+        return freed
+
+    def _unlist(self) -> None:
+        if self.live:
+            self.live = False
+            self.registry.pop(self, None)
+
+    @property
+    def allocated(self) -> bool:
+        """True while a window has its array (holds counts, or did until pruned)."""
+        return any(w._counts is not None for w in self.windows)
+
+
+def head_span(windows: tuple[SlidingWindow, ...]) -> tuple[int, int]:
+    """The ticks (lo, hi), lo <= tick < hi, that fall in the newest bucket of every one of
+    `windows` (at least one); NO_SPAN when a window has no array (no newest bucket)."""
+    first = windows[0]
+    lo = first._lo
+    hi = first._hi
+    for w in windows:
+        if w._counts is None:
+            return NO_SPAN
+        if w._lo > lo:  # noqa: PLR1730 - a compare costs less than a call to max()
+            lo = w._lo
+        if w._hi < hi:  # noqa: PLR1730
+            hi = w._hi
+    return (lo, hi)

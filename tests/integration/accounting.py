@@ -22,8 +22,10 @@ happened to it; an empty list is a clean run.
 from __future__ import annotations
 
 import collections
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -45,20 +47,18 @@ DLQ_HEADERS = (
     "dccgate-dlq-offset",
     "dccgate-dlq-at-ms",
 )
-DLQ_KINDS = frozenset(
-    {
-        "invalid_json",
-        "invalid_schema",
-        "no_recipients",
-        "processing_error",
-        "invalid_utf8",
-        "too_deep",
-        "lone_surrogate",
-        "duplicate_key",
-        "not_json",
-    }
-)
-"""Every dead-letter kind docs/contract.md and broker/wire_guard.py name."""
+
+
+def _documented_kinds() -> frozenset[str]:
+    """The kinds of docs/contract.md's table "Every kind of dead letter" (first column)."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "contract.md").read_text()
+    table = text.split("Every kind of dead letter", 1)[1].split("\n\n", 2)[1]
+    return frozenset(re.findall(r"^\| `([a-z0-9_]+)` \|", table, re.M))
+
+
+DLQ_KINDS = _documented_kinds()
+"""Every dead-letter kind docs/contract.md documents: a kind the gateway writes that is not
+there fails the accounting (the docs and the code cannot drift apart)."""
 
 _JSON_WS = b" \t\r\n"
 _decode_answer = msgspec.json.Decoder(UserResponse).decode

@@ -51,18 +51,21 @@ class SessionBroker:
 def tuned_kafka_settings(broker: SessionBroker, settings: Settings) -> KafkaSettings:
     """Client settings for `broker` and `settings`' topics, tuned for tests.
 
-    Both brokers: session 1000 ms and heartbeat 100 ms, so a join and a crashed member's
-    departure take about a second (Kafka's own minimum is lowered to 500 ms by the launcher;
-    the embedded broker holds a join max(1 s, session/2)); 500 records per batch.
-    fetch_max_wait_ms: 20 on the embedded broker, whose fetch is not woken by new data, so
-    the wait is the latency floor; on Kafka a fetch returns as soon as data arrives, and the
-    wait only paces idle polling.
+    The same on both brokers: session 1000 ms and heartbeat 100 ms, so a join and a crashed
+    member's departure take about a second (Apache Kafka's own minimum session is lowered to
+    500 ms by deploy/kafka/kafka.py; the embedded broker holds a join max(1 s, session/2));
+    500 records per batch; fetch_max_wait_ms 20. On the embedded broker a fetch is not woken
+    by new data, so 20 ms is the latency floor. On Kafka a fetch returns as soon as data
+    arrives, but the wait still paces a worker with no input: its loop polls for
+    4 x fetch_max_wait_ms and ticks after each empty poll, and an alert worker releases
+    queued alerts only at a batch or a tick. At Kafka's default 100 ms the regional-capacity
+    tests took 33 s instead of 16 s (docs/operations.md).
     """
     return msgspec.structs.replace(
         settings.kafka(broker.bootstrap, embedded=broker.embedded),
         session_timeout_ms=1_000,
         heartbeat_interval_ms=100,
-        fetch_max_wait_ms=20 if broker.embedded else 100,
+        fetch_max_wait_ms=20,
         max_poll_records=500,
     )
 

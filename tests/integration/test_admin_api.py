@@ -1,4 +1,4 @@
-"""The admin API against a real embedded broker: authorisation, validation, versions, audit."""
+"""The admin API against the session's real broker: authorisation, validation, versions, audit."""
 
 from __future__ import annotations
 

@@ -19,6 +19,11 @@ import pytest
 from broker.embedded import free_port
 from tests.integration.helpers import wait_healthy
 
+pytestmark = pytest.mark.embedded_only(
+    reason="a `dccgate run` with its own embedded broker, whatever --broker says; the admin "
+    "CLI does not depend on the broker (test_admin_api runs the admin API on each), so run once"
+)
+
 ROOT = Path(__file__).resolve().parents[2]
 DCCGATE = [sys.executable, "-m", "workers.cli"]
 OPERATOR_TOKEN = "op-live-test-secret-of-at-least-32-characters"

@@ -22,7 +22,13 @@ from tests.integration.helpers import wait_healthy
 if TYPE_CHECKING:
     from schemathesis.specs.openapi.schemas import OpenApiCase
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.embedded_only(
+        reason="a `dccgate run` with its own embedded broker, whatever --broker says; the "
+        "admin API's answers do not depend on the broker, so run once (about 50 s)"
+    ),
+]
 
 TOKEN = "fuzz-operator-token-at-least-32-characters"
 

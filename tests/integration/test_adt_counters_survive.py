@@ -1,7 +1,7 @@
 """ADT counters survive the router (SEC G6; workers/router/adt_state.py): a User cannot slip past a
 threshold by the router being killed mid-window, and released requests count.
 
-Real `dccgate worker router` processes against the embedded broker; the configuration is
+Real `dccgate worker router` processes against the session's broker; the configuration is
 put through the admin API running in the test.
 """
 

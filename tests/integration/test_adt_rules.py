@@ -1,4 +1,4 @@
-"""Each ADT rule kind on the embedded broker, with values put through the admin API: data
+"""Each ADT rule kind on the session broker, with values put through the admin API: data
 values (Q3, SECMP0007's firmware activation date and a numeric range), and shadow mode
 (counted, logged, processed). Q1 is in test_quarantine.py, Q2 and the counters' survival
 in test_adt_counters_survive.py.
@@ -17,7 +17,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from broker.settings import KafkaSettings
-from tests.integration.helpers import ApiClient, admin_api, read_topic
+from tests.integration.helpers import ApiClient, admin_api, read_topic, wait_until_async
 from workers.config.settings import Settings
 from workers.router.service import build_router
 from workers.runtime.metrics import CommonMetrics
@@ -128,9 +128,15 @@ async def test_shadow_rules_count_what_they_would_quarantine_and_process_it(
     assert (await gw.call("operator", "PUT", f"/v1/adt/users/{A}", values))[0] == 200
     answers = await _answers(settings, kafka, [_request(n, "7.2", 4, {}) for n in range(1, 6)])
     assert collections.Counter(a["outcome"] for a in answers) == {"accepted": 5}
-    would = registry.get_sample_value(
-        "dccgate_adt_shadow_would_quarantine_total", {"kind": "user_adt"}
+
+    def would() -> float | None:
+        labels = {"kind": "user_adt"}
+        return registry.get_sample_value("dccgate_adt_shadow_would_quarantine_total", labels)
+
+    # Counted once a batch's outputs are acknowledged: on Apache Kafka the answers can be
+    # read before the router has seen that acknowledgement, so wait for the count.
+    await wait_until_async(
+        lambda: would() == 3, timeout_s=10, what=lambda: f"would quarantine {would()}, not 3"
     )
-    assert would == 3
     forwards = await read_topic(kafka, settings.topics.sr_outbound, expect=5)
     assert len(forwards) == 5

@@ -2,7 +2,7 @@
 restarted worker continues the storm under the same sequence ID with exact counts, and
 delivers every alert that was waiting.
 
-Real `dccgate worker alerts` processes against the embedded broker, configured through
+Real `dccgate worker alerts` processes against the session's broker, configured through
 dcc.control.
 """
 

@@ -1,7 +1,7 @@
 """SECMP0062 end to end: a rogue device storms 100,000 alerts among normal traffic from
 10,000 devices.
 
-The alert worker runs in-process against the embedded broker, configured through the
+The alert worker runs in-process against the session's broker, configured through the
 control topic (storm policy and exclusion list), and every alert on dcc.alerts.outbound is
 read back and accounted for.
 """

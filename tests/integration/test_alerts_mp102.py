@@ -2,7 +2,7 @@
 outage alert of one is dropped when its restore alert follows, the other's is forwarded
 late, and a meter with no activation is not held at all.
 
-A router and an alert worker run in-process against the embedded broker; the rule is
+A router and an alert worker run in-process against the session's broker; the rule is
 turned on through dcc.control.
 """
 

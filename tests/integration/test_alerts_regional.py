@@ -1,7 +1,7 @@
 """Regional capacity end to end: above a CSP region's rate, the excluded and high-priority
 codes go first, the rest are delayed (not lost), and a full queue pauses the input.
 
-The alert worker runs in-process against the embedded broker, configured through
+The alert worker runs in-process against the session's broker, configured through
 dcc.control; every alert on dcc.alerts.outbound is read back.
 """
 

@@ -10,11 +10,13 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from broker.embedded import free_port
 from tests.integration.brokers import SessionBroker
 from tests.integration.helpers import wait_healthy
+from workers.config.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "docs" / "examples" / "quickstart.jsonl"
@@ -29,13 +31,24 @@ def _get(url: str) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
-def test_run_then_send_shows_every_kind_of_answer(tmp_path: Path) -> None:
+def test_run_then_send_shows_every_kind_of_answer(
+    kafka_broker: SessionBroker, settings: Settings, tmp_path: Path
+) -> None:
+    """On the embedded leg as `make run` does it: `dccgate run` starts its own embedded
+    broker. With `--broker kafka`, `run`, `send` and `watch` all get `--bootstrap` of the
+    session's Apache Kafka (and a topic prefix of this test's own)."""
     kafka_port, http_port = free_port(), free_port()
     env = {
         **os.environ,
         "DCCGATE_SESSION_TIMEOUT_MS": "1000",
         "DCCGATE_HEARTBEAT_INTERVAL_MS": "100",
     }
+    if kafka_broker.embedded:
+        where = ["--kafka-port", str(kafka_port)]
+        settings = msgspec.structs.replace(settings, topic_prefix="")
+    else:
+        where = ["--bootstrap", kafka_broker.bootstrap]
+        env["DCCGATE_TOPIC_PREFIX"] = settings.topic_prefix
     log = tmp_path / "run.log"
     with log.open("wb") as out:
         gateway = subprocess.Popen(
@@ -45,8 +58,7 @@ def test_run_then_send_shows_every_kind_of_answer(tmp_path: Path) -> None:
                 # As `make run` does: the example Users are registered in their roles.
                 "--config",
                 str(ROOT / "docs" / "examples" / "dccgate.toml"),
-                "--kafka-port",
-                str(kafka_port),
+                *where,
                 "--http-port",
                 str(http_port),
                 "--log-dir",
@@ -63,9 +75,9 @@ def test_run_then_send_shows_every_kind_of_answer(tmp_path: Path) -> None:
             log,
             ready=lambda d: bool(d["services"]["router"]["assigned_partitions"]),
         )
-        assert health["embedded_broker"] is True
+        assert health["embedded_broker"] is kafka_broker.embedded
         sent = subprocess.run(
-            [*DCCGATE, "send", str(QUICKSTART), "--kafka-port", str(kafka_port), "--timeout", "20"],
+            [*DCCGATE, "send", str(QUICKSTART), *where, "--timeout", "20"],
             env=env,
             capture_output=True,
             text=True,
@@ -87,7 +99,7 @@ def test_run_then_send_shows_every_kind_of_answer(tmp_path: Path) -> None:
         assert b'dccgate_router_decisions_total{code="I99",outcome="accepted"} 3.0' in metrics
         assert b"dccgate_build_info{" in metrics
         watched = subprocess.run(
-            [*DCCGATE, "watch", "sr.outbound", "--kafka-port", str(kafka_port), "--idle", "0.5"],
+            [*DCCGATE, "watch", "sr.outbound", *where, "--idle", "0.5"],
             env=env,
             capture_output=True,
             text=True,
@@ -96,8 +108,8 @@ def test_run_then_send_shows_every_kind_of_answer(tmp_path: Path) -> None:
         )
         assert watched.returncode == 0, watched.stderr
         assert len(watched.stdout.splitlines()) == 3  # the three accepted requests, forwarded
-        assert "3 records on dcc.sr.outbound" in watched.stderr
-        argv = [*DCCGATE, "watch", "deadletter", "--kafka-port", str(kafka_port), "--idle", "0.5"]
+        assert f"3 records on {settings.topics.sr_outbound}" in watched.stderr
+        argv = [*DCCGATE, "watch", "deadletter", *where, "--idle", "0.5"]
         dead = subprocess.run(
             [*argv, "--grep", "invalid_json"],
             env=env,
@@ -112,7 +124,7 @@ def test_run_then_send_shows_every_kind_of_answer(tmp_path: Path) -> None:
         gateway.wait(timeout=40)
     assert gateway.returncode == 0, log.read_text()
     assert "dccgate 0.1.0 is running" in log.read_text() or "is running" in log.read_text()
-    assert (tmp_path / "tansu.log").exists()
+    assert (tmp_path / "tansu.log").exists() is kafka_broker.embedded
 
 
 def test_worker_needs_a_bootstrap() -> None:

@@ -1,5 +1,7 @@
 """A change made through the API on one process is in force on another, each version in
-turn, and a worker started later ends up with exactly the same configuration.
+turn, and a worker started later ends up with exactly the same configuration. The processes
+(`dccgate run --bootstrap` and two `dccgate worker router`) share the session's broker:
+embedded, or Apache Kafka with `--broker kafka`, where dcc.control is compacted.
 
 How fast a change spreads is measured here and printed (docs/control-plane.md), never
 asserted: the only clock in the assertions is a liveness deadline."""
@@ -19,7 +21,9 @@ from typing import Any
 import pytest
 
 from broker.embedded import free_port
+from tests.integration.brokers import SessionBroker
 from tests.integration.helpers import wait_healthy, wait_until
+from workers.config.settings import Settings
 
 pytestmark = pytest.mark.slow
 
@@ -49,11 +53,11 @@ def _http(method: str, url: str, body: Any = None) -> tuple[int, Any]:
         return exc.code, json.loads(exc.read())
 
 
-def _start(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+def _start(argv: list[str], log: Path, settings: Settings) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "workers.cli", *argv],
-            env=ENV,
+            env={**ENV, "DCCGATE_TOPIC_PREFIX": settings.topic_prefix},
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -91,17 +95,20 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=40)
 
 
-def test_change_on_one_process_applies_on_another_in_order(tmp_path: Path) -> None:
-    kafka_port, api_port, worker_port, late_port = (free_port() for _ in range(4))
-    gateway = _start(["run", "--kafka-port", str(kafka_port), "--http-port", str(api_port)],
-                     tmp_path / "gateway.log")  # fmt: skip
+def test_change_on_one_process_applies_on_another_in_order(
+    kafka_broker: SessionBroker, settings: Settings, tmp_path: Path
+) -> None:
+    api_port, worker_port, late_port = (free_port() for _ in range(3))
+    bootstrap = kafka_broker.bootstrap
+    gateway = _start(["run", "--bootstrap", bootstrap, "--http-port", str(api_port)],
+                     tmp_path / "gateway.log", settings)  # fmt: skip
     procs = [gateway]
     try:
         _health(api_port, gateway, tmp_path / "gateway.log")
-        bootstrap = f"127.0.0.1:{kafka_port}"
         worker = _start(
             ["worker", "router", "--bootstrap", bootstrap, "--http-port", str(worker_port)],
             tmp_path / "worker.log",
+            settings,
         )
         procs.append(worker)
         _health(worker_port, worker, tmp_path / "worker.log")
@@ -128,6 +135,7 @@ def test_change_on_one_process_applies_on_another_in_order(tmp_path: Path) -> No
         late = _start(
             ["worker", "router", "--bootstrap", bootstrap, "--http-port", str(late_port)],
             tmp_path / "late.log",
+            settings,
         )
         procs.append(late)
         expected = _health(api_port, gateway, tmp_path / "gateway.log")["control"]["versions"]

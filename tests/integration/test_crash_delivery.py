@@ -1,6 +1,6 @@
 """Delivery across a crash: SIGKILL a router mid-stream, start another, lose nothing.
 
-A real `dccgate worker router` process against the embedded broker; the stream is 50,000
+A real `dccgate worker router` process against the session's broker; the stream is 50,000
 requests. Every request must get an answer and be forwarded; duplicates may only come from
 the batches that were in flight at the kill (max_batches_in_flight x max_poll_records).
 """

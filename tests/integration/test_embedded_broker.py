@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import socket
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 
 from broker.embedded import EmbeddedBroker, _probe, find_tansu
 from broker.errors import EmbeddedBrokerError
+from broker.follower import partition_counts
 from broker.settings import KafkaSettings
 from broker.topics import Topics, ensure_topics
 from tests.integration.brokers import SessionBroker
@@ -62,6 +64,19 @@ async def test_topic_creation_is_idempotent(kafka_broker: SessionBroker) -> None
     second = await ensure_topics(kafka, specs)
     assert sorted(first) == sorted(s.name for s in specs)
     assert second == []
+
+
+async def test_created_topics_are_served_at_once(kafka_broker: SessionBroker) -> None:
+    # Apache Kafka answers CreateTopics before its broker serves the new topics: without the
+    # wait in ensure_topics, a metadata request right after missed them 19 times in 20 (all
+    # but the first round on a fresh broker).
+    kafka = KafkaSettings(bootstrap=kafka_broker.bootstrap)
+    for _ in range(3):
+        topics = Topics.with_prefix(f"served-{uuid.uuid4().hex[:8]}.")
+        specs = topics.specs(partitions=3)
+        await ensure_topics(kafka, specs)
+        counts = await partition_counts(kafka, topics.all())
+        assert counts == {s.name: s.partitions for s in specs}
 
 
 async def test_batched_records_keep_key_value_headers_timestamp_and_order(

@@ -1,4 +1,4 @@
-"""The load generator's confluent-kafka producer against the embedded broker: every record
+"""The load generator's confluent-kafka producer against the session's broker: every record
 queued with `produce_many` arrives, placed by murmur2 as the gateway's own producer places it,
 also when librdkafka's queue fills up on the way."""
 

@@ -23,7 +23,14 @@ from workers.tools.loadtest.cli import RunResult, run_scenario
 from workers.tools.loadtest.generator import Shard
 from workers.tools.loadtest.scenario import Scenario, load_scenario
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.embedded_only(
+        reason="the load-test tool with a gateway and embedded broker of its own (--embedded), "
+        "whatever --broker says; about 2 minutes, so run once"
+    ),
+]
 
 
 class RecordingCollector:

@@ -5,18 +5,29 @@ SEC G6 asks that a User cannot pass a threshold by making a router restart. The 
 a User live on the router that owns the User's partition of `dcc.sr.inbound`; this module
 makes them survive that router:
 
-- **Write.** After deciding a batch, the router snapshots the count windows of every User
-  with ADT values of its own that the batch touched (`AdtEngine.snapshot_user`) and adds the
-  snapshot to the batch's outputs on `dcc.state.router`, key the User ID, partition = the
-  User's input partition (the two topics are co-partitioned). The snapshot is acknowledged
-  with the batch's forwards and answers, before its input offsets are committed.
+- **Write.** After deciding a batch, the router snapshots the count windows of every key
+  the batch counted under: a (User, SRV) or a (User, "*") with thresholds of the User's own
+  (`AdtEngine.snapshot_changed`), and adds each snapshot to the batch's outputs on
+  `dcc.state.router`, key `USER/SRV` (e.g. `90-B3-D5-1F-30-01-00-00/7.2`, or `.../*`),
+  partition = the User's input partition (the two topics are co-partitioned). The
+  snapshots are acknowledged with the batch's forwards and answers, before its input
+  offsets are committed. Per key, not per User: a batch costs what it counted, however many
+  keys the User has (a User with windows on 130 keys and one request per batch would
+  otherwise have every router write all 130 after every batch).
 - **Releases.** A request released from quarantine is processed, so it counts: the router
   follows `dcc.sr.quarantine` (from its start time on) and, for a `released` event of a User
   whose partition it owns, counts it at the time it sees it (`AdtEngine.record_released`)
   and snapshots that User with the next batch.
 - **Restore.** When partitions are assigned, before their first record is decided, the
-  router replays the same partitions of `dcc.state.router` and restores each User's newest
-  snapshot (`AdtEngine.restore_user`). On revocation it forgets those Users' counts.
+  router replays the same partitions of `dcc.state.router` and restores, per User, the
+  newest snapshot of each of its keys (`AdtEngine.restore_user`). On revocation it forgets
+  those Users' counts.
+- **Older records.** Routers before the per-key records wrote one snapshot per User, key
+  the User ID, holding all its windows. They restore as they were written: per SRV, the
+  newer of that record and the key's own record (by offset) wins, so an upgrade keeps every
+  count. A router of that older version reading the per-key records logs each as "not
+  restored" and restores its own per-User records only: after a downgrade, counts are
+  those of the last per-User record (a User may gain room; roll forward again, or accept).
 
 The bound, exactly. Every batch's snapshot is acknowledged before its offsets are committed,
 so after a crash the new owner restores counts that include every committed request, and
@@ -36,9 +47,10 @@ books of those Users are dropped. The bound is the one above: a crash redoes the
 batches, whose requests were recorded, so they are refused as replays the second time (the
 User gets a second answer, the device no second request).
 
-Keys tell the records apart: an ADT snapshot's key is the User ID alone, a replay record's
-holds a colon. On Apache Kafka the topic is compacted, so a restore reads about one snapshot
-per User and one record per remembered pair. The embedded broker does not compact: a restore
+Keys tell the records apart: an ADT snapshot's key is `USER/SRV` (or the User ID alone,
+written by older routers), a replay record's holds a colon. On Apache Kafka the topic is
+compacted, so a restore reads about one snapshot per key a User counted under in the last
+31 days and one record per remembered pair. The embedded broker does not compact: a restore
 reads every record ever written to the partitions and keeps the newest per key, which is
 correct but grows with the run.
 """
@@ -54,23 +66,27 @@ from adt import (
     Released,
     SnapshotError,
     UserCountersSnapshot,
+    WindowSnapshot,
     decode_snapshot,
     encode_snapshot,
 )
 from broker.consumer import Record, TopicPartition
 from broker.follower import partition_counts
-from broker.producer import OutputBatch, partition_for_key
+from broker.producer import OutputBatch, OutputRecord, partition_for_key
 from broker.replay import replay_partitions
 from broker.settings import KafkaSettings
 from workers.duis import DuisValidator
 from workers.router.adt import AdtControl
 
-__all__ = ["FLOOR_SUFFIX", "AdtStateStore"]
+__all__ = ["FLOOR_SUFFIX", "KEY_SRV_SEPARATOR", "AdtStateStore"]
 
 log = logging.getLogger(__name__)
 
 FLOOR_SUFFIX = ":*"
 """`USER:*` keys a User's replay floor on the state topic."""
+
+KEY_SRV_SEPARATOR = "/"
+"""`USER/SRV` keys the snapshot of one key's ADT windows on the state topic."""
 
 
 class AdtStateStore:
@@ -116,25 +132,33 @@ class AdtStateStore:
         self._dirty[user_id] = partition
 
     def write(self, out: OutputBatch, touched: dict[str, int], now_s: float) -> int:
-        """Add a snapshot of each User in `touched` (User -> input partition) with values
-        of its own to `out`; return how many were added."""
+        """Add a snapshot of each key counted under since the last write, of the Users in
+        `touched` (User -> input partition), to `out`; return how many were added."""
         if self._dirty:
             touched = {**self._dirty, **touched}
             self._dirty = {}
         if not touched:
             return 0  # the usual batch without ADT Users: no per-batch lists for the topic
         engine = self._adt.engine
-        lists = out.partition_lists(self.topic)
+        lists: list[list[OutputRecord]] | None = None
         n = 0
         for user_id, partition in touched.items():
-            snapshot = engine.snapshot_user(user_id, now_s)
-            if snapshot is None:
+            changed = engine.snapshot_changed(user_id, now_s)
+            if not changed:
                 continue
-            key = user_id.encode()
-            p = partition if partition < len(lists) else partition_for_key(key, len(lists))
-            lists[p].append((key, encode_snapshot(snapshot), (), None))
+            if lists is None:
+                lists = out.partition_lists(self.topic)
+            p = (
+                partition
+                if partition < len(lists)
+                else partition_for_key(user_id.encode(), len(lists))
+            )
+            target = lists[p]
+            for srv, snapshot in changed:
+                key = f"{user_id}{KEY_SRV_SEPARATOR}{srv}".encode()
+                target.append((key, encode_snapshot(snapshot), (), None))
             self._owned[user_id] = partition
-            n += 1
+            n += len(changed)
         self.snapshots_written += n
         return n
 
@@ -171,7 +195,7 @@ class AdtStateStore:
         if self.validator is not None and not self._input_partitions:
             counts = await partition_counts(self._kafka, [self._input])
             self._input_partitions = counts[self._input]
-        newest: dict[str, tuple[int, bytes]] = {}
+        newest: dict[str, tuple[int, int, bytes]] = {}  # ADT key -> (partition, offset, value)
 
         replay: dict[str, bytes] = {}
 
@@ -186,10 +210,12 @@ class AdtStateStore:
                     else:
                         replay[key] = rec.value
                 elif rec.value is not None:
-                    newest[key] = (rec.partition, rec.value)
+                    newest[key] = (rec.partition, rec.offset, rec.value)
 
         read = await replay_partitions(self._kafka, self.topic, numbers, keep, name="adt-state")
-        restored = self.restore(newest.items())
+        # Oldest first: per SRV, the newer of a User's record and its key's record wins.
+        in_order = sorted(newest.items(), key=lambda item: item[1][:2])
+        restored = self.restore((key, (p, value)) for key, (p, _, value) in in_order)
         pairs = self.restore_replay(replay)
         log.info(
             "router state: restored the ADT counters of %d Users and %d replay pairs from %d "
@@ -231,18 +257,52 @@ class AdtStateStore:
         return len(pairs)
 
     def restore(self, snapshots: Iterable[tuple[str, tuple[int, bytes]]]) -> int:
-        """Restore (User, (partition, snapshot bytes)) pairs; return how many Users had
-        counters restored. A corrupt snapshot is logged and that User starts empty."""
+        """Restore (state key, (partition, snapshot bytes)) items, the oldest first; return
+        how many Users had counters restored.
+
+        A key is `USER/SRV` (that key's windows) or a User ID (all its windows, written by
+        older routers); per User and SRV, the last item wins. A record that cannot be read,
+        or is not of the User its key names, is logged and skipped; a User whose windows
+        do not restore (corrupt) is logged and starts empty.
+        """
         engine = self._adt.engine
-        restored = 0
-        for user_id, (partition, value) in snapshots:
+        # User -> (partition, srv -> windows, taken_at_s)
+        found: dict[str, tuple[int, dict[str, list[WindowSnapshot]], float]] = {}
+        for key, (partition, value) in snapshots:
+            user_id, _, srv = key.partition(KEY_SRV_SEPARATOR)
             try:
                 snapshot: UserCountersSnapshot = decode_snapshot(value)
                 if snapshot.user_id != user_id:
                     raise SnapshotError(
-                        f"the snapshot under key {user_id} is of User {snapshot.user_id}"
+                        f"the snapshot under key {key} is of User {snapshot.user_id}"
                     )
-                if engine.restore_user(snapshot):
+                if snapshot.buckets_per_window != engine.buckets_per_window:
+                    raise SnapshotError(
+                        f"the snapshot under key {key} has {snapshot.buckets_per_window} "
+                        f"buckets per window, this router {engine.buckets_per_window}"
+                    )
+            except SnapshotError as exc:
+                self.restore_errors += 1
+                log.error("ADT counters of User %s not restored: %s", user_id, exc)
+                continue
+            _, by_srv, _ = found.get(user_id, (partition, {}, 0.0))
+            if not srv:  # a User's record of all its windows: it replaces every SRV's
+                by_srv = {}
+                for ws in snapshot.windows:
+                    by_srv.setdefault(ws.srv, []).append(ws)
+            else:
+                by_srv[srv] = [ws for ws in snapshot.windows if ws.srv == srv]
+            found[user_id] = (partition, by_srv, snapshot.taken_at_s)
+        restored = 0
+        for user_id, (partition, by_srv, taken_at_s) in found.items():
+            merged = UserCountersSnapshot(
+                user_id=user_id,
+                buckets_per_window=engine.buckets_per_window,
+                taken_at_s=taken_at_s,
+                windows=tuple(ws for windows in by_srv.values() for ws in windows),
+            )
+            try:
+                if engine.restore_user(merged):
                     restored += 1
                     self._owned[user_id] = partition
             except SnapshotError as exc:

@@ -25,7 +25,7 @@ from broker.consumer import Record, TopicPartition
 from broker.producer import OutputBatch, partition_for_key
 from broker.schemas import QuarantinedRequest, ServiceRequest, UserResponse
 from broker.topics import Topics
-from broker.wire_guard import json_problem, reason_code, size_problem
+from broker.wire_guard import MAX_RECORD_BYTES, json_problem, reason_code, size_problem
 from throttling import RULE_CAPACITY, TrafficDecision
 from throttling import reason as traffic_reason
 from workers.config.codes import ResponseCodes
@@ -205,7 +205,11 @@ class RouterProcessor:
                         continue
                     # Input hygiene before any decoder sees the bytes: UTF-8, nesting depth,
                     # duplicate keys (the forwarded bytes must mean what was validated).
-                    problem = size_problem(value) or json_problem(value)
+                    problem = (
+                        size_problem(value)
+                        if len(value) > MAX_RECORD_BYTES
+                        else json_problem(value)
+                    )
                     if problem is not None:
                         self._deadletter(out, rec, reason_code(problem), problem, now_ms, tally)
                         continue
@@ -246,8 +250,11 @@ class RouterProcessor:
                     if adt is not None:
                         stage = "adt"
                         # Anomaly detection counts what is processed; only the excess over a
-                        # threshold (or a bad data value) is held in quarantine.
-                        found = adt.check(verdict.user_id, verdict.srv.srv, req.body_values, now_s)
+                        # threshold (or a bad data value) is held in quarantine. One call
+                        # decides and, unless it quarantines, counts the request.
+                        found = adt.check_and_record(
+                            verdict.user_id, verdict.srv.srv, req.body_values, now_s
+                        )
                         if found.shadow_breaches:
                             for breach in found.shadow_breaches:
                                 tally.would_quarantine[breach.kind] = (
@@ -261,7 +268,6 @@ class RouterProcessor:
                                 )
                             self._quarantine(out, req, verdict, found.breach, value, now_ms, tally)
                             continue
-                        adt.record_processed(verdict.user_id, verdict.srv.srv, now_s)
                         touched[verdict.user_id] = tp.partition
                     stage = "forward"
                     record_accepted(verdict)

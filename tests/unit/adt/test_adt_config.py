@@ -160,6 +160,49 @@ def test_too_many_rules_are_refused() -> None:
         AdtValues(thresholds=many)
 
 
+def test_at_most_four_window_lengths_per_srv_and_four_for_all_srvs() -> None:
+    four = tuple(Threshold(srv="7.2", window_s=w, max=1) for w in (60, 600, 3600, 86400))
+    star = tuple(Threshold(srv="*", window_s=w, max=1) for w in (60, 600, 3600, 86400))
+    AdtTable.for_user(USER, AdtValues(thresholds=four + star))  # the most a key may have
+    with pytest.raises(
+        AdtConfigError,
+        match=r"5 window lengths for SRV 7\.2 \(60, 600, 3600, 86400, 604800 s\); at most 4 per "
+        r'SRV, and 4 for "\*"',
+    ):
+        AdtValues(thresholds=(*four, Threshold(srv="7.2", window_s=604800, max=1)))
+    body = b'{"thresholds": [%s]}' % b", ".join(
+        b'{"srv": "*", "window_s": %d, "max": 1}' % w for w in (1, 2, 3, 4, 5)
+    )
+    with pytest.raises(AdtConfigError, match=r'5 window lengths for all SRVs together \("\*"\)'):
+        decode_values(body)
+
+
+def test_at_most_four_value_rules_per_srv() -> None:
+    fields = ("a", "b", "c", "d", "e")
+    rules = tuple(ValueRule(srv="2.2", field=f, max=1) for f in fields)
+    AdtValues(value_rules=rules[:4])
+    with pytest.raises(AdtConfigError, match=r"value_rules: 5 rules for SRV 2\.2; at most 4 per"):
+        AdtValues(value_rules=rules)
+
+
+def test_the_caps_are_stated_in_the_schema() -> None:
+    (_, components) = msgspec.json.schema_components([AdtValues])
+    props = components["AdtValues"]["properties"]
+    assert props["thresholds"]["maxItems"] == adt.config.MAX_RULES == 1000
+    assert "at most 4 window lengths per SRV" in props["thresholds"]["description"]
+    assert props["value_rules"]["maxItems"] == 1000
+    assert "at most 4 per SRV" in props["value_rules"]["description"]
+    assert props["exceptions"]["maxItems"] == adt.config.MAX_EXCEPTIONS
+    exceptions = components["ExceptionWindow"]["properties"]["thresholds"]
+    assert exceptions["maxProperties"] == 1000
+    # Decoding refuses what the schema refuses, naming the key.
+    many = b'{"thresholds": [%s]}' % b", ".join(
+        b'{"srv": "%d.%d", "window_s": 60, "max": 1}' % (i // 100 + 1, i % 100) for i in range(1001)
+    )
+    with pytest.raises(AdtConfigError, match=r"length <= 1000 - at `\$.thresholds`"):
+        decode_values(many)
+
+
 def test_user_ids_are_derived_from_content() -> None:
     table = AdtTable.for_user(USER, decode_values(FULL_BODY))
     assert [r.id for r in table.count_rules] == [

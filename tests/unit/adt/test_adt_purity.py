@@ -26,11 +26,13 @@ FORBIDDEN_STDLIB = {
 STDLIB_OK = {
     "__future__",
     "array",
+    "bisect",
     "collections",
     "dataclasses",
     "datetime",
     "fractions",
     "heapq",
+    "itertools",
     "math",
     "re",
     "typing",

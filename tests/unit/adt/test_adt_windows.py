@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adt.windows import MAX_BUCKET_COUNT, SlidingWindow, bucket_index
+from adt.windows import MAX_BUCKET_COUNT, SlidingWindow, WindowSet, bucket_index
 
 T0 = 1_700_000_000.0
 
@@ -195,3 +195,102 @@ def test_memory_per_window_is_small() -> None:
     finally:
         tracemalloc.stop()
     assert per_window < 1024
+
+
+# --- several windows of one key, counted together (WindowSet) -----------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    lengths=st.lists(
+        st.sampled_from([1, 2, 7, 10, 60, 90, 300]), min_size=1, max_size=4, unique=True
+    ),
+    buckets=bucket_counts,
+    steps=st.lists(
+        st.tuples(st.integers(min_value=-8 * 20, max_value=8 * 40), st.booleans()), max_size=120
+    ),
+)
+def test_a_window_set_counts_as_its_windows_one_by_one(
+    lengths: list[int], buckets: int, steps: list[tuple[int, bool]]
+) -> None:
+    alone = [SlidingWindow(w, buckets) for w in lengths]
+    together = WindowSet(tuple(SlidingWindow(w, buckets) for w in lengths), {})
+    now = T0
+    for step, read in steps:
+        now += step / 8  # time may step back, by more than a window too
+        tick = int(now * buckets)
+        for w in alone:
+            w.add(now)
+        together.add(tick)  # held back, or counted in every window at once
+        if read:
+            assert together.counts(now) == [w.count(now) for w in alone]
+    together.flush()
+    for mine, theirs in zip(together.windows, alone, strict=True):
+        assert mine.snapshot(now) == theirs.snapshot(now)
+
+
+def test_a_window_set_lists_itself_while_it_holds_counts() -> None:
+    registry: dict[WindowSet, None] = {}
+    keys = WindowSet((SlidingWindow(60), SlidingWindow(3600)), registry)
+    assert not keys.live
+    keys.add(int(T0 * 60))
+    assert registry == {keys: None}
+    keys.add(int(T0 * 60))  # held back: the same bucket of both windows
+    assert keys.pending == 1
+    assert keys.release_if_idle(T0 + 61) == 1  # the minute window empties first
+    assert keys.counts(T0 + 61) == [0, 2]
+    assert keys.release_if_idle(T0 + 3700) == 1
+    assert registry == {}
+    keys.add(int(T0 * 60))
+    keys.clear()
+    assert registry == {}
+    assert keys.counts(T0) == [0, 0]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    window_s=windows,
+    buckets=bucket_counts,
+    event_ticks=st.lists(ticks, max_size=80),
+    later=ticks,
+)
+def test_a_compact_snapshot_restores_the_same_window(
+    window_s: int, buckets: int, event_ticks: list[int], later: int
+) -> None:
+    window = SlidingWindow(window_s, buckets)
+    for tick in sorted(event_ticks):
+        window.add(T0 + tick / 8)
+    now = T0 + (max(event_ticks, default=0)) / 8
+    head, pairs, counts = window.snapshot_compact(now, max_pairs=4)
+    copy = SlidingWindow(window_s, buckets)
+    if counts:
+        assert not pairs
+        assert len(counts) in (buckets + 1, 2 * (buckets + 1), 4 * (buckets + 1))
+        copy.restore_counts(head, counts)
+    else:
+        assert (head, pairs) == window.snapshot(now)
+        copy.restore(head, pairs)
+    for probe in (now, now + later / 8, now + window_s, now + 2 * window_s):
+        assert copy.count(probe) == window.count(probe)
+    assert copy.snapshot(now + later / 8) == window.snapshot(now + later / 8)
+
+
+def test_compact_counts_are_oldest_first_little_endian_in_the_narrowest_width() -> None:
+    window = SlidingWindow(60, 4)  # buckets of 15 s, 5 slots
+    for i in range(9):
+        window.add(T0 + 15 * (i % 3))
+    head, pairs, counts = window.snapshot_compact(T0 + 30, max_pairs=2)
+    assert (head, pairs) == (bucket_index(T0 + 30, 60, 4), ())
+    assert counts == bytes([0, 0, 3, 3, 3])  # a byte a count: every count fits
+    newest = 3
+    for n, width in ((300, 2), (70_000, 4)):
+        window.add(T0 + 30, n)
+        newest += n
+        _, _, counts = window.snapshot_compact(T0 + 30, max_pairs=2)
+        assert len(counts) == 5 * width
+        assert int.from_bytes(counts[4 * width :], "little") == newest
+        copy = SlidingWindow(60, 4)
+        copy.restore_counts(head, counts)
+        assert copy.snapshot(T0 + 30) == window.snapshot(T0 + 30)
+    with pytest.raises(ValueError, match="not 5 counts of 1, 2 or 4 bytes"):
+        SlidingWindow(60, 4).restore_counts(head, counts[:-1])

@@ -48,10 +48,76 @@ def test_write_snapshots_touched_users_with_values_onto_their_input_partition() 
     # V has no values of its own: nothing to snapshot.
     assert store.write(out, {U: 2, V: 1}, T0) == 1
     [snapshot] = written(out, STATE)
-    assert (snapshot.partition, snapshot.key) == (2, U.encode())
+    # One record per key counted under: USER/SRV.
+    assert (snapshot.partition, snapshot.key) == (2, f"{U}/7.2".encode())
     assert snapshot.value is not None
     assert msgspec.json.decode(snapshot.value)["windows"][0]["buckets"][0][1] == 3
     assert store.snapshots_written == 1
+    # Nothing counted since: nothing to write.
+    assert store.write(OutputBatch({STATE: 3}), {U: 2}, T0 + 1) == 0
+
+
+def test_a_batch_writes_the_keys_it_counted_under_not_every_key_of_the_user() -> None:
+    store, adt = _store()
+    srvs = [f"7.{i}" for i in range(1, 31)]
+    thresholds = [{"srv": s, "window_s": w, "max": 100} for s in srvs for w in (60, 3600)]
+    values = {"thresholds": [*thresholds, {"srv": "*", "window_s": 60, "max": 1000}]}
+    adt.engine.set_user_values(U, msgspec.convert(values, AdtValues))
+    for srv in srvs:  # every key holds counts
+        adt.engine.record_processed(U, srv, T0)
+    assert store.write(OutputBatch({STATE: 3}), {U: 0}, T0) == 31
+    adt.engine.record_processed(U, "7.5", T0 + 1)
+    out = OutputBatch({STATE: 3})
+    assert store.write(out, {U: 0}, T0 + 1) == 2
+    assert sorted(w.key or b"" for w in written(out, STATE)) == [
+        f"{U}/*".encode(),
+        f"{U}/7.5".encode(),
+    ]
+
+
+def test_restore_takes_per_srv_the_newest_of_the_users_record_and_the_keys_records() -> None:
+    two = msgspec.convert(
+        {
+            "thresholds": [
+                {"srv": "7.2", "window_s": 3600, "max": 50},
+                {"srv": "7.3", "window_s": 3600, "max": 50},
+            ]
+        },
+        AdtValues,
+    )
+    # The record a router before per-key records wrote: key U, every window of U (4 x 7.2,
+    # 6 x 7.3); the bytes as that code encoded them.
+    head = int(T0 * 60) // 3600
+    old = (
+        b'{"user_id":"%s","buckets_per_window":60,"taken_at_s":1800000000.0,"windows":['
+        b'{"srv":"7.2","window_s":3600,"head":%d,"buckets":[[%d,4]]},'
+        b'{"srv":"7.3","window_s":3600,"head":%d,"buckets":[[%d,6]]}]}'
+    ) % (U.encode(), head, head, head, head)
+    store, adt = _store()
+    adt.engine.set_user_values(U, two)
+    assert store.restore([(U, (1, old))]) == 1
+    assert _count(adt, U, T0) == [4, 6]
+    # Then this version counted 7.2 again and wrote that key's record, after the old one.
+    writer, writer_adt = _store()
+    writer_adt.engine.set_user_values(U, two)
+    writer.restore([(U, (1, old))])
+    writer_adt.engine.record_processed(U, "7.2", T0)
+    out = OutputBatch({STATE: 3})
+    assert writer.write(out, {U: 1}, T0) == 1
+    [key_record] = written(out, STATE)
+    assert key_record.value is not None
+    fresh, fresh_adt = _store()
+    fresh_adt.engine.set_user_values(U, two)
+    assert fresh.restore([(U, (1, old)), (f"{U}/7.2", (1, key_record.value))]) == 1
+    assert _count(fresh_adt, U, T0) == [5, 6]
+    # A User's record newer than a key's record wins for every SRV, those it lacks too.
+    only_72 = old.replace(
+        b',{"srv":"7.3","window_s":3600,"head":%d,"buckets":[[%d,6]]}' % (head, head), b""
+    )
+    fresh, fresh_adt = _store()
+    fresh_adt.engine.set_user_values(U, two)
+    assert fresh.restore([(f"{U}/7.3", (1, old)), (U, (1, only_72))]) == 1
+    assert _count(fresh_adt, U, T0) == [4, 0]
 
 
 def test_restore_puts_the_counts_back_and_revoke_forgets_them() -> None:
