@@ -28,6 +28,7 @@ all SRVs, DCC-wide).
 from __future__ import annotations
 
 import math
+from operator import sub
 
 from adt.decision import Breach
 from adt.exception_windows import LimitTimeline
@@ -76,7 +77,9 @@ class KeyCounts(WindowSet):
         "changed",
         "dirty",
         "from_s",
+        "maxes",
         "peers",
+        "plain",
         "ranks",
         "room",
         "rules",
@@ -100,6 +103,8 @@ class KeyCounts(WindowSet):
         self.ranks = ranks
         self.peers = [0] * len(rules)
         self.timed = any(rule.raised for rule in rules)
+        self.maxes = tuple(rule.max for rule in rules)
+        self.plain = not self.timed and not any(rule.shadow for rule in rules)
         self.timelines: list[LimitTimeline | None] = [None] * len(rules)
         # Without counts, a rule leaves room for its max (an exception only raises it); with
         # counts kept from earlier values, nothing is known yet: the first check evaluates.
@@ -140,17 +145,29 @@ EMPTY_PLAN = Plan((), ())
 
 
 def count_breaches(
-    plan: Plan, now_s: float, breach: Breach | None, shadow: list[Breach] | None
+    plan: Plan, now_s: float, tick: int, breach: Breach | None, shadow: list[Breach] | None
 ) -> tuple[Breach | None, list[Breach] | None]:
     """The exact count decision: every window of the plan read at `now_s`.
 
     breach, shadow: what the value checks found. Returns them with the counts' breaches
     added: the first enforcing breach is kept, every shadow breach is listed. A count
-    breaches when this request would be number limit + 1 or more in the window. Sets each
-    key's `room` and the span its limits hold for.
+    breaches when this request would be number limit + 1 or more in the window. tick:
+    int(now_s * buckets_per_window). Reads every key, and sets its `room` and the span its
+    limits hold for, but a key that cannot breach (room left, limits in force) and whose
+    windows would not move on at `now_s` (tick in its span, or before).
     """
     for key in plan.keys:
+        if key.room > 0 and tick < key.hi and (not key.timed or key.from_s <= now_s < key.until_s):
+            # Every rule of the key passes and reading would move no window: nothing to do
+            # (a window moved on here would count differently should time step back).
+            continue
         counts = key.counts(now_s)
+        if breach is not None and key.plain:
+            # A breach decides already and this key has no shadow rule and no exception to
+            # report: only its room is left to know, min(max - count - peer), summed in C.
+            left = min(map(sub, map(sub, key.maxes, counts), key.peers))
+            key.room = left if left < _ROOM_CAP else _ROOM_CAP
+            continue
         room = _FAR
         if key.timed:
             from_s = -math.inf

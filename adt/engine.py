@@ -322,6 +322,11 @@ class AdtEngine:
         (Q1), then the DCC-wide counts (Q2); the first enforcing breach decides. A count
         breaches when this request would be number max + 1 or more in the window. Call
         `record_processed` once the request is passed on (or use `check_and_record`).
+
+        When every count is known to pass (adt.counters), no window is read, so `now_s`
+        does not move them on: a count taken later at an earlier time then answers for the
+        latest time the windows saw. Recording every passed request at its `now_s`, as the
+        router does, makes that the same as reading them.
         """
         plan = self._plans.get(user_id, self._dcc_plans).get(srv)
         if plan is None:
@@ -374,9 +379,9 @@ class AdtEngine:
                 if not key.from_s <= now_s < key.until_s:
                     break
             else:  # every count is known to pass without reading a window
-                if breach is not None:
-                    return _decision(breach, shadow)
-                if keys:  # _record, inlined
+                # Quarantined by a value, the request is not counted: count_breaches below
+                # still moves on the windows that time has left (a count does too).
+                if breach is None and keys:  # _record, inlined
                     tick = int(now_s * self._buckets)
                     for key in keys:
                         key.room -= 1
@@ -386,10 +391,12 @@ class AdtEngine:
                             key.add_cold(tick)
                         if not key.dirty:
                             key.mark_changed()
-                return PASS if shadow is None else AdtDecision(shadow_breaches=tuple(shadow))
-        decision = _decision(*count_breaches(plan, now_s, breach, shadow))
+                if breach is None:
+                    return PASS if shadow is None else AdtDecision(shadow_breaches=tuple(shadow))
+        tick = int(now_s * self._buckets)
+        decision = _decision(*count_breaches(plan, now_s, tick, breach, shadow))
         if decision.outcome == "pass":
-            _record(keys, int(now_s * self._buckets))
+            _record(keys, tick)
         return decision
 
     def _decide(self, plan: Plan, body_getter: BodyGetter, now_s: float) -> AdtDecision:
@@ -405,8 +412,10 @@ class AdtEngine:
                 if not key.from_s <= now_s < key.until_s:
                     break
             else:  # every count is known to pass without reading a window
-                return _decision(breach, shadow)
-        return _decision(*count_breaches(plan, now_s, breach, shadow))
+                if breach is None:
+                    return PASS if shadow is None else AdtDecision(shadow_breaches=tuple(shadow))
+        tick = int(now_s * self._buckets)
+        return _decision(*count_breaches(plan, now_s, tick, breach, shadow))
 
     def record_processed(self, user_id: str, srv: str, now_s: float) -> None:
         """Count one request of `srv` from `user_id`, processed at `now_s`, in every window."""

@@ -1,16 +1,19 @@
 """A User's ADT counters as a record, so they survive a router crash or a rebalance.
 
-The router writes `encode_snapshot(engine.snapshot_user(user, now_s))` to a compacted state
-topic keyed by User ID, and on partition assignment calls
-`engine.restore_user(decode_snapshot(value), now_s)` before it processes that User's
-requests: a User cannot pass a threshold by causing a restart. Requests counted after the
-last snapshot written before a crash are lost from the counts, so a User can exceed a
-threshold by at most what it sends in one snapshot interval; snapshot at least once per
-batch for the Users the batch touched.
+After each batch the router writes `encode_snapshot(snapshot)` for each (srv, snapshot) of
+`engine.snapshot_changed(user, now_s)` (the windows of one key it counted under) to a
+compacted state topic keyed `USER/SRV`, and on partition assignment calls
+`engine.restore_user` with the windows of each key's newest snapshot together before it
+processes that User's requests: a User cannot pass a threshold by causing a restart. A
+snapshot of all of a User's windows (`snapshot_user`, as older routers wrote under the
+User ID) restores the same way. Requests counted after the last snapshot written before a
+crash are lost from the counts, so a User can exceed a threshold by at most what it sends
+in one snapshot interval; snapshot at least once per batch the keys the batch counted
+under.
 
 JSON, like every record dccgate writes. Buckets are sparse (non-empty only), so an idle
-window costs a few bytes; a busy one is written whole (`WindowSnapshot.counts`, 4 bytes a
-bucket), which costs less to write than a pair per bucket.
+window costs a few bytes; a busy one is written whole (`WindowSnapshot.counts`, 1, 2 or 4
+bytes a bucket), which costs less to write than a pair per bucket.
 """
 
 from __future__ import annotations
@@ -32,8 +35,9 @@ class WindowSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     buckets: (bucket index, count) pairs, each index in head - buckets_per_window .. head.
     counts: the same counts for a busy window, written instead of `buckets` when more than
     a few buckets hold counts: every bucket from head - buckets_per_window to head, oldest
-    first, as unsigned 32-bit little-endian integers (base64 in JSON). Empty otherwise.
-    Added after `buckets`: a reader that predates it sees an empty window.
+    first, as unsigned little-endian integers of 1, 2 or 4 bytes each (the length says
+    which; base64 in JSON). Empty otherwise. Added after `buckets`: a reader that predates
+    it sees an empty window.
     """
 
     srv: str

@@ -237,7 +237,7 @@ class SlidingWindow:
         )
 
     def snapshot_compact(
-        self, now_s: float, max_pairs: int = 2
+        self, now_s: float, max_pairs: int = 8
     ) -> tuple[int, tuple[tuple[int, int], ...], bytes]:
         """`snapshot` for a record: (head, pairs, b"") while at most `max_pairs` buckets
         hold counts, else (head, (), every bucket's count from head - buckets to head,

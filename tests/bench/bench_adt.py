@@ -254,6 +254,7 @@ def _snapshots() -> None:
     # What a router writes after a batch: one snapshot per key counted under.
     engine = _engine_all_srvs(200, _HUGE)
     requests = _requests(200_000, 200, lambda _: _SRVS)
+    names = [_user(n) for n in range(200)]
     batch = 2_000
     now = _T0
     keys = 0
@@ -264,8 +265,8 @@ def _snapshots() -> None:
             now += _STEP_S
             engine.check_and_record(user, srv, dict, now)
         begin = time.process_time_ns()
-        for n in range(200):
-            for _, snapshot in engine.snapshot_changed(_user(n), now):
+        for name in names:
+            for _, snapshot in engine.snapshot_changed(name, now):
                 size += len(encode_snapshot(snapshot))
                 keys += 1
         spent += time.process_time_ns() - begin

@@ -34,6 +34,7 @@ STDLIB_OK = {
     "heapq",
     "itertools",
     "math",
+    "operator",
     "re",
     "typing",
 }
