@@ -8,6 +8,8 @@ import asyncio
 import logging
 import time
 
+import msgspec
+
 from broker.consumer import Record
 from broker.follower import TopicFollower
 from broker.producer import BatchProducer
@@ -117,6 +119,7 @@ def build_router(
     group_id: str | None = None,
     reader: ControlReader | None = None,
     traffic: TrafficControl | None = None,
+    state_topic: str | None = None,
 ) -> RouterService:
     """A router: consumes dcc.sr.inbound, produces forwards and answers.
 
@@ -125,6 +128,8 @@ def build_router(
     instead (the benchmark sets a policy directly).
     """
     topics = settings.topics
+    if state_topic is not None:  # the benchmark: a state topic per run
+        topics = msgspec.structs.replace(topics, state_router=state_topic)
     traffic = traffic or TrafficControl(new_peer_id())
     validator = DuisValidator(
         load_catalogue(), replay_pairs_per_user=settings.replay_pairs_per_user

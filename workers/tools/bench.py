@@ -191,13 +191,24 @@ def bench_adt_values(now_s: float) -> tuple[dict[str, AdtValues], AdtValues]:
 async def _router(
     settings: Settings, kafka: KafkaSettings, n: int, *, traffic: bool, adt: bool = False
 ) -> float:
-    """Seconds from the router's first batch to the commit of the n-th record."""
+    """Seconds from the router's first batch to the commit of the n-th record. Each run
+    gets a state topic of its own: restoring the replay memory an earlier run wrote would
+    refuse every request as a replay (E102) and measure the rejection path."""
+    group = f"bench-router-{uuid.uuid4().hex[:8]}"
+    state = f"{settings.topics.state_router}.{group}"
+    spec = next(
+        s
+        for s in settings.topics.specs(partitions=settings.partitions)
+        if s.name == settings.topics.state_router
+    )
+    await ensure_topics(kafka, [msgspec.structs.replace(spec, name=state)])
     metrics = CommonMetrics(CollectorRegistry(), version=dccgate_version())
     loop = build_router(
         settings,
         kafka,
         metrics,
-        group_id=f"bench-router-{uuid.uuid4().hex[:8]}",
+        group_id=group,
+        state_topic=state,
         traffic=_always_active_traffic() if traffic else None,
     )
     if loop.validator is not None:  # the benchmark's Users, registered in their roles
