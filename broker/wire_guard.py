@@ -92,6 +92,7 @@ __all__ = [
     "REASON_CODES",
     "json_problem",
     "reason_code",
+    "record_problem",
     "size_problem",
 ]
 
@@ -103,6 +104,13 @@ KB). Bigger ones are dead-lettered as `too_large` before anything else looks at 
 worker writes from a record (a dead letter, a quarantine entry, a storm snapshot that holds
 an alert and its copy) must stay below Apache Kafka's 1 MB `message.max.bytes`, and the
 guard's own cost grows with the size."""
+
+
+def record_problem(data: bytes) -> tuple[str, str] | None:
+    """(dead-letter kind, reason) for a record value refused before any decoder sees it: too
+    large, else the first hazard `json_problem` finds; None when it may be decoded."""
+    problem = size_problem(data) if len(data) > MAX_RECORD_BYTES else json_problem(data)
+    return None if problem is None else (reason_code(problem), problem)
 
 
 def size_problem(data: bytes, *, max_bytes: int = MAX_RECORD_BYTES) -> str | None:

@@ -33,7 +33,7 @@ from broker.consumer import Record, TopicPartition
 from broker.producer import Headers, OutputBatch, partition_for_key
 from broker.schemas import DeviceAlert, StormCopyRecord
 from broker.topics import Topics
-from broker.wire_guard import MAX_RECORD_BYTES, json_problem, reason_code, size_problem
+from broker.wire_guard import record_problem
 from throttling import (
     DEFAULT_STORM_PARAMS,
     CorrelationPolicy,
@@ -406,13 +406,9 @@ class AlertProcessor:
                     if value is None:
                         self._deadletter(out, rec, "invalid_json", _NO_VALUE, now_ms, tally)
                         continue
-                    problem = (
-                        size_problem(value)
-                        if len(value) > MAX_RECORD_BYTES
-                        else json_problem(value)
-                    )
-                    if problem is not None:
-                        self._deadletter(out, rec, reason_code(problem), problem, now_ms, tally)
+                    refused = record_problem(value)
+                    if refused is not None:
+                        self._deadletter(out, rec, *refused, now_ms, tally)
                         continue
                     try:
                         alert = _decode_alert(value)

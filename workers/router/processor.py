@@ -25,7 +25,7 @@ from broker.consumer import Record, TopicPartition
 from broker.producer import OutputBatch, partition_for_key
 from broker.schemas import QuarantinedRequest, ServiceRequest, UserResponse
 from broker.topics import Topics
-from broker.wire_guard import MAX_RECORD_BYTES, json_problem, reason_code, size_problem
+from broker.wire_guard import record_problem
 from throttling import RULE_CAPACITY, TrafficDecision
 from throttling import reason as traffic_reason
 from workers.config.codes import ResponseCodes
@@ -205,13 +205,9 @@ class RouterProcessor:
                         continue
                     # Input hygiene before any decoder sees the bytes: UTF-8, nesting depth,
                     # duplicate keys (the forwarded bytes must mean what was validated).
-                    problem = (
-                        size_problem(value)
-                        if len(value) > MAX_RECORD_BYTES
-                        else json_problem(value)
-                    )
-                    if problem is not None:
-                        self._deadletter(out, rec, reason_code(problem), problem, now_ms, tally)
+                    refused = record_problem(value)
+                    if refused is not None:
+                        self._deadletter(out, rec, *refused, now_ms, tally)
                         continue
                     try:
                         req = _decode_request(value)
@@ -478,9 +474,6 @@ class RouterProcessor:
         ADT counts of the attempt stay: a User may be counted twice, never zero times.)"""
         del batch  # the journal knows what the attempt accepted
         self._validator.undo()
-
-    def settle(self) -> None:
-        """The redo is over (nothing to forget: `process` starts each journal afresh)."""
 
     def after_send(self, report: _Tally, now_ms: int) -> None:
         """Flush a batch's counts into the metrics, now that its outputs are acknowledged."""

@@ -109,10 +109,6 @@ class RedoingProcessor(Protocol):
         """`process(batch)` raised; its outputs were dropped and its records will be
         decided again, in halves."""
 
-    def settle(self) -> None:
-        """The abandoned records are decided (or dead-lettered): forget what `abandon`
-        allowed."""
-
 
 @runtime_checkable
 class StagedProcessor(Protocol[ReportT_contra]):
@@ -189,7 +185,6 @@ class ServiceLoop(Generic[ReportT]):
             processor if isinstance(processor, StagedProcessor) else None
         )
         self._redoing = processor if isinstance(processor, RedoingProcessor) else None
-        self._isolating = False
         # Per partition: the end offset of the latest batch decided, and the latest offset
         # handed to a commit (commits only move forward; see _commit_targets).
         self._decided: dict[TopicPartition, int] = {}
@@ -384,19 +379,9 @@ class ServiceLoop(Generic[ReportT]):
         except Exception as exc:  # a record may not stop the loop (docs/contract.md)
             if self._deadletter_topic is None:
                 raise
-            redoing = self._redoing
-            if redoing is not None:
-                redoing.abandon(batch)
-            if self._isolating:
-                self._isolate(batch, exc, now_ms, started)
-                return
-            self._isolating = True
-            try:
-                self._isolate(batch, exc, now_ms, started)
-            finally:
-                self._isolating = False
-                if redoing is not None:
-                    redoing.settle()
+            if self._redoing is not None:
+                self._redoing.abandon(batch)
+            self._isolate(batch, exc, now_ms, started)
             return
         self._enqueue(batch, out, report, started)
 
