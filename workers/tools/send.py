@@ -54,7 +54,10 @@ def _key_of(line: bytes) -> tuple[bytes | None, str | None]:
 
 def _format(kind: str, line_no: int, doc: dict[str, Any]) -> str:
     if kind == "deadletter":
-        return f"line {line_no:<5} {'-':<62} dead-lettered   {doc['kind']}: {doc['reason']}"
+        kind, reason = doc["kind"], doc["reason"]
+        # The guard's reasons begin with their kind already ("duplicate_key: ...").
+        text = reason if reason.startswith(f"{kind}:") else f"{kind}: {reason}"
+        return f"line {line_no:<5} {'-':<62} dead-lettered   {text}"
     return (
         f"line {line_no:<5} {doc['request_id']:<62} {doc['outcome']:<11} "
         f"{doc['response_code']:<5} {doc['reason']}"
