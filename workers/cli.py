@@ -127,6 +127,20 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--service", choices=["router", "alerts"], default="router", help="what to measure"
     )
+    bench.add_argument(
+        "--latency",
+        action="store_true",
+        help="measure the latency the router adds over a pass-through at 10/50/90%% of its "
+        "capacity, instead of throughput (docs/benchmarks.md)",
+    )
+    bench.add_argument(
+        "--duration", type=float, default=10.0, help="--latency: seconds per level (10)"
+    )
+    bench.add_argument(
+        "--capacity",
+        type=float,
+        help="--latency: the router's capacity in requests/s (default: measured first)",
+    )
 
     watch = sub.add_parser(
         "watch", help="print the records on a topic (forwards, alerts delivered, dead letters)"
@@ -276,6 +290,12 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             )
             return 1
         return run_loadtest(args, settings)
+    if args.command == "bench" and args.latency:
+        from workers.tools.latency import run_latency
+
+        return run_latency(
+            settings, duration_s=args.duration, capacity_per_s=args.capacity, as_json=args.json
+        )
     if args.command == "bench":
         from workers.tools.bench import run_bench
 

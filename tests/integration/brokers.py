@@ -25,7 +25,14 @@ from broker.embedded import EmbeddedBroker
 from broker.settings import KafkaSettings
 from workers.config.settings import Settings
 
-__all__ = ["BROKER_KINDS", "BrokerKind", "SessionBroker", "session_broker", "tuned_kafka_settings"]
+__all__ = [
+    "BROKER_KINDS",
+    "BrokerKind",
+    "SessionBroker",
+    "kafka_launcher",
+    "session_broker",
+    "tuned_kafka_settings",
+]
 
 BrokerKind = Literal["embedded", "kafka"]
 BROKER_KINDS: Final[tuple[BrokerKind, ...]] = ("embedded", "kafka")
@@ -70,8 +77,9 @@ def tuned_kafka_settings(broker: SessionBroker, settings: Settings) -> KafkaSett
     )
 
 
-def _load_launcher() -> ModuleType:
-    """deploy/kafka/kafka.py as a module (deploy/ is not a package)."""
+def kafka_launcher() -> ModuleType:
+    """deploy/kafka/kafka.py as a module (deploy/ is not a package): up(), down(),
+    running_pid() for tests that start a cluster of their own."""
     name = "dccgate_local_kafka"
     loaded = sys.modules.get(name)
     if loaded is not None:
@@ -97,7 +105,7 @@ def session_broker(kind: BrokerKind, work_dir: Path) -> Iterator[SessionBroker]:
         finally:
             embedded.stop_blocking()
         return
-    launcher = _load_launcher()
+    launcher = kafka_launcher()
     data_dir = work_dir / "cluster"
     try:
         # die_with_parent: a session killed before its teardown leaves no JVM behind.

@@ -44,13 +44,24 @@ from workers.config.settings import Settings
 from workers.duis import load_catalogue
 from workers.gateway import dccgate_version
 from workers.router.load_exchange import new_peer_id
-from workers.router.service import build_router
+from workers.router.service import RouterService, build_router
 from workers.router.traffic import TrafficControl
 from workers.runtime.loop import LoopStatus
 from workers.runtime.metrics import CommonMetrics
 from workers.tools.passthrough import passthrough
 
-__all__ = ["bench_adt_values", "bench_users", "make_alerts", "make_requests", "run_bench"]
+__all__ = [
+    "BenchRun",
+    "bench_adt_values",
+    "bench_router",
+    "bench_run",
+    "bench_users",
+    "make_alerts",
+    "make_requests",
+    "produce_records",
+    "run_bench",
+    "time_router",
+]
 
 _USERS = 200
 _BODY: dict[str, object] = {"note": "bench"}
@@ -135,7 +146,9 @@ def make_alerts(n: int, *, seed: int = 1) -> list[tuple[bytes, bytes]]:
     return out
 
 
-async def _produce(kafka: KafkaSettings, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+async def produce_records(
+    kafka: KafkaSettings, topic: str, records: list[tuple[bytes, bytes]]
+) -> None:
     async with BatchProducer(kafka) as producer:
         await producer.prepare([topic])
         for start in range(0, len(records), 20_000):
@@ -188,12 +201,14 @@ def bench_adt_values(now_s: float) -> tuple[dict[str, AdtValues], AdtValues]:
     return users, dcc
 
 
-async def _router(
-    settings: Settings, kafka: KafkaSettings, n: int, *, traffic: bool, adt: bool = False
-) -> float:
-    """Seconds from the router's first batch to the commit of the n-th record. Each run
-    gets a state topic of its own: restoring the replay memory an earlier run wrote would
-    refuse every request as a replay (E102) and measure the rejection path."""
+async def bench_router(
+    settings: Settings, kafka: KafkaSettings, *, traffic: bool, adt: bool
+) -> RouterService:
+    """A router as the benchmark runs it, on a consumer group and a state topic of its own
+    (restoring the replay memory an earlier run wrote would refuse every request as a
+    replay, E102, and measure the rejection path): the benchmark's Users registered in
+    their roles, replay protection on; with `traffic`, traffic management active for every
+    request (nobody throttled); with `adt`, ADT values like a real deployment's."""
     group = f"bench-router-{uuid.uuid4().hex[:8]}"
     state = f"{settings.topics.state_router}.{group}"
     spec = next(
@@ -219,6 +234,14 @@ async def _router(
             loop.adt.engine.set_user_values(user, values)
         loop.adt.engine.set_dcc_values(dcc)
         loop.adt.configured = True
+    return loop
+
+
+async def time_router(
+    settings: Settings, kafka: KafkaSettings, n: int, *, traffic: bool, adt: bool = False
+) -> float:
+    """Seconds from the router's first batch to the commit of the n-th record."""
+    loop = await bench_router(settings, kafka, traffic=traffic, adt=adt)
     return await _timed(loop.run, loop.status, n)
 
 
@@ -245,7 +268,7 @@ async def _timed(
         await task
 
 
-async def _alerts(run: _Run, n: int, *, regional: bool) -> float:
+async def _alerts(run: BenchRun, n: int, *, regional: bool) -> float:
     """Seconds from the alert worker's first batch to the commit of the n-th record; with
     `regional`, regional capacity on for the three regions, far above the input rate
     (every alert passes the gate, none waits). Each run gets a storm changelog of its own,
@@ -263,7 +286,7 @@ async def _alerts(run: _Run, n: int, *, regional: bool) -> float:
     return await _timed(service.run, service.status, n)
 
 
-class _Run(msgspec.Struct, frozen=True, kw_only=True):
+class BenchRun(msgspec.Struct, frozen=True, kw_only=True):
     """Where one benchmark runs: its settings, topics and broker."""
 
     settings: Settings
@@ -275,7 +298,7 @@ class _Run(msgspec.Struct, frozen=True, kw_only=True):
 
 
 @contextlib.asynccontextmanager
-async def _bench_run(settings: Settings) -> AsyncIterator[_Run]:
+async def bench_run(settings: Settings) -> AsyncIterator[BenchRun]:
     """The embedded broker (unless `settings.bootstrap`) and a fresh set of topics."""
     broker = None
     if settings.bootstrap is None:
@@ -297,7 +320,7 @@ async def _bench_run(settings: Settings) -> AsyncIterator[_Run]:
             )
         )
         await ensure_topics(kafka, specs)
-        yield _Run(
+        yield BenchRun(
             settings=run_settings,
             kafka=kafka,
             topics=topics,
@@ -318,12 +341,12 @@ async def bench(
     With `checks="all"` (the default) also the router with every check a production router
     has on: registered Users and roles, replay protection, traffic management active, ADT
     values like a real deployment's (`bench_adt_values`)."""
-    async with _bench_run(settings) as run:
+    async with bench_run(settings) as run:
         kafka, topics, pt_out = run.kafka, run.topics, run.passthrough_out
         run_settings, bootstrap, embedded = run.settings, run.bootstrap, run.embedded
         records = make_requests(messages)
         t0 = time.perf_counter()
-        await _produce(kafka, topics.sr_inbound, records)
+        await produce_records(kafka, topics.sr_inbound, records)
         produce_s = time.perf_counter() - t0
         pt_rates: list[float] = []
         router_rates: list[float] = []
@@ -334,14 +357,15 @@ async def bench(
                 messages / await passthrough(kafka, topics.sr_inbound, pt_out, messages)
             )
             router_rates.append(
-                messages / await _router(run_settings, kafka, messages, traffic=False)
+                messages / await time_router(run_settings, kafka, messages, traffic=False)
             )
             traffic_rates.append(
-                messages / await _router(run_settings, kafka, messages, traffic=True)
+                messages / await time_router(run_settings, kafka, messages, traffic=True)
             )
             if checks == "all":
                 all_rates.append(
-                    messages / await _router(run_settings, kafka, messages, traffic=True, adt=True)
+                    messages
+                    / await time_router(run_settings, kafka, messages, traffic=True, adt=True)
                 )
         pt_rate = statistics.median(pt_rates)
         router_rate = statistics.median(router_rates)
@@ -378,10 +402,10 @@ async def bench_alerts(settings: Settings, *, messages: int, repeat: int = 3) ->
     """The alert worker against the pass-through loop on the same `messages` alerts
     (`make_alerts`), alternating, `repeat` times each: plain, and with regional capacity
     on. Returns the medians and every sample."""
-    async with _bench_run(settings) as run:
+    async with bench_run(settings) as run:
         records = make_alerts(messages)
         t0 = time.perf_counter()
-        await _produce(run.kafka, run.topics.alerts_inbound, records)
+        await produce_records(run.kafka, run.topics.alerts_inbound, records)
         produce_s = time.perf_counter() - t0
         samples: dict[str, list[float]] = {"passthrough": [], "alerts": [], "regional": []}
         for _ in range(repeat):
