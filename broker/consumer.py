@@ -21,7 +21,14 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from broker.errors import BrokerError
 from broker.settings import KafkaSettings
 
-__all__ = ["BatchConsumer", "Record", "TopicPartition", "UnreadableRecord", "start_offsets_at"]
+__all__ = [
+    "BatchConsumer",
+    "Record",
+    "TopicPartition",
+    "UnreadableRecord",
+    "readable_end",
+    "start_offsets_at",
+]
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +93,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         # Wait for the batch in flight to be produced and committed before letting go.
         async with self._owner.lock:
             self._owner.assigned = frozenset()
+            self._owner.generation += 1
             if self._owner.on_revoke is not None:
                 await self._owner.on_revoke(frozenset(revoked))
 
@@ -94,6 +102,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         # not be decided before the hook has restored their state.
         async with self._owner.lock:
             self._owner.assigned = frozenset(assigned)
+            self._owner.generation += 1
             log.info("assigned %d partitions: %s", len(self._owner.assigned), sorted(assigned))
             if self._owner.on_assign is not None:
                 await self._owner.on_assign(self._owner.assigned)
@@ -123,6 +132,10 @@ class BatchConsumer:
         self._consumer = AIOKafkaConsumer(group_id=group_id, **settings.consumer_kwargs())
         self.lock = asyncio.Lock()
         self.assigned: frozenset[TopicPartition] = frozenset()
+        self.generation = 0
+        """Counts assignment changes (revocations and assignments): a batch fetched under
+        one generation and decided under another may start before the committed offset the
+        group now reads from, so it would be decided twice (see workers/runtime/loop.py)."""
         self.on_assign = on_assign
         self.on_revoke = on_revoke
         self.unreadable: list[UnreadableRecord] = []
@@ -234,6 +247,46 @@ class BatchConsumer:
             consumer.resume(*consumer.paused())
             log.debug("input resumed")
 
+    async def rewind_to_committed(self, partitions: Iterable[TopicPartition]) -> None:
+        """Read `partitions` again from their committed offsets, fetched now.
+
+        aiokafka fetches the committed offsets of new partitions before the assignment hook
+        runs; with transactions that may be before the hook has fenced the previous owner
+        and so settled the transaction it left (broker/transactions.py). Partitions with no
+        committed offset keep their position (`auto_offset_reset`)."""
+        consumer = self._consumer
+        try:
+            for tp in partitions:
+                committed = await consumer.committed(tp)
+                if committed is not None and committed >= 0:
+                    consumer.seek(tp, committed)
+        except KafkaError as exc:
+            raise BrokerError(
+                f"cannot read the committed offsets of {self._topics}: {exc}"
+            ) from exc
+
+    async def refetch(self, batch: Mapping[TopicPartition, Sequence[Record]]) -> None:
+        """Read the records of `batch` again (a batch handed out but not decided).
+
+        Each partition still assigned goes back to the batch's first offset, unless its
+        position is already at or before it (the group reset it to the committed offset
+        since the batch was fetched): never forward, so nothing is skipped."""
+        consumer = self._consumer
+        assigned = consumer.assignment()
+        try:
+            for tp, records in batch.items():
+                if records and tp in assigned:
+                    position = await consumer.position(tp)
+                    consumer.seek(tp, min(position, records[0].offset))
+        except KafkaError as exc:
+            raise BrokerError(f"cannot move back on {self._topics}: {exc}") from exc
+
+    @property
+    def group_id(self) -> str:
+        """The consumer group."""
+        group: str = self._consumer._group_id
+        return group
+
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> bool:
         """Commit `offsets` (the next offset to read per partition).
 
@@ -247,6 +300,19 @@ class BatchConsumer:
             log.warning("commit refused after a rebalance, batch will be redone: %s", exc)
             return False
         return True
+
+
+def readable_end(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
+    """The offset up to which `consumer` can read `tp` now, as its latest fetch said: the
+    last stable offset when reading read_committed (a transaction still open holds back
+    what follows its first record), else the high watermark; None before any fetch."""
+    highwater: int | None = consumer.highwater(tp)
+    if highwater is None:
+        return None
+    stable: int | None = consumer.last_stable_offset(tp)
+    if stable is None or stable < 0:  # read_uncommitted, or a broker that does not say
+        return highwater
+    return min(stable, highwater)
 
 
 async def start_offsets_at(

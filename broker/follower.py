@@ -15,12 +15,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from broker.consumer import Record, start_offsets_at
+from broker.consumer import Record, readable_end, start_offsets_at
 from broker.errors import BrokerError
 from broker.settings import KafkaSettings
 
@@ -37,7 +37,8 @@ class TopicFollower:
 
     `on_records` runs in the event loop and must not block. `applied[p]` is the next offset
     to read in partition p once its batch has been handed over. `partitions`: follow only
-    these (default: every partition of the topic).
+    these (default: every partition of the topic). `from_offsets`: start partition p at
+    offset `from_offsets[p]` instead (the others from the beginning).
 
     No record stops the follower: when `on_records` raises on a batch, the batch is handed
     over again one record at a time, and a record that still raises is skipped, logged and
@@ -54,12 +55,14 @@ class TopicFollower:
         name: str,
         from_ms: int | None = None,
         partitions: Iterable[int] | None = None,
+        from_offsets: Mapping[int, int] | None = None,
     ) -> None:
         self._settings = settings
         self._topic = topic
         self._on_records = on_records
         self._name = name
         self._from_ms = from_ms
+        self._from_offsets = dict(from_offsets or {})
         self._only = None if partitions is None else frozenset(partitions)
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -94,7 +97,16 @@ class TopicFollower:
         tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
         self.applied = dict.fromkeys(partitions, 0)
-        if self._from_ms is None:
+        if self._from_offsets:
+            # Resume where a changelog says its counts end (partitions it does not name
+            # are read from the beginning).
+            await consumer.seek_to_beginning(*tps)
+            for tp in tps:
+                offset = self._from_offsets.get(tp.partition, 0)
+                if offset > 0:
+                    consumer.seek(tp, offset)
+                    self.applied[tp.partition] = offset
+        elif self._from_ms is None:
             await consumer.seek_to_beginning(*tps)
         else:
             for tp, offset in (await start_offsets_at(consumer, tps, self._from_ms)).items():
@@ -170,8 +182,8 @@ class TopicFollower:
     @staticmethod
     async def _at_end(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> bool:
         for tp in tps:
-            highwater = consumer.highwater(tp)
-            if highwater is None or await consumer.position(tp) < highwater:
+            end = readable_end(consumer, tp)
+            if end is None or await consumer.position(tp) < end:
                 return False
         return True
 

@@ -9,20 +9,33 @@ Java client and aiokafka's default), computed in C.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.errors import (
+    KafkaError,
+    OutOfOrderSequenceNumber,
+    ProducerFenced,
+    TransactionalIdAuthorizationFailed,
+)
 from murmurhash2 import murmurhash2
 
-from broker.errors import BrokerError, DeliveryError
+from broker.errors import BrokerError, DeliveryError, FencedError
 from broker.settings import KafkaSettings
 
-__all__ = ["BatchProducer", "Headers", "OutputBatch", "OutputRecord", "partition_for_key"]
+__all__ = [
+    "BatchProducer",
+    "Headers",
+    "OutputBatch",
+    "OutputRecord",
+    "PartitionRecords",
+    "partition_for_key",
+]
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +45,13 @@ _MURMUR2_SEED = 0x9747B28C
 
 OutputRecord = tuple[bytes | None, bytes | None, Headers, int | None]
 """(key, value, headers, timestamp_ms) of one output record, kept until acknowledged."""
+
+PartitionRecords = dict[tuple[str, int], list[OutputRecord]]
+"""Output records by (topic, partition), in the order they are sent."""
+
+# Errors after which a transactional producer can never write again: another producer
+# with the same transactional id has started (a new owner of the input partition).
+_FENCED_ERRORS = (ProducerFenced, OutOfOrderSequenceNumber, TransactionalIdAuthorizationFailed)
 
 
 def partition_for_key(key: bytes, partitions: int) -> int:
@@ -111,7 +131,12 @@ class OutputBatch:
                 for record in records:
                     yield topic, partition, record
 
-    def _take(self) -> dict[tuple[str, int], list[OutputRecord]]:
+    def take(self) -> PartitionRecords:
+        """Hand over the records by (topic, partition) and empty the batch (for a
+        transaction, which sends several batches' records together)."""
+        return self._take()
+
+    def _take(self) -> PartitionRecords:
         """Hand over the records by (topic, partition) and empty the batch."""
         taken = {
             (topic, p): records
@@ -128,18 +153,37 @@ class BatchProducer:
 
     Use `async with BatchProducer(settings) as p:`; `await p.prepare(topics)` before the
     first batch so partition counts are known.
+
+    With `transactional_id`, the producer is transactional (idempotent, acks=all) and
+    sends only inside `transact()`, which writes records and commits input offsets in one
+    transaction (broker/transactions.py says who gets which id).
     """
 
-    def __init__(self, settings: KafkaSettings) -> None:
+    def __init__(self, settings: KafkaSettings, *, transactional_id: str | None = None) -> None:
         self._settings = settings
-        self._producer = AIOKafkaProducer(**settings.producer_kwargs())
+        self.transactional_id = transactional_id
+        self._producer = self._new_client()
         self._partitions: dict[str, int] = {}
+
+    def _new_client(self) -> AIOKafkaProducer:
+        kwargs = self._settings.producer_kwargs()
+        if self.transactional_id is not None:
+            kwargs.update(
+                transactional_id=self.transactional_id,
+                enable_idempotence=True,
+                acks="all",
+                transaction_timeout_ms=self._settings.transaction_timeout_ms,
+            )
+        return AIOKafkaProducer(**kwargs)
 
     async def start(self) -> None:
         """Connect to the cluster."""
         try:
             await self._producer.start()
         except KafkaError as exc:
+            # A client that failed to start still holds connections: close them.
+            with contextlib.suppress(Exception):
+                await self._producer.stop()
             raise BrokerError(
                 f"cannot connect a producer to {self._settings.bootstrap}: {exc}"
             ) from exc
@@ -166,6 +210,15 @@ class BatchProducer:
     def partitions(self, topic: str) -> int:
         """The partition count learned by `prepare()`."""
         return self._partitions[topic]
+
+    def adopt(self, partitions: Mapping[str, int]) -> None:
+        """Take partition counts another producer learned (no metadata round trip)."""
+        self._partitions.update(partitions)
+
+    @property
+    def partition_counts(self) -> dict[str, int]:
+        """Partition count per prepared topic."""
+        return dict(self._partitions)
 
     def batch(self) -> OutputBatch:
         """A new, empty output batch."""
@@ -207,8 +260,11 @@ class BatchProducer:
         with backoff, for up to `delivery_timeout_s`; then DeliveryError is raised and the
         caller must not commit its input offsets.
         """
-        pending = batch._take()
-        deadline = time.monotonic() + self._settings.delivery_timeout_s
+        await self._send_records(
+            batch._take(), time.monotonic() + self._settings.delivery_timeout_s
+        )
+
+    async def _send_records(self, pending: PartitionRecords, deadline: float) -> None:
         backoff_s = 0.1
         while pending:
             failed: dict[tuple[str, int], list[OutputRecord]] = {}
@@ -226,8 +282,10 @@ class BatchProducer:
             results = await asyncio.gather(*(f for _, f in futures), return_exceptions=True)
             for (tp, _), result in zip(futures, results, strict=True):
                 if isinstance(result, BaseException):
-                    if isinstance(result, asyncio.CancelledError):
+                    if isinstance(result, asyncio.CancelledError | FencedError):
                         raise result
+                    if isinstance(result, _FENCED_ERRORS):
+                        raise self._fenced(result) from result
                     failed[tp] = pending[tp]
                     errors.append(result)
             if not failed:
@@ -247,6 +305,133 @@ class BatchProducer:
             await asyncio.sleep(backoff_s)
             backoff_s = min(backoff_s * 2, 2.0)
             pending = failed
+
+    # --- transactions (only with a transactional_id) -------------------------------------
+
+    def _fenced(self, exc: BaseException) -> FencedError:
+        if isinstance(exc, TransactionalIdAuthorizationFailed):
+            return FencedError(
+                f"transactional id {self.transactional_id} is not allowed for this client "
+                "(no WRITE ACL on the TransactionalId): grant it, or run with "
+                "DCCGATE_EXACTLY_ONCE=off"
+            )
+        return FencedError(
+            f"transactional id {self.transactional_id} was taken over by another producer "
+            f"({type(exc).__name__}): another worker owns its input partition now"
+        )
+
+    def _fenced_cause(self) -> BaseException | None:
+        """The fencing error that stopped this client's sender, if that is what happened
+        (aiokafka ends its sender task on one and fails everything pending with it)."""
+        sender = getattr(self._producer, "_sender", None)
+        task = getattr(sender, "sender_task", None)
+        if task is None or not task.done() or task.cancelled():
+            return None
+        exc = task.exception()
+        return exc if isinstance(exc, _FENCED_ERRORS) else None
+
+    async def init_transactions(self) -> None:
+        """Register the transactional id with the cluster (InitProducerId), within
+        `request_timeout_ms`: the coordinator first finishes any transaction a previous
+        holder of the id left open (aborts it, unless it was being committed) and fences
+        that holder for good. Raise BrokerError if the cluster does not answer."""
+        timeout_s = self._settings.request_timeout_ms / 1000
+        try:
+            async with asyncio.timeout(timeout_s):
+                # An empty transaction: begin waits for the producer id; abort ends it
+                # without a request, since nothing was added to it.
+                await self._producer.begin_transaction()
+                await self._producer.abort_transaction()
+        except _FENCED_ERRORS as exc:
+            raise self._fenced(exc) from exc
+        except (KafkaError, TimeoutError) as exc:
+            raise BrokerError(
+                f"transactional id {self.transactional_id}: no producer id from "
+                f"{self._settings.bootstrap} within {timeout_s:.0f} s ({exc!r}); does the "
+                "cluster support transactions?"
+            ) from exc
+
+    async def renew(self) -> None:
+        """Replace the client with a new one under the same transactional id. Its
+        InitProducerId bumps the epoch, which makes the coordinator abort whatever the old
+        client left open, whatever state aiokafka believes it is in (after an abortable
+        error aiokafka forgets the transaction's partitions, and its abort then sends
+        nothing)."""
+        old = self._producer
+        self._producer = self._new_client()
+        try:
+            await asyncio.wait_for(old.stop(), timeout=5)
+        except Exception as exc:  # the old client is being thrown away whatever it says
+            log.debug("closing a failed transactional producer: %r", exc)
+        await self.start()
+        await self.init_transactions()
+
+    async def transact(
+        self,
+        records: PartitionRecords,
+        offsets: Mapping[TopicPartition, int],
+        group_id: str,
+        follow_up: Callable[[], list[PartitionRecords]] | None = None,
+    ) -> None:
+        """Write `records`, then the stages `follow_up()` returns (called once, after
+        `records` are acknowledged), and commit `offsets` for `group_id`, all in one
+        transaction: a read_committed reader sees all of it or none of it.
+
+        A transaction that fails is aborted (by renewing the producer) and tried again
+        with the same records, with backoff, for up to `delivery_timeout_s`; then
+        DeliveryError, and nothing of it is ever visible. FencedError when another
+        producer took the transactional id over: nothing more may be written for it.
+        """
+        if self.transactional_id is None:
+            raise BrokerError("transact() needs a producer made with a transactional_id")
+        deadline = time.monotonic() + self._settings.delivery_timeout_s
+        stages: list[PartitionRecords] | None = None
+        commit = {tp: offset for tp, offset in offsets.items()}
+        backoff_s = 0.1
+        while True:
+            try:
+                async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
+                    await self._producer.begin_transaction()
+                    # _send_records keeps its input: a retry sends the same records.
+                    await self._send_records(dict(records), deadline)
+                    if stages is None:
+                        stages = follow_up() if follow_up is not None else []
+                    for stage in stages:
+                        await self._send_records(dict(stage), deadline)
+                    if commit:
+                        await self._producer.send_offsets_to_transaction(commit, group_id)
+                    await self._producer.commit_transaction()
+                return
+            except FencedError:
+                raise
+            except _FENCED_ERRORS as exc:
+                raise self._fenced(exc) from exc
+            except (KafkaError, BrokerError, TimeoutError) as exc:
+                failure: BaseException = exc
+            fenced = self._fenced_cause()
+            if fenced is not None:
+                # Never renew after a fence: that would fence the partition's new owner in
+                # turn, and this worker's stale batch could then be committed over its work.
+                raise self._fenced(fenced) from failure
+            if time.monotonic() + backoff_s > deadline:
+                raise DeliveryError(
+                    f"transaction of {sum(len(r) for r in records.values())} records on "
+                    f"{self.transactional_id} not committed within "
+                    f"{self._settings.delivery_timeout_s:.0f} s: {failure!r}"
+                ) from failure
+            log.warning(
+                "transaction on %s failed (%r): aborting it and trying again",
+                self.transactional_id,
+                failure,
+            )
+            await asyncio.sleep(backoff_s)
+            backoff_s = min(backoff_s * 2, 2.0)
+            try:
+                await self.renew()
+            except FencedError:
+                raise
+            except BrokerError as exc:
+                log.warning("renewing %s failed: %s", self.transactional_id, exc)
 
     async def send_one(
         self, topic: str, key: bytes | None, value: bytes | None, *, headers: Headers = ()

@@ -2,9 +2,11 @@
 
 For state that moves with partitions: a worker assigned input partition p replays partition
 p of its state changelog before it processes p's first record (docs/contract.md, the
-`dcc.state.*` topics). "The end" is the high watermark of the first fetch answer for each
-partition, which every broker reports correctly (the embedded broker's ListOffsets "latest"
-is wrong, so `end_offsets()` is not used); records written after that are not included.
+`dcc.state.*` topics). "The end" is what the first fetch answer for each partition says
+can be read: its last stable offset when reading read_committed (records of a transaction
+still open are not decided yet), else its high watermark; every broker reports these
+correctly (the embedded broker's ListOffsets "latest" is wrong, so `end_offsets()` is not
+used). Records written after that are not included.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Callable, Iterable
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from broker.consumer import Record
+from broker.consumer import Record, readable_end
 from broker.errors import BrokerError
 from broker.settings import KafkaSettings
 
@@ -75,9 +77,11 @@ async def replay_partitions(
                 if tp in done:
                     continue
                 if tp not in ends:
-                    highwater = consumer.highwater(tp)
-                    if highwater is not None:
-                        ends[tp] = highwater
+                    # read_committed: the last stable offset, so a transaction still open
+                    # is neither waited for nor read (its outputs are not decided yet).
+                    end_now = readable_end(consumer, tp)
+                    if end_now is not None:
+                        ends[tp] = end_now
                 end = ends.get(tp)
                 records = [r for r in batch.get(tp, ()) if end is None or r.offset < end]
                 if records:

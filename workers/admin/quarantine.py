@@ -59,6 +59,7 @@ from broker.schemas import AuditRecord, QuarantinedRequest, UserResponse
 from broker.settings import KafkaSettings
 from broker.topics import Topics
 from workers.admin.quarantine_metrics import Decision, QuarantineMetrics
+from workers.admin.quarantine_txn import DecisionTransactions
 from workers.admin.tokens import Principal
 from workers.config.codes import ResponseCodes
 
@@ -170,6 +171,10 @@ class QuarantineService:
         self._follower = TopicFollower(
             settings, topics.sr_quarantine, self._apply, name="quarantine"
         )
+        # Exactly-once: each decision's records in one transaction (quarantine_txn.py).
+        self._transactions = (
+            DecisionTransactions(settings, topics) if settings.exactly_once else None
+        )
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._expiry_problem: str | None = None
@@ -184,6 +189,9 @@ class QuarantineService:
 
     async def start(self) -> None:
         """Rebuild the book from the topic, then expire overdue requests periodically."""
+        if self._transactions is not None:
+            # First: fences a predecessor and settles a decision it left half-written.
+            await self._transactions.start()
         await self._follower.start()
         await self._follower.wait_caught_up()
         self._task = asyncio.create_task(self._expire_forever(), name="quarantine-expiry")
@@ -198,6 +206,8 @@ class QuarantineService:
         for task in list(self._answers):
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(task, 5)
+        if self._transactions is not None:
+            await self._transactions.stop()
 
     def _apply(self, records: list[Record]) -> None:
         for rec in records:
@@ -257,6 +267,11 @@ class QuarantineService:
             selection = msgspec.structs.replace(selection, user_id=user_id)
         entries = self._select(selection)
         return [self._entry(e) for e in entries[:limit]]
+
+    def get(self, request_id: str) -> dict[str, Any] | None:
+        """The entry of `request_id` (pending or decided, while the book keeps it), or None."""
+        entry = self.book.get(request_id)
+        return None if entry is None else self._entry(entry)
 
     def _select(self, s: Selection) -> _Entries:
         return self.book.select(
@@ -401,6 +416,13 @@ class QuarantineService:
             return [], failed
         now_s = self._clock()
         by = principal.label()
+        if self._transactions is not None:
+            todo = await self._decide_atomic(entries, failed, decision, by, now_s, bulk)
+            outcome = _RELEASED if decision == "release" else _DELETED
+            self.metrics.decided(
+                outcome, "operator" if principal.is_operator else "user", len(todo)
+            )
+            return todo, failed
         events: dict[str, Released | Deleted]
         todo = entries
         if decision == "release":
@@ -439,6 +461,57 @@ class QuarantineService:
                 decision, by, len(failed), len(entries), next(iter(failed.values())),
             )  # fmt: skip
         return todo, failed
+
+    async def _decide_atomic(
+        self,
+        entries: _Entries,
+        failed: dict[str, str],
+        decision: DecisionKind,
+        by: str,
+        now_s: float,
+        bulk: dict[str, Any] | None,
+    ) -> _Entries:
+        """Exactly-once (quarantine_txn.py): audit `entries`, then write every forward,
+        answer and decision record of them in one transaction; the entries decided (all
+        audited ones, or none: then each is in `failed` and still pending)."""
+        transactions = self._transactions
+        if transactions is None:
+            raise RuntimeError("_decide_atomic needs exactly-once")
+        outcome = _RELEASED if decision == "release" else _DELETED
+        todo = await self._audit(entries, failed, decision, by, now_s, outcome, bulk)
+        if not todo:
+            return todo
+        events: dict[str, Released | Deleted]
+        out = transactions.batch()
+        if decision == "release":
+            events = {
+                e.id: Released(id=e.id, by=by, at_s=now_s, user_id=e.user_id, srv=e.srv)
+                for e in todo
+            }
+            code, reason = self._codes.released, f"released from quarantine by {by}; forwarded"
+            for e in todo:
+                held = self._held[e.id]  # claimed: _refusal checked
+                out.add(self._topics.sr_outbound, e.id.split(":")[1].encode(), bytes(held.request))
+        else:
+            events = {e.id: Deleted(id=e.id, by=by, at_s=now_s) for e in todo}
+            code, reason = self._codes.deleted, f"deleted from quarantine by {by}; not processed"
+        for e in todo:
+            answer = self._response(e.user_id, e.id, code, outcome, reason, e.rule)
+            out.add(self._topics.user_responses, e.user_id.encode(), answer)
+            out.add(self._topics.sr_quarantine, e.user_id.encode(), _encode(events[e.id]))
+        try:
+            await transactions.write(out)
+        except BrokerError as exc:
+            failed.update((e.id, str(exc)) for e in todo)
+            log.warning(
+                "quarantine %s by %s: the transaction of %d decisions was not committed, "
+                "all left pending: %s", decision, by, len(todo), exc,
+            )  # fmt: skip
+            return []
+        for e in todo:
+            self.book.apply(events[e.id])
+            self._held.pop(e.id, None)
+        return todo
 
     async def _each(
         self,
@@ -506,6 +579,13 @@ class QuarantineService:
     async def _answer(
         self, user_id: str, request_id: str, code: str, outcome: str, reason: str, rule: str
     ) -> None:
+        answer = self._response(user_id, request_id, code, outcome, reason, rule)
+        await self._producer.send_one(self._topics.user_responses, user_id.encode(), answer)
+
+    def _response(
+        self, user_id: str, request_id: str, code: str, outcome: str, reason: str, rule: str
+    ) -> bytes:
+        """The User's answer about a decision, encoded."""
         answer = UserResponse(
             request_id=request_id,
             user_id=user_id,
@@ -515,9 +595,7 @@ class QuarantineService:
             rule=rule,
             at_ms=int(self._clock() * 1000),
         )
-        await self._producer.send_one(
-            self._topics.user_responses, user_id.encode(), _encode(answer)
-        )
+        return _encode(answer)
 
     async def expire_due(self, now_s: float) -> int:
         """Answer every request pending too long as deleted (expired), and forget the
@@ -543,7 +621,10 @@ class QuarantineService:
                 user_id = entry.user_id if entry else event.id.partition(":")[0]
                 rule = entry.rule if entry else ""
                 note = f"deleted: {event.note}"
-                await self._answer(user_id, event.id, self._codes.deleted, "deleted", note, rule)
+                if self._transactions is None:
+                    await self._answer(
+                        user_id, event.id, self._codes.deleted, "deleted", note, rule
+                    )
                 await self._writer.record_many(
                     [
                         AuditRecord(
@@ -556,9 +637,18 @@ class QuarantineService:
                         )
                     ]
                 )
-                await self._producer.send_one(
-                    self._topics.sr_quarantine, user_id.encode(), _encode(event)
-                )
+                if self._transactions is None:
+                    await self._producer.send_one(
+                        self._topics.sr_quarantine, user_id.encode(), _encode(event)
+                    )
+                else:  # exactly-once: the answer and the expiry record together
+                    out = self._transactions.batch()
+                    answer = self._response(
+                        user_id, event.id, self._codes.deleted, "deleted", note, rule
+                    )
+                    out.add(self._topics.user_responses, user_id.encode(), answer)
+                    out.add(self._topics.sr_quarantine, user_id.encode(), _encode(event))
+                    await self._transactions.write(out)
                 self.book.apply(event)
                 self._held.pop(event.id, None)
                 self.metrics.decided("expired", "expiry")

@@ -24,6 +24,18 @@ Two more optional abilities (the alert worker has both):
 - `StagedProcessor`: records that must be written only once the batch's outputs are
   acknowledged (a changelog of state that says "these outputs were made"). Each follow-up
   stage is sent and acknowledged before the next one and before the commit.
+
+Exactly-once (`settings.exactly_once`, on Apache Kafka): each fetched batch is decided per
+input partition, and that partition's outputs, dead letters, follow-up stages and its input
+offset go in one transaction of the partition's own transactional producer
+(broker/transactions.py), so a crash leaves either all of it or none of it for a
+read_committed reader: no duplicate window. Transactions are committed one after the other in
+the order decided (see `_transact` for why), while the next batch is decided. A tick's
+outputs (and the offsets of held records it released) go in a transaction of its own, on the
+producer of the lowest assigned partition. A transaction that
+fails is aborted and tried again with the same records for up to `delivery_timeout_s`, then
+the loop stops, as a failed send does without transactions (processor state is restored
+from the committed changelog by the next owner).
 """
 
 from __future__ import annotations
@@ -36,8 +48,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 from broker.consumer import BatchConsumer, Record, TopicPartition, UnreadableRecord
-from broker.producer import BatchProducer, OutputBatch
+from broker.producer import BatchProducer, OutputBatch, PartitionRecords
 from broker.settings import KafkaSettings
+from broker.transactions import PartitionProducers
 from workers.runtime.deadletter import deadletter, processing_error
 from workers.runtime.metrics import CommonMetrics
 
@@ -61,6 +74,9 @@ ReportT = TypeVar("ReportT")
 """A processor's own report on a batch (or tick): the loop only hands it back."""
 ReportT_co = TypeVar("ReportT_co", covariant=True)
 ReportT_contra = TypeVar("ReportT_contra", contravariant=True)
+
+_Step = tuple[dict[TopicPartition, list[Record]], OutputBatch, ReportT | None]
+"""One decided step of an exactly-once transaction: its input records, outputs, report."""
 
 
 class BatchProcessor(Protocol[ReportT]):
@@ -180,6 +196,13 @@ class ServiceLoop(Generic[ReportT]):
         self._on_revoke_hook = on_revoke
         self._inflight: deque[asyncio.Task[None]] = deque()
         self._max_inflight = settings.max_batches_in_flight
+        self._group_id = group_id
+        # Exactly-once: the transactional producers (made in run()), the decided steps
+        # being collected into one transaction, and the latest transaction queued (the next
+        # one waits for it: see _transact).
+        self._txn: PartitionProducers | None = None
+        self._collect: list[_Step[ReportT]] | None = None
+        self._last_txn: asyncio.Task[None] | None = None
         self._holding = processor if isinstance(processor, HoldingProcessor) else None
         self._staged: StagedProcessor[ReportT] | None = (
             processor if isinstance(processor, StagedProcessor) else None
@@ -221,6 +244,11 @@ class ServiceLoop(Generic[ReportT]):
     async def _assigned(self, partitions: frozenset[TopicPartition]) -> None:
         self.status.assigned = partitions
         self._m_assigned.set(len(partitions))
+        if self._txn is not None:
+            # Fence the partitions' previous owners first (their open transactions are
+            # aborted or finished), then read where they had committed, then restore state.
+            await self._txn.assign(partitions)
+            await self._consumer.rewind_to_committed(partitions)
         if self._on_assign_hook is not None:
             # Runs under the consumer lock (broker/consumer.py): no batch is decided until
             # the hook has restored the new partitions' state.
@@ -233,6 +261,10 @@ class ServiceLoop(Generic[ReportT]):
         await self._producer.start()
         try:
             await self._producer.prepare(self._outputs)
+            if self._settings.exactly_once:
+                self._txn = PartitionProducers(
+                    self._settings, self._group_id, self._producer.partition_counts
+                )
             await self._consumer.start()
             try:
                 self.status.running = True
@@ -242,13 +274,18 @@ class ServiceLoop(Generic[ReportT]):
                 self._m_assigned.set(0)
                 await self._consumer.stop()
         finally:
-            await self._producer.stop()
+            try:
+                if self._txn is not None:
+                    await self._txn.close_all()
+            finally:
+                await self._producer.stop()
 
     async def _drain(self) -> None:
         """Wait until every batch in flight is acknowledged and committed."""
         while self._inflight:
             task = self._inflight.popleft()
             await task
+        self._last_txn = None
 
     async def _revoked(self, partitions: frozenset[TopicPartition]) -> None:
         # Called with the consumer lock held: finish what is in flight before letting go.
@@ -277,6 +314,7 @@ class ServiceLoop(Generic[ReportT]):
                 if holding is not None:
                     # Backpressure: a full queue stops the fetching, never drops a record.
                     self._consumer.set_paused(not holding.wants_input())
+                generation = self._consumer.generation
                 fetch = asyncio.ensure_future(
                     self._consumer.getmany(timeout_ms=poll_ms, max_records=max_records)
                 )
@@ -288,9 +326,13 @@ class ServiceLoop(Generic[ReportT]):
                 batch = fetch.result()
                 if batch:
                     last_input = time.monotonic()
-                    while len(inflight) >= self._max_inflight:
+                    # Exactly-once: one transaction per partition of a batch.
+                    limit = self._max_inflight * (
+                        max(1, len(self._consumer.assigned)) if self._txn is not None else 1
+                    )
+                    while len(inflight) >= limit:
                         await inflight.popleft()
-                    await self._start_batch(batch)
+                    await self._start_batch(batch, generation=generation)
                 unreadable = self._consumer.take_unreadable()
                 if unreadable:
                     await self._skip_unreadable(unreadable)
@@ -321,17 +363,42 @@ class ServiceLoop(Generic[ReportT]):
         self,
         batch: dict[TopicPartition, list[Record]],
         tick: TickingProcessor[ReportT] | None = None,
+        *,
+        generation: int | None = None,
     ) -> None:
         """Decide the batch now; send and commit it in the background, after the batch
         before it (commits stay in order, and a failed batch stops every later commit).
-        With `tick`, `batch` is empty and the outputs are what `tick.tick()` adds."""
+        With `tick`, `batch` is empty and the outputs are what `tick.tick()` adds.
+        `generation`: the consumer's assignment generation when the batch was fetched."""
         started = time.perf_counter()
         async with self._consumer.lock:
+            if (
+                self._txn is not None
+                and generation is not None
+                and generation != self._consumer.generation
+            ):
+                # Exactly-once: possibly fetched from positions the group has since reset
+                # to the committed offsets; deciding it could decide these records twice
+                # (now, and again when they are fetched from those offsets). Read them
+                # again from where the partitions now are, never skipping one.
+                await self._consumer.refetch(batch)
+                log.info(
+                    "%s: %d records fetched across a rebalance are fetched again",
+                    self.name,
+                    sum(len(r) for r in batch.values()),
+                )
+                return
             now_ms = time.time_ns() // 1_000_000
             if tick is None:
                 if self.status.first_batch_started is None:
                     self.status.first_batch_started = started
-                self._decide(batch, now_ms, started)
+                if self._txn is None:
+                    self._decide(batch, now_ms, started)
+                    return
+                for tp, records in batch.items():
+                    self._collect = []
+                    self._decide({tp: records}, now_ms, started)
+                    self._transact(tp, {tp: records}, started)
                 return
             out = self._producer.batch()
             try:
@@ -339,8 +406,14 @@ class ServiceLoop(Generic[ReportT]):
             except Exception:  # no input to blame: drop this tick's outputs, try again later
                 log.exception("%s: a tick failed; its outputs are dropped", self.name)
                 return
-            if report is not None:  # None: nothing due
+            if report is None:  # nothing due
+                return
+            if self._txn is None:
                 self._enqueue(batch, out, report, started)
+                return
+            self._collect = []
+            self._enqueue(batch, out, report, started)
+            self._transact(None, batch, started)
 
     async def _skip_unreadable(self, records: list[UnreadableRecord]) -> None:
         """Dead-letter records the client could not read (their reason says why) and commit
@@ -362,7 +435,12 @@ class ServiceLoop(Generic[ReportT]):
                     )
                 self._metrics.deadlettered.labels(self.name, "unreadable_record").inc()
                 tp = TopicPartition(rec.topic, rec.partition)
-                self._enqueue({tp: [rec]}, out, None, started)
+                if self._txn is not None:
+                    self._collect = []
+                    self._enqueue({tp: [rec]}, out, None, started)
+                    self._transact(tp, {tp: [rec]}, started)
+                else:
+                    self._enqueue({tp: [rec]}, out, None, started)
 
     def _decide(
         self, batch: dict[TopicPartition, list[Record]], now_ms: int, started: float
@@ -441,6 +519,9 @@ class ServiceLoop(Generic[ReportT]):
         report: ReportT | None,
         started: float,
     ) -> None:
+        if self._collect is not None:  # exactly-once: sent by the transaction of the step
+            self._collect.append((batch, out, report))
+            return
         commits = self._commit_targets(batch)
         previous = self._inflight[-1] if self._inflight else None
         task = asyncio.create_task(
@@ -452,7 +533,9 @@ class ServiceLoop(Generic[ReportT]):
         self, batch: dict[TopicPartition, list[Record]]
     ) -> dict[TopicPartition, int]:
         """The offsets to commit once this step's outputs are acknowledged: per partition
-        the end of the latest batch decided, but never past a record still held."""
+        the end of the latest batch decided, but never past a record still held. Every
+        partition whose target moved, not only the batch's: a batch of one partition may
+        release records another held (with exactly-once, in the same transaction)."""
         decided = self._decided
         for tp, records in batch.items():
             decided[tp] = records[-1].offset + 1
@@ -491,6 +574,17 @@ class ServiceLoop(Generic[ReportT]):
                 stage += 1
         if commits:
             await self._consumer.commit(commits)
+        self._account(batch, counts, report, started)
+
+    def _account(
+        self,
+        batch: dict[TopicPartition, list[Record]],
+        counts: Mapping[str, int],
+        report: ReportT | None,
+        started: float,
+    ) -> None:
+        """Metrics, status and `after_send` of a step whose outputs are acknowledged and
+        whose offsets are committed."""
         if not batch:
             # A tick: its outputs were ordered like a batch's; it commits only the offsets
             # that held records it released kept back.
@@ -514,3 +608,85 @@ class ServiceLoop(Generic[ReportT]):
         st.records += n
         st.last_batch_at_s = time.time()
         st.last_batch_done = time.perf_counter()
+
+    # --- exactly-once ------------------------------------------------------------------
+
+    def _transact(
+        self,
+        tp: TopicPartition | None,
+        batch: dict[TopicPartition, list[Record]],
+        started: float,
+    ) -> None:
+        """Queue the transaction of the steps collected since `_collect` was set: on the
+        producer of input partition `tp`, or for a tick (`tp` None) on the lowest assigned
+        partition's, after every transaction queued before it.
+
+        One after the other, in the order decided, even across partitions: a processor's
+        state spans partitions (a storm copy is flushed by whichever partition's batch
+        reaches the boundary, and its changelog record written there), so transactions
+        running side by side could write one key's changelog records in another order
+        than they were decided, and a restore would take an older one for the newest."""
+        steps, self._collect = self._collect or [], None
+        txn = self._txn
+        if txn is None or not steps:
+            return
+        commits = self._commit_targets(batch)
+        if tp is None:
+            owned = sorted(txn.open_partitions)
+            if not owned:
+                log.warning("%s: a tick with nothing assigned; its outputs are dropped", self.name)
+                return
+            producer_tp = owned[0]
+        else:
+            producer_tp = tp
+        waits = [] if self._last_txn is None else [self._last_txn]
+        task = asyncio.create_task(self._finish_txn(producer_tp, steps, commits, waits, started))
+        self._last_txn = task
+        self._inflight.append(task)
+
+    async def _finish_txn(
+        self,
+        producer_tp: TopicPartition,
+        steps: list[_Step[ReportT]],
+        commits: Mapping[TopicPartition, int],
+        waits: list[asyncio.Task[None]],
+        started: float,
+    ) -> None:
+        for earlier in waits:
+            await earlier  # a failed transaction before this one fails this one too
+        txn = self._txn
+        if txn is None:
+            raise RuntimeError("a transaction without transactional producers")
+        producer = txn.get(producer_tp)
+        counts: dict[str, int] = {}
+        records: PartitionRecords = {}
+        for _, out, _ in steps:
+            for topic, count in out.counts.items():
+                counts[topic] = counts.get(topic, 0) + count
+            for key, recs in out.take().items():
+                records.setdefault(key, []).extend(recs)
+        staged = self._staged
+
+        def follow_up() -> list[PartitionRecords]:
+            stages: list[PartitionRecords] = []
+            if staged is None:
+                return stages
+            for _, _, report in steps:
+                if report is None:
+                    continue
+                stage = 0
+                while True:
+                    follow = self._producer.batch()
+                    if not staged.follow_up(report, stage, follow):
+                        break
+                    for topic, count in follow.counts.items():
+                        counts[topic] = counts.get(topic, 0) + count
+                    stages.append(follow.take())
+                    stage += 1
+            return stages
+
+        await producer.transact(records, commits, self._group_id, follow_up)
+        for batch, _, report in steps:
+            self._account(batch, {}, report, started)
+        for topic, count in counts.items():
+            self._m_produced[topic].inc(count)
