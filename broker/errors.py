@@ -6,7 +6,10 @@ __all__ = [
     "BrokerError",
     "DeliveryError",
     "EmbeddedBrokerError",
+    "FencedError",
+    "KafkaSecurityError",
     "TopicSetupError",
+    "TransactionsUnavailableError",
 ]
 
 
@@ -18,6 +21,11 @@ class BrokerError(Exception):
 
 class EmbeddedBrokerError(BrokerError):
     """The embedded Kafka-protocol broker could not be found, started or reached."""
+
+
+class KafkaSecurityError(BrokerError):
+    """TLS or SASL settings that cannot work, or a secured cluster refusing this client
+    (bad certificate, failed login, missing ACL); the message says which."""
 
 
 class TopicSetupError(BrokerError):
@@ -32,3 +40,12 @@ class DeliveryError(BrokerError):
     """
 
     retriable = True
+
+
+class TransactionsUnavailableError(BrokerError):
+    """`exactly_once = on` was asked for, but the cluster does not support transactions."""
+
+
+class FencedError(BrokerError):
+    """Another worker now owns an input partition and has fenced this worker's
+    transactional producer for it: this worker must stop writing for that partition."""

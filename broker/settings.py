@@ -6,6 +6,8 @@ from typing import Any
 
 import msgspec
 
+from broker.security import KafkaSecurity, client_kwargs
+
 __all__ = ["KafkaSettings"]
 
 
@@ -40,6 +42,18 @@ class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True):
     delivery_timeout_s: float = 120.0
     """How long a batch's outputs are re-sent before the worker gives up and stops (its
     input offsets stay uncommitted, so nothing is lost)."""
+    exactly_once: bool = False
+    """Write each batch's outputs and commit its input offsets in one transaction
+    (broker/transactions.py). Resolved from the `exactly_once` setting (auto|on|off) by
+    `broker.transactions.resolve_exactly_once`; never on the embedded broker."""
+    transaction_timeout_ms: int = 60_000
+    """How long the broker lets a transaction stay open before it aborts it itself (a
+    worker that died mid-transaction is normally fenced sooner, by the next owner)."""
+    isolation_level: str = "read_committed"
+    """What every consumer reads: committed transactional records only. The same as
+    read_uncommitted on a topic no transaction writes to."""
+    security: KafkaSecurity = KafkaSecurity()
+    """TLS and SASL (broker/security.py); PLAINTEXT by default."""
 
     def for_embedded(self) -> KafkaSettings:
         """The same settings tuned for the embedded broker: a group join there waits
@@ -61,6 +75,8 @@ class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True):
             "max_partition_fetch_bytes": self.max_partition_fetch_bytes,
             "fetch_max_bytes": self.fetch_max_bytes,
             "request_timeout_ms": self.request_timeout_ms,
+            "isolation_level": self.isolation_level,
+            **client_kwargs(self.security),
         }
 
     def producer_kwargs(self) -> dict[str, Any]:
@@ -72,4 +88,14 @@ class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True):
             "linger_ms": self.linger_ms,
             "max_batch_size": self.max_batch_bytes,
             "request_timeout_ms": self.request_timeout_ms,
+            **client_kwargs(self.security),
+        }
+
+    def admin_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for `AIOKafkaAdminClient`."""
+        return {
+            "bootstrap_servers": self.bootstrap,
+            "client_id": f"{self.client_id}-admin",
+            "request_timeout_ms": self.request_timeout_ms,
+            **client_kwargs(self.security),
         }

@@ -1,7 +1,7 @@
 """A local Apache Kafka (KRaft) of 1 or 3 nodes on 127.0.0.1, for development and tests.
 
     .venv/bin/python deploy/kafka/kafka.py up [--nodes 1|3] [--base-port 19092]
-                                              [--data-dir DIR] [--quiet]
+                                              [--data-dir DIR] [--quiet] [--secure DIR]
     .venv/bin/python deploy/kafka/kafka.py status [--data-dir DIR]
     python3 deploy/kafka/kafka.py down [--data-dir DIR] [--grace-s 5]
     python3 deploy/kafka/kafka.py fetch
@@ -19,6 +19,14 @@ Each node is a combined broker + controller. Node i (1-based) listens on
 base_port + i - 1 (clients, PLAINTEXT) and on base_port + nodes + i - 1 (the KRaft
 controller quorum, one voter per node), so the cluster uses 2 x nodes ports from base_port.
 `--base-port 0` picks free ports instead (for a test fixture; the bootstrap line tells which).
+
+`--secure DIR` starts a secured cluster instead: the client port is a SASL_SSL listener
+(TLS with DIR/server.pem, the broker's key and certificate chain, signed by DIR/ca.pem;
+SASL SCRAM-SHA-512 and PLAIN for every user of DIR/users.json, {"name": "password"}, whose
+`admin` is the super user and the brokers' own login); the controller port is SASL_PLAINTEXT
+with PLAIN for `admin` only; ACLs are enforced (StandardAuthorizer, no ACL means no access).
+SCRAM credentials are written into the storage by the format step (`--add-scram`). The
+files stay where they are (cluster.json names DIR); see deploy/README.md, "TLS and SASL".
 
 Standard library only, except the readiness check, which uses aiokafka (the project's
 client), imported only by `up` and `status`: `down` and `fetch` run with the system python3.
@@ -82,6 +90,8 @@ class Cluster:
     cluster_id: str
     broker_ports: list[int]
     controller_ports: list[int]
+    secure_dir: str | None = None
+    """With --secure: the folder of ca.pem, server.pem and users.json; None: PLAINTEXT."""
 
     @property
     def nodes(self) -> int:
@@ -192,6 +202,15 @@ def server_properties(cluster: Cluster, node_id: int, node_dir: Path) -> str:
     voters = ",".join(f"{i + 1}@{HOST}:{port}" for i, port in enumerate(cluster.controller_ports))
     broker_port = cluster.broker_ports[node_id - 1]
     controller_port = cluster.controller_ports[node_id - 1]
+    if cluster.secure_dir is not None:
+        listeners = _secure_listeners(Path(cluster.secure_dir), broker_port, controller_port)
+    else:
+        listeners = f"""\
+listeners=PLAINTEXT://{HOST}:{broker_port},CONTROLLER://{HOST}:{controller_port}
+advertised.listeners=PLAINTEXT://{HOST}:{broker_port}
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+"""
     return f"""\
 # Written by deploy/kafka/kafka.py at every start of this node; edit the script, not this file.
 
@@ -199,11 +218,7 @@ def server_properties(cluster: Cluster, node_id: int, node_dir: Path) -> str:
 process.roles=broker,controller
 node.id={node_id}
 controller.quorum.voters={voters}
-listeners=PLAINTEXT://{HOST}:{broker_port},CONTROLLER://{HOST}:{controller_port}
-advertised.listeners=PLAINTEXT://{HOST}:{broker_port}
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-inter.broker.listener.name=PLAINTEXT
-controller.listener.names=CONTROLLER
+{listeners}controller.listener.names=CONTROLLER
 log.dirs={node_dir / "data"}
 
 # --- a small machine (2 cores), several nodes and a test suite on it
@@ -252,6 +267,113 @@ log.cleaner.backoff.ms=1000
 log.retention.check.interval.ms=1000
 log.segment.delete.delay.ms=1000
 """
+
+
+# --- a secured cluster (--secure DIR) ------------------------------------------------------
+
+SUPER_USER = "admin"
+SECURE_FILES = ("ca.pem", "server.pem", "users.json")
+
+
+def secure_users(secure_dir: Path) -> dict[str, str]:
+    """DIR/users.json: {"name": "password"}, which must name the super user `admin`."""
+    missing = [name for name in SECURE_FILES if not (secure_dir / name).is_file()]
+    if missing:
+        raise KafkaSetupError(f"--secure {secure_dir}: missing {', '.join(missing)}")
+    try:
+        users = json.loads((secure_dir / "users.json").read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise KafkaSetupError(f"{secure_dir / 'users.json'} is not readable JSON: {exc}") from None
+    if not isinstance(users, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in users.items()
+    ):
+        raise KafkaSetupError(f"{secure_dir / 'users.json'} must be an object of name: password")
+    if SUPER_USER not in users:
+        raise KafkaSetupError(f"{secure_dir / 'users.json'} must name the super user {SUPER_USER}")
+    for name, password in users.items():
+        # Names and passwords go into JAAS and --add-scram, which quote with "".
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name) or not re.fullmatch(
+            r"[A-Za-z0-9_.~+/=-]{8,128}", password
+        ):
+            raise KafkaSetupError(
+                f"{secure_dir / 'users.json'}: user {name!r}: names are letters, digits and "
+                "_.- (64 at most); passwords 8 to 128 of letters, digits and _.~+/=-"
+            )
+    return users
+
+
+def _jaas_plain(users: dict[str, str], *, only: str | None = None) -> str:
+    """A PlainLoginModule config: the super user's own login and the users it accepts."""
+    admin = users[SUPER_USER]
+    accepted = " ".join(
+        f'user_{name}="{password}"' for name, password in users.items() if only in (None, name)
+    )
+    return (
+        "org.apache.kafka.common.security.plain.PlainLoginModule required "
+        f'username="{SUPER_USER}" password="{admin}" {accepted};'
+    )
+
+
+def _secure_listeners(secure_dir: Path, broker_port: int, controller_port: int) -> str:
+    users = secure_users(secure_dir)
+    admin = users[SUPER_USER]
+    scram = (
+        "org.apache.kafka.common.security.scram.ScramLoginModule required "
+        f'username="{SUPER_USER}" password="{admin}";'
+    )
+    return f"""\
+listeners=SASL_SSL://{HOST}:{broker_port},CONTROLLER://{HOST}:{controller_port}
+advertised.listeners=SASL_SSL://{HOST}:{broker_port}
+listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:SASL_PLAINTEXT
+inter.broker.listener.name=SASL_SSL
+# --- TLS: the broker's key and chain, and the CA that clients' certificates may be signed by
+ssl.keystore.type=PEM
+ssl.keystore.location={secure_dir / "server.pem"}
+ssl.truststore.type=PEM
+ssl.truststore.location={secure_dir / "ca.pem"}
+ssl.client.auth=requested
+ssl.endpoint.identification.algorithm=https
+# --- SASL: SCRAM-SHA-512 (credentials in the metadata, from `format --add-scram`) and PLAIN
+sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN
+sasl.mechanism.inter.broker.protocol=PLAIN
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config={scram}
+listener.name.sasl_ssl.plain.sasl.jaas.config={_jaas_plain(users)}
+sasl.mechanism.controller.protocol=PLAIN
+listener.name.controller.sasl.enabled.mechanisms=PLAIN
+listener.name.controller.plain.sasl.jaas.config={_jaas_plain(users, only=SUPER_USER)}
+# --- ACLs: none means no access; the super user (brokers, operators) may do everything
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+allow.everyone.if.no.acl.found=false
+super.users=User:{SUPER_USER}
+"""
+
+
+def _scram_args(cluster: Cluster) -> list[str]:
+    """`--add-scram` arguments of the format step: a SCRAM-SHA-512 credential per user."""
+    if cluster.secure_dir is None:
+        return []
+    users = secure_users(Path(cluster.secure_dir))
+    return [
+        arg
+        for name, password in users.items()
+        for arg in ("--add-scram", f"SCRAM-SHA-512=[name={name},password={password}]")
+    ]
+
+
+def client_security(cluster: Cluster) -> dict[str, object]:
+    """aiokafka keyword arguments to reach `cluster` as its super user (PLAINTEXT: none)."""
+    if cluster.secure_dir is None:
+        return {}
+    import ssl
+
+    secure_dir = Path(cluster.secure_dir)
+    return {
+        "security_protocol": "SASL_SSL",
+        "ssl_context": ssl.create_default_context(cafile=str(secure_dir / "ca.pem")),
+        "sasl_mechanism": "PLAIN",
+        "sasl_plain_username": SUPER_USER,
+        "sasl_plain_password": secure_users(secure_dir)[SUPER_USER],
+    }
 
 
 # --- processes ------------------------------------------------------------------------------
@@ -384,6 +506,7 @@ def _format(java: str, lib: Path, cluster: Cluster, data_dir: Path, out: bool) -
             str(node_dir / "server.properties"),
             "--cluster-id",
             cluster.cluster_id,
+            *_scram_args(cluster),
         ]
         procs[i] = subprocess.Popen(
             argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -451,10 +574,17 @@ def _start_node(
     heap_mb: int,
     full_jit: bool,
     die_with_parent: bool,
+    secure: bool = False,
 ) -> int:
     node_dir = _node_dir(data_dir, node_id)
+    # TLS 1.3 lets a peer half-close: Java then answers a client's close_notify only with
+    # this set, and Python's SSL transport (aiokafka's, under asyncio or uvloop) waits
+    # 30 s for that answer at every connection close, so a worker took 31 s to stop on a
+    # secured node without it, 2 s with it (deploy/README.md, "TLS and SASL").
+    tls = ["-Djdk.tls.acknowledgeCloseNotify=true"] if secure else []
     argv = [
         *_server_jvm_argv(java, lib, node_dir, heap_mb, full_jit),
+        *tls,
         "kafka.Kafka",
         str(node_dir / "server.properties"),
     ]
@@ -477,12 +607,17 @@ def _start_node(
 # --- readiness ------------------------------------------------------------------------------
 
 
-async def _brokers_answering(bootstrap: str) -> tuple[int, bool]:
+async def _brokers_answering(
+    bootstrap: str, security: dict[str, object] | None = None
+) -> tuple[int, bool]:
     """(number of live brokers, whether a controller is known) from one metadata request."""
     from aiokafka.client import AIOKafkaClient
 
     client = AIOKafkaClient(
-        bootstrap_servers=bootstrap, request_timeout_ms=5000, metadata_max_age_ms=1000
+        bootstrap_servers=bootstrap,
+        request_timeout_ms=5000,
+        metadata_max_age_ms=1000,
+        **(security or {}),  # type: ignore[arg-type]
     )
     try:
         await client.bootstrap()
@@ -549,7 +684,7 @@ def _poll_ready(
                 )
         # Refused connections and not-yet-ready brokers are what we are waiting out.
         with contextlib.suppress(kafka_error, OSError, TimeoutError):
-            seen = asyncio.run(_brokers_answering(cluster.bootstrap))
+            seen = asyncio.run(_brokers_answering(cluster.bootstrap, client_security(cluster)))
             if seen == (cluster.nodes, True):
                 return
         if time.monotonic() > deadline:
@@ -592,6 +727,7 @@ def up(
     timeout_s: float = DEFAULT_TIMEOUT_S,
     die_with_parent: bool = False,
     out: bool = True,
+    secure_dir: Path | None = None,
 ) -> str:
     """Start (or find running) a cluster in `data_dir`; return its bootstrap servers.
 
@@ -606,6 +742,8 @@ def up(
         session killed before its teardown (Linux; default False: `make kafka-up` exits at
         once and its nodes must outlive it). Call up() from the main thread then.
     out: print progress lines on stdout (default True).
+    secure_dir: start a secured cluster (SASL_SSL, ACLs) with the files in this folder
+        (see the module's doc); default None, PLAINTEXT.
 
     Synchronous (it runs its own event loop for the readiness check): call it from a plain
     function or fixture, not from inside a running event loop.
@@ -615,7 +753,15 @@ def up(
     _no_running_loop()
     version = pinned_version()
     data_dir = data_dir.resolve()
+    secure = str(secure_dir.resolve()) if secure_dir is not None else None
+    if secure_dir is not None:
+        secure_users(secure_dir)  # refuse a bad folder before starting anything
     cluster = _load(data_dir)
+    if cluster is not None and cluster.secure_dir != secure:
+        raise KafkaSetupError(
+            f"{data_dir} holds a cluster secured with {cluster.secure_dir}, not {secure}: "
+            f"`kafka.py down --data-dir {data_dir}` first, or use another data dir"
+        )
     if cluster is not None:
         wanted_ports = base_port == 0 or cluster.broker_ports[0] == base_port
         if cluster.nodes != nodes or not wanted_ports or cluster.version != version:
@@ -638,6 +784,7 @@ def up(
             cluster_id=_new_cluster_id(),
             broker_ports=ports[:nodes],
             controller_ports=ports[nodes:],
+            secure_dir=secure,
         )
     down_nodes = [i for i in range(1, nodes + 1) if running_pid(data_dir, i) is None]
     busy = [
@@ -669,6 +816,7 @@ def up(
                 heap_mb=heap_mb,
                 full_jit=full_jit,
                 die_with_parent=die_with_parent,
+                secure=cluster.secure_dir is not None,
             )
             if out:
                 print(f"started node {i} (pid {pid}), log {_node_dir(data_dir, i)}/server.log")
@@ -815,6 +963,14 @@ def main(argv: list[str] | None = None) -> int:
             )
             cmd.add_argument("--timeout-s", type=float, default=DEFAULT_TIMEOUT_S)
             cmd.add_argument("--quiet", action="store_true", help="print only the bootstrap line")
+            cmd.add_argument(
+                "--secure",
+                type=Path,
+                default=None,
+                metavar="DIR",
+                help="SASL_SSL and ACLs with DIR/ca.pem, DIR/server.pem, DIR/users.json "
+                "(deploy/README.md); default PLAINTEXT",
+            )
     sub.add_parser("fetch", help="only fetch the jars (once)")
     args = parser.parse_args(argv)
     try:
@@ -829,6 +985,7 @@ def main(argv: list[str] | None = None) -> int:
                 full_jit=args.full_jit,
                 timeout_s=args.timeout_s,
                 out=not args.quiet,
+                secure_dir=args.secure,
             )
             print(f"bootstrap: {bootstrap}", flush=True)
         elif args.command == "status":

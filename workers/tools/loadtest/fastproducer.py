@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from broker.errors import BrokerError, DeliveryError
+from broker.security import KafkaSecurity, librdkafka_config
 
 __all__ = ["FastProducer", "Headers"]
 
@@ -33,6 +34,8 @@ class FastProducer:
 
     linger_ms: how long records wait to fill a batch (default 5). acks: `all` (default),
     `1` or `0`. queue_records: records queued at most before `produce()` has to wait.
+    security: TLS and SASL, as every other client of the project (broker/security.py maps
+    them to librdkafka's names).
     """
 
     def __init__(
@@ -43,6 +46,7 @@ class FastProducer:
         linger_ms: int = 5,
         acks: str = "all",
         queue_records: int = 1_000_000,
+        security: KafkaSecurity | None = None,
     ) -> None:
         self.failed = 0
         self.produced = 0
@@ -63,6 +67,7 @@ class FastProducer:
                     # The gateway under test may stop first; that is not worth a log line.
                     "log.connection.close": False,
                     "on_delivery": self._on_delivery,
+                    **librdkafka_config(security or KafkaSecurity()),
                 }
             )
         except KafkaException as exc:
