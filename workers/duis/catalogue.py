@@ -21,9 +21,13 @@ from msgspec import Meta
 
 from broker.schemas import USER_ROLES
 
-__all__ = ["CatalogueError", "Srv", "load_catalogue"]
+__all__ = ["SIGNED_PRE_COMMAND_ELEMENT", "CatalogueError", "Srv", "load_catalogue"]
 
 _PACKAGED_NAME = "srv_catalogue.toml"
+
+SIGNED_PRE_COMMAND_ELEMENT = "SignedPreCommand"
+"""The `sr:Body` child of every Signed Pre-Command (CV 5, 6, 7), whatever its SRV: the
+GBCS command the User signed, in `GBCSPayload` (DUIS Schema V5.4, type SignedPreCommand)."""
 
 # Command Variant sets (DOMAIN.md section 2.2). Built once: `allowed_command_variants` hands
 # out these shared objects, so asking for them on the hot path allocates nothing.
@@ -48,6 +52,10 @@ class Srv(msgspec.Struct, frozen=True, kw_only=True):
 
     srv: str
     name: str
+    body_element: str
+    """The local name of the one child of `sr:Body` a request for this SRV carries
+    (e.g. `ReadInstantaneousImportRegisters`); a Signed Pre-Command (CV 5-7) carries
+    `SIGNED_PRE_COMMAND_ELEMENT` instead."""
     critical: bool
     non_device: bool
     schedulable: bool
@@ -75,6 +83,7 @@ class _Row(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     """One `[srv."X.Y"]` table as written in the TOML file, before the role check."""
 
     name: Annotated[str, Meta(min_length=1)]
+    body_element: Annotated[str, Meta(pattern=r"^[A-Za-z][A-Za-z0-9]{0,99}$")]
     critical: bool
     non_device: bool
     schedulable: bool
@@ -150,6 +159,7 @@ def _parse_row(key: str, value: Any, *, source: str) -> Srv:
     return Srv(
         srv=key,
         name=row.name,
+        body_element=row.body_element,
         critical=row.critical,
         non_device=row.non_device,
         schedulable=row.schedulable,

@@ -14,6 +14,7 @@ ALL_ROLES = frozenset({"IS", "ES", "GS", "ED", "GT", "RSA", "OU"})
 GOOD_ROW = """
 [srv."4.1.1"]
 name = "Read Instantaneous Import Registers"
+body_element = "ReadInstantaneousImportRegisters"
 critical = false
 non_device = false
 schedulable = false
@@ -63,6 +64,7 @@ def test_packaged_schedulable_srvs_are_the_listed_thirteen() -> None:
             Srv(
                 srv="1.1.1",
                 name="Update Import Tariff (Primary Element)",
+                body_element="UpdateImportTariffPrimaryElement",
                 critical=True,
                 non_device=False,
                 schedulable=False,
@@ -74,6 +76,7 @@ def test_packaged_schedulable_srvs_are_the_listed_thirteen() -> None:
             Srv(
                 srv="8.2",
                 name="Read Inventory",
+                body_element="ReadInventory",
                 critical=False,
                 non_device=True,
                 schedulable=False,
@@ -85,10 +88,11 @@ def test_packaged_schedulable_srvs_are_the_listed_thirteen() -> None:
             Srv(
                 srv="7.16",
                 name="Limit APC Level",
+                body_element="LimitAPCLevel",
                 critical=True,
                 non_device=False,
                 schedulable=False,
-                roles=frozenset(),
+                roles=frozenset({"LC"}),
             ),
         ),
         (
@@ -96,6 +100,7 @@ def test_packaged_schedulable_srvs_are_the_listed_thirteen() -> None:
             Srv(
                 srv="4.8.1",
                 name="Read Active Import Profile Data",
+                body_element="ReadActiveImportProfileData",
                 critical=False,
                 non_device=False,
                 schedulable=True,
@@ -107,10 +112,11 @@ def test_packaged_schedulable_srvs_are_the_listed_thirteen() -> None:
             Srv(
                 srv="8.5",
                 name="Service Opt Out",
+                body_element="ServiceOptOut",
                 critical=False,
                 non_device=False,
                 schedulable=False,
-                roles=frozenset(),
+                roles=frozenset({"IS"}),
             ),
         ),
         (
@@ -118,6 +124,7 @@ def test_packaged_schedulable_srvs_are_the_listed_thirteen() -> None:
             Srv(
                 srv="14.1",
                 name="Record Network Data (GAS)",
+                body_element="RecordNetworkDataGAS",
                 critical=False,
                 non_device=False,
                 schedulable=True,
@@ -129,6 +136,7 @@ def test_packaged_schedulable_srvs_are_the_listed_thirteen() -> None:
             Srv(
                 srv="7.2",
                 name="Disable Supply",
+                body_element="DisableSupply",
                 critical=True,
                 non_device=False,
                 schedulable=False,

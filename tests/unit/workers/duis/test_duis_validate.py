@@ -163,7 +163,7 @@ def test_user_mismatch() -> None:
 def test_invalid_role() -> None:
     verdict = make_validator().check(make_request(user_role="is"), USER)
     assert rejected(verdict, "invalid_role") == (
-        "user_role 'is' is not a DUIS User Role; allowed: ED, ES, GS, GT, IS, OU, RSA"
+        "user_role 'is' is not a DUIS User Role; allowed: ED, ES, GS, GT, IS, LC, OU, RSA"
     )
 
 
@@ -183,12 +183,26 @@ def test_role_not_eligible() -> None:
 
 
 def test_srv_without_eligible_roles_refuses_every_role() -> None:
-    validator = make_validator()
-    for role in ("IS", "ES", "GS", "ED", "GT", "RSA", "OU"):
+    # No packaged SRV has an empty role list any more (issue #16 settled 7.16, 8.5 and
+    # 8.6), so a catalogue with one such row is built from the packaged 7.16.
+    packaged = load_catalogue()
+    catalogue = {**packaged, "7.16": msgspec.structs.replace(packaged["7.16"], roles=frozenset())}
+    validator = DuisValidator(catalogue, replay_pairs_per_user=1000)
+    validator.set_users({USER: [*ALL_ROLES, "LC"]})
+    for role in (*ALL_ROLES, "LC"):
         verdict = validator.check(make_request(srv="7.16", user_role=role, command_variant=4), USER)
         assert rejected(verdict, "role_not_eligible").endswith(
             "eligible roles: none (no User Role may send it)"
         )
+
+
+def test_limit_apc_level_is_the_load_controllers_alone() -> None:
+    validator = make_validator(users={USER: [*ALL_ROLES, "LC"]})
+    for role in ALL_ROLES:
+        verdict = validator.check(make_request(srv="7.16", user_role=role, command_variant=4), USER)
+        assert rejected(verdict, "role_not_eligible").endswith("eligible roles: LC")
+    verdict = validator.check(make_request(srv="7.16", user_role="LC", command_variant=4), USER)
+    assert not isinstance(verdict, Rejection)
 
 
 @pytest.mark.parametrize(
