@@ -271,19 +271,41 @@ def test_cli_runs_a_built_in_scenario_embedded_and_stops_by_itself(tmp_path: Any
             *(sys.executable, "-m", "workers.cli", "loadtest", "noisy-neighbour", "--embedded"),
             *("--duration", "2", "--scale", "0.5", "--seed", "9", "--quiet", "--json"),
             *("--workers", "2", "--report", str(tmp_path)),
+            *("--threshold", "sent>=100", "--threshold", "quarantined==0"),
         ],
         capture_output=True,
         timeout=100,
         check=False,
     )
     assert proc.returncode == 0, proc.stderr.decode()
-    doc = json.loads(proc.stdout.decode().splitlines()[-1])
+    lines = proc.stdout.decode().splitlines()
+    assert lines[-3:][0] == "thresholds: 2 passed, 0 failed"
+    doc = json.loads(next(line for line in lines if line.startswith("{")))
     assert doc["stats"]["sent"] > 100
     assert doc["stats"]["outcomes"]["accepted"] > 0
     assert any(k.startswith("dccgate_traffic_") for k in doc["gateway"])
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["totals"]["sent"] == doc["stats"]["sent"] + doc["stats"]["resent"]
     assert (tmp_path / "report.html").stat().st_size > 10_000
+    assert [t["passed"] for t in report["thresholds"]] == [True, True]
+    assert sum(r["count"] for r in report["srv_latency"]) == report["totals"]["answered"]
+    assert all(s["start_s"] <= s["end_s"] for s in report["spans"])
+    html = (tmp_path / "report.html").read_text()
+    assert 'class="nodata"' not in html
+    assert '<section id="gateway">' in html  # the gateway's metrics, curated
+    # The saved run compares with itself: every change is none.
+    compared = subprocess.run(
+        [
+            *(sys.executable, "-m", "workers.cli", "loadtest", "compare"),
+            *(str(tmp_path), str(tmp_path / "report.json"), "--report", str(tmp_path / "cmp")),
+        ],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert compared.returncode == 0, compared.stderr.decode()
+    assert "no change" in compared.stdout.decode()
+    assert (tmp_path / "cmp" / "compare.html").stat().st_size > 10_000
 
 
 def test_cli_refuses_a_bad_scenario_with_the_field_named(tmp_path: Any) -> None:
@@ -305,13 +327,15 @@ def test_cli_what_if_reports_both_runs_and_the_difference(tmp_path: Any) -> None
         [
             *(sys.executable, "-m", "workers.cli", "loadtest", "runaway-user"),
             *("--what-if", "docs/examples/whatif-runaway.toml", "--duration", "3", "--quiet"),
-            *("--report", str(tmp_path)),
+            *("--report", str(tmp_path), "--threshold", "quarantined==0"),
         ],
         capture_output=True,
         timeout=200,
         check=False,
     )
-    assert proc.returncode == 0, proc.stderr.decode()
+    # The proposed run quarantines the loop's excess: its threshold fails, exit code 99.
+    assert proc.returncode == 99, proc.stderr.decode()
+    assert "FAIL  quarantined==0" in proc.stdout.decode()
     out = proc.stdout.decode()
     assert "== current ==" in out
     assert "== proposed ==" in out
@@ -331,3 +355,8 @@ def test_cli_what_if_reports_both_runs_and_the_difference(tmp_path: Any) -> None
     proposed = json.loads((tmp_path / "proposed" / "report.json").read_text())
     assert current["seed"] == proposed["seed"]
     assert current["totals"]["outcomes"] != proposed["totals"]["outcomes"]
+    assert proposed["thresholds"][0]["passed"] is False
+    assert current["thresholds"] == []
+    whatif = (tmp_path / "whatif.html").read_text()
+    assert "Main effect: <b>" in whatif
+    assert "fewer requests accepted" in whatif

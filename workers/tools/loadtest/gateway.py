@@ -39,6 +39,7 @@ _KEPT_PREFIXES = (
     "dccgate_adt_",
     "dccgate_router_",
     "dccgate_deadletter_",
+    "dccgate_consumer_lag_",
 )
 
 
@@ -56,6 +57,7 @@ class EmbeddedGateway:
     def __init__(self, *, log_dir: Path | None = None, startup_timeout_s: float = 60.0) -> None:
         self.kafka_port = free_port()
         self.http_port = free_port()
+        self.duis_port = free_port()
         self.token = secrets.token_urlsafe(32)  # 43 characters: the gateway wants 32 or more
         self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="dccgate-loadtest-"))
         self.log_path = self.log_dir / "gateway.log"
@@ -72,13 +74,19 @@ class EmbeddedGateway:
         """The gateway's HTTP address (admin API, /metrics)."""
         return f"http://127.0.0.1:{self.http_port}"
 
+    @property
+    def duis_url(self) -> str:
+        """The gateway's DUIS ingress (`/api/v1/serviceD|S|T` under it)."""
+        return f"http://127.0.0.1:{self.duis_port}"
+
     def start_blocking(self) -> None:
         """Start the gateway and wait until /healthz says ok."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         ports = ["--kafka-port", str(self.kafka_port), "--http-port", str(self.http_port)]
+        ports += ["--duis-port", str(self.duis_port)]
         argv = [sys.executable, "-m", "workers.cli", "run", *ports, "--log-dir", str(self.log_dir)]
         env = {k: v for k, v in os.environ.items() if not k.startswith("DCCGATE_")}
-        env["DCCGATE_ADMIN_TOKEN"] = self.token
+        env["DCCGATE_TOKEN"] = self.token
         with self.log_path.open("ab") as out:
             self._proc = subprocess.Popen(
                 argv,

@@ -138,6 +138,23 @@ class SparseLatencyHistogram(_HdrLayout):
         counts[index] = counts.get(index, 0) + 1
         self.count += 1
 
+    def record_s_also(self, other: SparseLatencyHistogram, latency_s: float) -> None:
+        """Record one latency here and in `other` (same significant figures): the slot is
+        computed once (the collector records each answer per time bucket and per SRV)."""
+        value = int(latency_s * 1_000_000.0)
+        if value < 0:
+            value = 0
+        elif value > HIGHEST_US:
+            value = HIGHEST_US
+        bucket = (value | self._mask).bit_length() - self._shift
+        index = ((bucket + 1) << self._half_mag) + (value >> bucket) - self._half_count
+        counts = self._counts
+        counts[index] = counts.get(index, 0) + 1
+        self.count += 1
+        counts = other._counts
+        counts[index] = counts.get(index, 0) + 1
+        other.count += 1
+
     def merge(self, other: SparseLatencyHistogram) -> None:
         """Add `other`'s counts (same significant figures) to these."""
         if other.significant_figures != self.significant_figures:

@@ -1,20 +1,30 @@
 """The HTML page of a load-test report: one self-contained file, inline CSS and SVG.
 
 Read top to bottom: the verdict (requests and what became of them, p99 latency, installs,
-alerts), then throughput with the event timeline under it on the same time axis, latency
-over time, the HDR percentile distribution, outcomes per User / SRV / rule, installs,
-alerts, dead letters and the raw event list. Every string from the run is escaped.
+alerts) and the thresholds, then throughput with the event timeline under it on the same
+time axis, response codes and errors over time, latency over time, the HDR percentile
+distribution and latency per SRV, outcomes per User / SRV / rule, installs, alerts, dead
+letters, the gateway under test and the event list. A section with nothing to show is one
+line saying so. Every string from the run is escaped.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from html import escape
 
-import orjson
-
 from workers.tools.loadtest import svg
+from workers.tools.loadtest.htmlparts import empty_note, table
+from workers.tools.loadtest.htmlparts import ms as _ms
+from workers.tools.loadtest.htmlparts import pct as _pct
+from workers.tools.loadtest.page_sections import (
+    codes_over_time,
+    gateway_under_test,
+    srv_latency,
+    threshold_section,
+    timeline,
+)
 from workers.tools.loadtest.report_schema import (
     OUTCOMES,
     InstallRow,
@@ -44,7 +54,17 @@ section { padding: 14px 18px; margin: 0 0 16px; }
 .tile .k { color: #545b68; font-size: 12px; text-transform: uppercase; letter-spacing: .04em; }
 .tile .v { font-size: 24px; font-weight: 650; }
 .tile .s { color: #545b68; font-size: 12px; }
-.pair { display: grid; grid-template-columns: minmax(0, 1fr) minmax(0, 1fr); gap: 16px; }
+.pair { display: grid; grid-template-columns: repeat(auto-fit, minmax(520px, 1fr)); gap: 16px; }
+h3 { font-size: 14px; margin: 12px 0 2px; color: #303644; }
+.empty { color: #545b68; margin: 0 0 12px; padding: 6px 12px; border-left: 4px solid #dde1e7; }
+.pair > .empty { align-self: start; }
+#thresholds.passed { border-left: 6px solid #009E73; }
+#thresholds.failed { border-left: 6px solid #D55E00; }
+tr.pass .verdict-cell { color: #00704f; font-weight: 650; }
+tr.fail .verdict-cell { color: #b34700; font-weight: 650; }
+tr.better td:last-child { color: #00704f; font-weight: 600; }
+tr.worse td:last-child { color: #b34700; font-weight: 600; }
+td.t code { white-space: pre-wrap; }
 .pair > section { margin: 0 0 16px; }
 svg { display: block; max-width: 100%; height: auto; }
 svg text { font: 12px system-ui, "DejaVu Sans", sans-serif; fill: #303644; }
@@ -62,13 +82,18 @@ svg .area { stroke: none; }
 table { border-collapse: collapse; margin: 8px 0; font-variant-numeric: tabular-nums;
   display: block; overflow-x: auto; max-width: 100%; }
 th, td { padding: 3px 10px; border-bottom: 1px solid #e6e8ec; text-align: right; }
-th:first-child, td:first-child, td.t { text-align: left; }
-td.t { white-space: nowrap; }
+th:first-child, td:first-child, td.t, th.t { text-align: left; }
+td { white-space: nowrap; }
+td.t { white-space: normal; overflow-wrap: break-word; }
+th { white-space: nowrap; }
+table.num th, table.num td { padding: 3px 6px; }
+td:first-child, td.t:first-child { white-space: nowrap; }
 th { color: #545b68; font-weight: 600; }
 details > summary { cursor: pointer; color: #0a5a8a; }
 .note { color: #545b68; font-size: 12px; }
 .warning { border-left: 6px solid #E69F00; }
 .changes li { margin: 4px 0; }
+.changes li.main-effect { font-size: 15px; }
 footer { color: #7b8190; font-size: 12px; text-align: center; margin: 8px 0 24px; }
 """
 
@@ -78,44 +103,6 @@ def utc(unix_s: float | None) -> str:
     if unix_s is None:
         return "—"
     return dt.datetime.fromtimestamp(unix_s, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _pct(part: float, whole: float) -> str:
-    return f"{100.0 * part / whole:.1f}%" if whole else "—"
-
-
-def _ms(value: float | None) -> str:
-    if value is None:
-        return "—"
-    return f"{value:,.1f} ms" if value >= 10 else f"{value:,.2f} ms"
-
-
-def table(headers: Sequence[str], rows: Iterable[Sequence[object]], *, cls: str = "") -> str:
-    """An HTML table, every cell escaped; ints get thousands separators."""
-    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
-    body = []
-    for row in rows:
-        cells = "".join(
-            f'<td class="t">{escape(value)}</td>'
-            if isinstance(value, str)
-            else f"<td>{escape(_cell(value))}</td>"
-            for value in row
-        )
-        body.append(f"<tr>{cells}</tr>")
-    if not body:
-        return '<p class="note">no data</p>'
-    klass = f' class="{cls}"' if cls else ""
-    return f"<table{klass}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-
-
-def _cell(value: object) -> str:
-    if isinstance(value, bool) or value is None:
-        return "—" if value is None else str(value)
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:,.3g}" if abs(value) < 100 else f"{value:,.0f}"
-    return str(value)
 
 
 def _tile(key: str, value: str, sub: str = "", colour: str = svg.BLUE) -> str:
@@ -178,12 +165,16 @@ def _verdict(report: LoadTestReport) -> str:
 
 
 def _throughput(report: LoadTestReport) -> str:
+    if not any(x.sent or x.answered or x.completed for x in report.buckets):
+        return throughput(report, WIDE)
     return (
         '<section id="throughput"><h2>Throughput over time, and events</h2>'
         f"{throughput(report, WIDE)}"
         '<p class="note">Requests sent per second (line), the gateway\'s answers per second by '
         "outcome (stacked areas), end-to-end answers of the simulated devices (dashed). Under it, "
-        "on the same time axis: throttling, quarantine, storm, fault and phase events.</p>"
+        "on the same time axis: bars for periods (throttling and quarantine per User, storms per "
+        "region and alert code, from the first answer or copy to the last), triangles for "
+        "one-off events at their exact time. Hover for details.</p>"
         "</section>"
     )
 
@@ -227,23 +218,27 @@ def throughput(report: LoadTestReport, width: int) -> str:
     )
     entries = [("sent", svg.BLUE, ""), ("completed end to end", svg.BLACK, "6 4")]
     entries += [(f"answered: {o}", svg.OUTCOME_COLOURS[o], "area") for o in present]
-    kinds = sorted({k for x in b for k in x.events})
-    rows = [(k, [x.events.get(k, 0) for x in b]) for k in kinds]
-    events = svg.timeline(
-        title="Events", width=width, x_max=x_max, bucket_s=report.bucket_s, rows=rows
-    )
-    return f"{svg.legend(entries)}{chart}{events}"
+    if not any(x.sent or x.answered or x.completed for x in b):
+        return empty_note("throughput-none", "Throughput", "nothing was sent or answered.") + (
+            timeline(report, width)
+        )
+    return f"{svg.legend(entries)}{chart}{timeline(report, width)}"
 
 
 def _latency_over_time(report: LoadTestReport) -> str:
+    if not report.gateway_latency.count and not report.e2e_latency.count:
+        return empty_note("latency-time", "Latency over time", "no answers to measure.")
     b = report.buckets
     x_max = max(report.elapsed_s, len(b) * report.bucket_s)
     mid = [x.t_s + report.bucket_s / 2 for x in b]
     charts = []
-    for title, p50, p99 in (
-        ("Gateway latency over time", "gateway_p50_ms", "gateway_p99_ms"),
-        ("End-to-end latency over time", "e2e_p50_ms", "e2e_p99_ms"),
+    for title, p50, p99, count in (
+        ("Gateway latency over time", "gateway_p50_ms", "gateway_p99_ms", report.gateway_latency),
+        ("End-to-end latency over time", "e2e_p50_ms", "e2e_p99_ms", report.e2e_latency),
     ):
+        if not count.count:
+            charts.append(empty_note(p50, title, "no answers of this kind."))
+            continue
         lines = [
             svg.Line(
                 name="p50",
@@ -273,6 +268,8 @@ def _latency_over_time(report: LoadTestReport) -> str:
 
 def _percentiles(report: LoadTestReport) -> str:
     g, e = report.gateway_latency, report.e2e_latency
+    if not g.count and not e.count:
+        return empty_note("percentiles", "Latency percentiles", "no answers to measure.")
     series = [
         (name, colour, dash, [(p.percentile, p.value_ms) for p in s.distribution])
         for name, colour, dash, s in (
@@ -287,11 +284,19 @@ def _percentiles(report: LoadTestReport) -> str:
     legend = svg.legend([(name, colour, dash) for name, colour, dash, _ in series])
 
     def row(name: str, s: LatencySummary) -> list[object]:
-        return [name, s.count, s.p50_ms, s.p90_ms, s.p99_ms, s.p999_ms, s.max_ms, s.mean_ms]
+        return [
+            name,
+            s.count,
+            *(
+                _ms(v).removesuffix(" ms")
+                for v in (s.p50_ms, s.p90_ms, s.p99_ms, s.p999_ms, s.max_ms, s.mean_ms)
+            ),
+        ]
 
     numbers = table(
         ["latency (ms)", "count", "p50", "p90", "p99", "p99.9", "max", "mean"],
         [row("gateway", g), row("end to end", e)],
+        cls="num",
     )
     return (
         '<div class="pair" id="percentiles"><section><h2>Latency percentiles (HDR histogram)</h2>'
@@ -304,7 +309,11 @@ def _percentiles(report: LoadTestReport) -> str:
     )
 
 
-def _outcome_section(title: str, anchor: str, rows: Sequence[OutcomeRow], what: str) -> str:
+def _outcome_section(
+    title: str, anchor: str, rows: Sequence[OutcomeRow], what: str, empty: str = "no answers."
+) -> str:
+    if not any(r.answered for r in rows):
+        return empty_note(anchor, title, empty)
     present = [o for o in (*OUTCOMES, "other") if any(r.outcomes.get(o) for r in rows)]
     bars = [
         svg.Bar(
@@ -346,11 +355,23 @@ def _flow_chart(rows: list[InstallRow], title: str, noun: str) -> str:
     steps = table(
         ["region", "failed step", noun],
         [[r.region, step, n] for r in rows for step, n in r.failed_steps.items()],
+        empty=f"No {noun} failed.",
     )
     return f"{chart}<h2>Where failed {escape(noun)} stopped</h2>{steps}"
 
 
 def _installs(report: LoadTestReport) -> str:
+    if not report.installs and not report.completions:
+        return empty_note("installs", "Installs per region", "no installs or device answers.")
+    if not report.installs:
+        completions = table(
+            ["region", "device answers ok", "failed"],
+            [[r.region, r.ok, r.failed] for r in report.completions],
+        )
+        return (
+            '<section id="installs"><h2>Device answers per region</h2>'
+            f'{completions}<p class="note">No installs in this run.</p></section>'
+        )
     legend = svg.legend([("completed", svg.GREEN, "area"), ("failed", svg.VERMILLION, "area")])
     completions = table(
         ["region", "device answers ok", "failed"],
@@ -373,6 +394,8 @@ def _firmware(report: LoadTestReport) -> str:
 
 
 def _alerts(report: LoadTestReport) -> str:
+    if not report.alerts:
+        return empty_note("alerts", "Alerts and storms", "no device alerts in this run.")
     by_code: dict[str, list[int]] = {}
     for r in report.alerts:
         sums = by_code.setdefault(r.alert_code, [0, 0, 0])
@@ -421,26 +444,38 @@ def _alerts(report: LoadTestReport) -> str:
     )
 
 
-def _facts(report: LoadTestReport) -> str:
+def _codes_and_dead(report: LoadTestReport) -> str:
     t = report.totals
+    if not t.response_codes and not report.deadletters:
+        return empty_note(
+            "codes", "Response codes and dead letters", "no answers, no dead letters."
+        )
+    codes = table(
+        ["response code", "answers", "share"],
+        [[code, n, _pct(n, t.answered)] for code, n in t.response_codes.items()],
+        empty="No answers.",
+    )
+    dead = (
+        table(["dead-letter reason", "records"], list(report.deadletters.items()))
+        if report.deadletters
+        else '<p class="note">No record was dead-lettered.</p>'
+    )
+    return (
+        f'<section id="codes"><h2>Response codes</h2>{codes}<h2>Dead letters</h2>{dead}</section>'
+    )
+
+
+def _events(report: LoadTestReport) -> str:
+    t = report.totals
+    if not report.events:
+        return empty_note("events", "Events", "none recorded.")
     events = table(
         ["t (s)", "kind", "detail"],
         [[f"{e.t_s:.2f}", e.kind, e.detail] for e in report.events[:_EVENTS_SHOWN]],
     )
     more = len(report.events) - _EVENTS_SHOWN + t.events_dropped
     more_note = f'<p class="note">{more:,} more events not listed.</p>' if more > 0 else ""
-    gateway = table(
-        ["gateway", "value"],
-        [[key, orjson.dumps(value, default=str).decode()] for key, value in report.gateway.items()],
-    )
-    codes = table(["response code", "answers"], list(report.totals.response_codes.items()))
-    dead = table(["dead-letter reason", "records"], list(report.deadletters.items()))
-    return (
-        f'<div class="pair"><section id="codes"><h2>Response codes</h2>{codes}'
-        f"<h2>Dead letters</h2>{dead}</section>"
-        f'<section id="gateway"><h2>Gateway under test</h2>{gateway}</section></div>'
-        f'<section id="events"><h2>Events</h2>{events}{more_note}</section>'
-    )
+    return f'<section id="events"><h2>Events</h2>{events}{more_note}</section>'
 
 
 def render_report(report: LoadTestReport) -> str:
@@ -454,20 +489,33 @@ def render_report(report: LoadTestReport) -> str:
     body = [
         f'<h1>{escape(title)}</h1><p class="meta">{escape(meta)}</p>',
         _verdict(report),
+        threshold_section(report),
         _throughput(report),
+        codes_over_time(report, WIDE),
         _latency_over_time(report),
         _percentiles(report),
+        srv_latency(report),
         '<div class="pair">',
         _outcome_section("Outcomes per User", "users", report.by_user, "Users"),
         _outcome_section("Outcomes per SRV", "srvs", report.by_srv, "SRVs"),
         "</div>",
         '<div class="pair">',
-        _outcome_section("Outcomes per rule", "rules", report.by_rule, "rules"),
+        _outcome_section(
+            "Outcomes per rule",
+            "rules",
+            report.by_rule,
+            "rules",
+            "no answer named a rule (nothing was throttled, quarantined or rejected by one).",
+        ),
         _installs(report),
         _firmware(report),
         "</div>",
         _alerts(report),
-        _facts(report),
+        gateway_under_test(report),
+        '<div class="pair">',
+        _codes_and_dead(report),
+        _events(report),
+        "</div>",
         f"<footer>{escape(report.format)} · written by dccgate loadtest</footer>",
     ]
     return page(title, "".join(body))

@@ -19,6 +19,8 @@ from workers.tools.loadtest.whatif import compare, write_whatif
 __all__ = ["compare", "load_report", "write_report", "write_whatif"]
 
 _DECODER = msgspec.json.Decoder(LoadTestReport)
+_MAX_REPORT_BYTES = 256 * 1024 * 1024
+"""A report is bounded (buckets, labels, events: a few MB); a larger file is not one."""
 
 
 def write_report(report: LoadTestReport, directory: Path) -> tuple[Path, Path]:
@@ -42,6 +44,12 @@ def load_report(path: Path) -> LoadTestReport:
             version; the message names the file and what to do.
     """
     try:
+        size = path.stat().st_size
+        if size > _MAX_REPORT_BYTES:
+            raise ReportError(
+                f"{path} is {size:,} bytes, more than any load-test report; pass the "
+                "report.json that `dccgate loadtest --report DIR` wrote"
+            )
         data = path.read_bytes()
     except OSError as exc:
         raise ReportError(
@@ -50,11 +58,17 @@ def load_report(path: Path) -> LoadTestReport:
         ) from exc
     try:
         report = _DECODER.decode(data)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
         raise ReportError(
             f"{path} is not a dccgate load-test report ({exc}); pass the report.json that "
             "`dccgate loadtest --report DIR` wrote"
         ) from exc
+    if not (0 < report.bucket_s < 1e9 and 0 <= report.elapsed_s < 1e9):
+        raise ReportError(
+            f"{path} is not a dccgate load-test report (bucket_s {report.bucket_s!r}, "
+            f"elapsed_s {report.elapsed_s!r} are out of range); pass the report.json that "
+            "`dccgate loadtest --report DIR` wrote"
+        )
     if report.format != REPORT_FORMAT:
         raise ReportError(
             f"{path} has report format {report.format!r}, this dccgate reads {REPORT_FORMAT!r}; "

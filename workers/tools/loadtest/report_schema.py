@@ -14,6 +14,7 @@ __all__ = [
     "NOT_ACCEPTED",
     "OUTCOMES",
     "REPORT_FORMAT",
+    "SPAN_GAP_S",
     "WHATIF_FORMAT",
     "AlertRow",
     "Bucket",
@@ -27,11 +28,16 @@ __all__ = [
     "OutcomeRow",
     "PercentilePoint",
     "ReportError",
+    "Span",
+    "SrvLatency",
+    "ThresholdResult",
     "Totals",
     "WhatIfDiff",
 ]
 
 REPORT_FORMAT = "dccgate.loadtest.report/1"
+SPAN_GAP_S = 3.0
+"""A throttling, quarantine or storm span ends when nothing of it is seen for this long."""
 WHATIF_FORMAT = "dccgate.loadtest.whatif/1"
 
 OUTCOMES = ("accepted", "rejected", "throttled", "quarantined", "released", "deleted")
@@ -88,6 +94,50 @@ class Bucket(msgspec.Struct, frozen=True, kw_only=True):
     gateway_p99_ms: float | None = None
     e2e_p50_ms: float | None = None
     e2e_p99_ms: float | None = None
+    codes: dict[str, int] = msgspec.field(default_factory=dict)
+    """Answers per response code in this bucket (at most 16 codes per bucket)."""
+    completed_failed: int = 0
+    """End-to-end answers of the simulated devices that were failures."""
+    deadletters: int = 0
+
+
+class Span(msgspec.Struct, frozen=True, kw_only=True):
+    """A period of the run: `kind` (throttled, quarantined, storm) active for `label` (a User,
+    or a region and alert code) from `start_s` to `end_s`, with `count` answers or copies.
+
+    A span goes on while the next one comes within `SPAN_GAP_S` of the last."""
+
+    kind: str
+    label: str
+    start_s: float
+    end_s: float
+    count: int = 0
+
+
+class SrvLatency(msgspec.Struct, frozen=True, kw_only=True):
+    """Gateway latency of one SRV's answers (ms; null when none)."""
+
+    srv: str
+    count: int = 0
+    p50_ms: float | None = None
+    p90_ms: float | None = None
+    p99_ms: float | None = None
+    p999_ms: float | None = None
+    max_ms: float | None = None
+
+
+class ThresholdResult(msgspec.Struct, frozen=True, kw_only=True):
+    """A `--threshold` checked at the end of the run: `metric op limit` (base units: ms, a
+    fraction, per second), the value measured (null: the run had none) and whether it passed."""
+
+    expression: str
+    metric: str
+    op: str
+    limit: float
+    actual: float | None
+    passed: bool
+    shown: str = ""
+    """`actual` for people, with its unit."""
 
 
 class OutcomeRow(msgspec.Struct, frozen=True, kw_only=True):
@@ -198,6 +248,12 @@ class LoadTestReport(msgspec.Struct, frozen=True, kw_only=True):
     alerts: list[AlertRow] = msgspec.field(default_factory=list)
     deadletters: dict[str, int] = msgspec.field(default_factory=dict)
     events: list[Event] = msgspec.field(default_factory=list)
+    spans: list[Span] = msgspec.field(default_factory=list)
+    """Periods of throttling and quarantine per User, and of storms per region and code."""
+    srv_latency: list[SrvLatency] = msgspec.field(default_factory=list)
+    """Gateway latency per SRV, the most answered first."""
+    thresholds: list[ThresholdResult] = msgspec.field(default_factory=list)
+    """The run's `--threshold`s, checked at its end."""
 
 
 class DiffRow(msgspec.Struct, frozen=True, kw_only=True):

@@ -22,12 +22,15 @@ import msgspec
 from workers.tools.loadtest.latency import LatencyHistogram, SparseLatencyHistogram
 from workers.tools.loadtest.report_schema import (
     OUTCOMES,
+    SPAN_GAP_S,
     AlertRow,
     Bucket,
     CompletionRow,
     Event,
     InstallRow,
     LoadTestReport,
+    Span,
+    SrvLatency,
     Totals,
 )
 from workers.tools.loadtest.summaries import (
@@ -46,6 +49,13 @@ _OUTCOME_INDEX = {name: index for index, name in enumerate(OUTCOMES)}
 _N_OUTCOMES = len(OUTCOMES) + 1  # the last slot counts outcomes not in the contract
 _MAX_LABEL_CHARS = 200
 _OTHERS_PAIR = (OTHERS, OTHERS)
+_MAX_SRV_LATENCIES = 256
+_MAX_SPAN_KEYS = 1000
+_MAX_SPANS_PER_KEY = 200
+_CODES_PER_BUCKET = 16
+_SPAN_KINDS = {"throttled": "throttled", "quarantined": "quarantined"}
+_STORM_GAP_S = 120.0
+"""A storm's copies come once a storm period (seconds to a minute); its final copy ends it."""
 
 K = TypeVar("K", str, tuple[str, str])
 
@@ -94,6 +104,19 @@ def _flow_rows(
         )
         for region, (ok, failed) in sorted(table.items())
     ]
+
+
+def _coalesce(spans: list[list[float]], gap_s: float) -> list[list[float]]:
+    """Spans in start order, those less than `gap_s` apart (and not closed) joined."""
+    out: list[list[float]] = []
+    for start, end, n, closed in sorted(spans):
+        if out and start - out[-1][1] <= gap_s and not out[-1][3]:
+            out[-1][1] = max(out[-1][1], end)
+            out[-1][2] += n
+            out[-1][3] = closed
+        else:
+            out.append([start, end, n, closed])
+    return out
 
 
 def _add(row: list[int], other: list[int]) -> None:
@@ -166,6 +189,9 @@ class ResultCollector:
         self._installs_failed: list[int] = []
         self._alerts_raised: list[int] = []
         self._alerts_delivered: list[int] = []
+        self._completed_failed: list[int] = []
+        self._bucket_deadletters: list[int] = []
+        self._bucket_codes: list[dict[str, int] | None] = []
         self._bucket_outcomes: list[list[int]] = []
         self._bucket_events: list[dict[str, int] | None] = []
         self._bucket_gateway: list[SparseLatencyHistogram | None] = []
@@ -178,6 +204,8 @@ class ResultCollector:
             self._installs_failed,
             self._alerts_raised,
             self._alerts_delivered,
+            self._completed_failed,
+            self._bucket_deadletters,
         )
 
     def _init_tables(self) -> None:
@@ -209,6 +237,11 @@ class ResultCollector:
         self._deadletters: dict[str, int] = {}
         self._events: list[Event] = []
         self._events_total = 0
+        # SRV -> gateway latency (2 significant figures, like a time bucket's, so one slot
+        # computation serves both); past the cap, one histogram for the rest.
+        self._srv_latency: dict[str, SparseLatencyHistogram] = {}
+        # (kind, label) -> spans [start_s, end_s, count], in time order.
+        self._spans: dict[tuple[str, str], list[list[float]]] = {}
 
     # -- time buckets -------------------------------------------------------------------
 
@@ -233,6 +266,7 @@ class ResultCollector:
             column.extend([0] * extra)
         self._bucket_outcomes.extend([0] * _N_OUTCOMES for _ in range(extra))
         self._bucket_events.extend([None] * extra)
+        self._bucket_codes.extend([None] * extra)
         self._bucket_gateway.extend([None] * extra)
         self._bucket_e2e.extend([None] * extra)
         self._n = target
@@ -315,11 +349,54 @@ class ResultCollector:
             row[1] += 1
             row[slot] += 1
         self._count(self._codes, response_code)
+        codes = self._bucket_codes[index]
+        if codes is None:
+            codes = self._bucket_codes[index] = {}
+        if response_code in codes:
+            codes[response_code] += 1
+        elif len(codes) < _CODES_PER_BUCKET:
+            codes[_clip(response_code)] = codes.get(_clip(response_code), 0) + 1
         self._gateway.record_s(latency_s)
         histogram = self._bucket_gateway[index]
         if histogram is None:
             histogram = self._bucket_gateway[index] = SparseLatencyHistogram()
-        histogram.record_s(latency_s)
+        histogram.record_s_also(self._srv_latency.get(srv) or self._srv_histogram(srv), latency_s)
+        if outcome in _SPAN_KINDS:
+            # Hot while a User is throttled: extend its open span inline.
+            spans = self._spans.get((outcome, user_id))
+            last = spans[-1] if spans else None
+            if last is not None and 0.0 <= t_s - last[1] <= SPAN_GAP_S:
+                last[1] = t_s
+                last[2] += 1
+            else:
+                self._span(outcome, user_id, t_s, 1)
+
+    def _srv_histogram(self, srv: str) -> SparseLatencyHistogram:
+        srv = _clip(srv) if len(self._srv_latency) < _MAX_SRV_LATENCIES else OTHERS
+        histogram = self._srv_latency.get(srv)
+        if histogram is None:
+            histogram = self._srv_latency[srv] = SparseLatencyHistogram()
+        return histogram
+
+    def _span(self, kind: str, label: str, t_s: float, n: int, gap_s: float = SPAN_GAP_S) -> None:
+        """Extend the (kind, label) span that ended within `gap_s` of `t_s` and is not
+        closed, or open one. A span is [start_s, end_s, count, closed]."""
+        key = (kind, label)
+        spans = self._spans.get(key)
+        if spans is None:
+            if len(self._spans) >= _MAX_SPAN_KEYS:
+                self._folded += 1
+                return
+            spans = self._spans[(kind, _clip(label))] = []
+        last = spans[-1] if spans else None
+        if last is not None and (
+            (t_s - last[1] <= gap_s and not last[3]) or len(spans) >= _MAX_SPANS_PER_KEY
+        ):
+            last[1] = max(last[1], t_s)
+            last[0] = min(last[0], t_s)
+            last[2] += n
+        else:
+            spans.append([t_s, t_s, float(n), 0.0])
 
     def request_completed(
         self, t_s: float, user_id: str, srv: str, region: str, ok: bool, latency_s: float
@@ -327,6 +404,8 @@ class ResultCollector:
         """The end-to-end answer of the simulated device network; `latency_s` since sent."""
         index = self._bucket(t_s)
         self._completed[index] += 1
+        if not ok:
+            self._completed_failed[index] += 1
         self._total_completed += 1
         self._keyed(self._completions, region, OTHERS, 2)[0 if ok else 1] += 1
         self._e2e.record_s(latency_s)
@@ -416,10 +495,17 @@ class ResultCollector:
         elif storm_copy == "final":
             row[4] += 1
             self._alerts_total[3] += 1
+        if storm_copy is not None:
+            label = f"{region} {alert_code}"
+            self._span("storm", label, t_s, 1, _STORM_GAP_S)
+            if storm_copy == "final":
+                spans = self._spans.get(("storm", label))
+                if spans:
+                    spans[-1][3] = 1.0
 
     def deadlettered(self, t_s: float, reason: str) -> None:
         """A record the gateway wrote to dcc.deadletter, by its `dccgate-dlq-kind`."""
-        self._bucket(t_s)
+        self._bucket_deadletters[self._bucket(t_s)] += 1
         self._count(self._deadletters, reason)
 
     def event(self, t_s: float, kind: str, detail: str) -> None:
@@ -488,8 +574,31 @@ class ResultCollector:
         self._events = sorted([*self._events, *other._events], key=lambda e: e.t_s)
         del self._events[self._max_events :]
         self._events_total += other._events_total
+        self._merge_extras(other)
+
+    def _merge_extras(self, other: ResultCollector) -> None:
+        for srv, histogram in other._srv_latency.items():
+            target = self._srv_latency.get(srv) or self._srv_histogram(srv)
+            target.merge(histogram)
+        for key, spans in other._spans.items():
+            mine = self._spans.get(key)
+            if mine is None:
+                if len(self._spans) >= _MAX_SPAN_KEYS:
+                    self._folded += 1
+                    continue
+                mine = self._spans[key] = []
+            gap_s = _STORM_GAP_S if key[0] == "storm" else SPAN_GAP_S
+            self._spans[key] = _coalesce([*mine, *(list(span) for span in spans)], gap_s)
 
     def _merge_bucket(self, index: int, other: ResultCollector) -> None:
+        theirs_codes = other._bucket_codes[index]
+        if theirs_codes:
+            codes = self._bucket_codes[index]
+            if codes is None:
+                codes = self._bucket_codes[index] = {}
+            for code, n in theirs_codes.items():
+                if code in codes or len(codes) < _CODES_PER_BUCKET:
+                    codes[code] = codes.get(code, 0) + n
         theirs = other._bucket_events[index]
         if theirs:
             counts = self._bucket_events[index]
@@ -605,7 +714,33 @@ class ResultCollector:
             ],
             deadletters=dict(sorted(self._deadletters.items(), key=lambda kv: -kv[1])),
             events=list(self._events),
+            spans=sorted(
+                (
+                    Span(kind=kind, label=label, start_s=s[0], end_s=s[1], count=int(s[2]))
+                    for (kind, label), spans in self._spans.items()
+                    for s in spans
+                ),
+                key=lambda span: (span.start_s, span.kind, span.label),
+            ),
+            srv_latency=self._srv_latencies(),
         )
+
+    def _srv_latencies(self) -> list[SrvLatency]:
+        rows = []
+        for srv, h in sorted(self._srv_latency.items(), key=lambda kv: (-kv[1].count, kv[0])):
+            p50, p90, p99, p999, top = h.percentiles_us((50.0, 90.0, 99.0, 99.9, 100.0))
+            rows.append(
+                SrvLatency(
+                    srv=srv,
+                    count=h.count,
+                    p50_ms=ms_or_none(p50),
+                    p90_ms=ms_or_none(p90),
+                    p99_ms=ms_or_none(p99),
+                    p999_ms=ms_or_none(p999),
+                    max_ms=ms_or_none(top),
+                )
+            )
+        return rows
 
     def _totals(self) -> Totals:
         completed_ok = sum(row[0] for row in self._completions.values())
@@ -647,6 +782,9 @@ class ResultCollector:
             alerts_raised=self._alerts_raised[index],
             alerts_delivered=self._alerts_delivered[index],
             events=dict(self._bucket_events[index] or {}),
+            codes=dict(self._bucket_codes[index] or {}),
+            completed_failed=self._completed_failed[index],
+            deadletters=self._bucket_deadletters[index],
             gateway_p50_ms=ms_or_none(g50),
             gateway_p99_ms=ms_or_none(g99),
             e2e_p50_ms=ms_or_none(e50),

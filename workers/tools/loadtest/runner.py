@@ -4,6 +4,8 @@ One asyncio task does everything in ticks of a few milliseconds:
 
 1. sends what the scenario's `Traffic` has due (requests with a confluent-kafka producer,
    `workers.tools.loadtest.fastproducer`, alerts likewise), and starts install and firmware flows;
+   with `--via duis` the requests go instead as signed DUIS XML to the ingress
+   (`workers.tools.loadtest.duis.DuisClient`), whose synchronous answers decide them;
 2. reads the gateway's answers (`dcc.user.responses`), what it forwarded
    (`dcc.sr.outbound`), the alerts it delivered (`dcc.alerts.outbound`) and its dead letters
    (`dcc.deadletter`), each with a `broker.follower.TopicFollower` from the run's start;
@@ -41,6 +43,7 @@ from broker.follower import TopicFollower
 from broker.settings import KafkaSettings
 from broker.topics import Topics
 from workers.duis import load_catalogue
+from workers.tools.loadtest.duis import DuisAnswer, DuisClient, DuisJob
 from workers.tools.loadtest.fastproducer import FastProducer, Headers
 from workers.tools.loadtest.generator import (
     AlertEvent,
@@ -297,6 +300,7 @@ class Runner:
         producer: FastProducer | None = None,
         shard: Shard | None = None,
         run_tag: str | None = None,
+        duis: DuisClient | None = None,
     ) -> None:
         self.scenario = scenario
         self.kafka = kafka
@@ -332,6 +336,17 @@ class Runner:
         self._t0 = 0.0
         self._start_ms = 0
         self.ids = RequestIds(0)
+        # --via duis: requests go to the DUIS ingress (duis.py); alerts still to Kafka.
+        self._duis = duis
+        self._duis_jobs: dict[str, DuisJob] = {}
+        """Jobs of flow requests, kept for a resend."""
+        self._sync_code: dict[str, str] = {}
+        """RequestID -> code of a sync answer that decided it, until its async answer."""
+        self._await_sync: set[str] = set()
+        """Posted to the ingress, sync answer not in yet."""
+        self._early: dict[str, dict[str, Any]] = {}
+        """Async answers that came before their request's sync answer."""
+        self._held_reported = False
 
     @property
     def started_at_s(self) -> float:
@@ -351,7 +366,9 @@ class Runner:
         alerts of all shards, so it goes on until every shard is done)."""
         self._start_ms = time.time_ns() // 1_000_000
         self.ids = RequestIds.for_run(self._start_ms // 1000)
-        producer = self._producer = self._producer or FastProducer(self.kafka.bootstrap)
+        producer = self._producer = self._producer or FastProducer(
+            self.kafka.bootstrap, security=self.kafka.security
+        )
         started: list[TopicFollower] = []
         try:
             for follower in self._followers(self._start_ms - _CLOCK_MARGIN_MS):
@@ -362,12 +379,19 @@ class Runner:
             else:
                 self._start_ms, self._t0 = await gate()
                 self.ids = RequestIds.for_run(self._start_ms // 1000)
+            if self._duis is not None:
+                self._duis.on_answer = self._on_sync
+                self._duis.set_clock(self._t0)
+                await self._duis.start()
             await self._loop(producer)
             if sent is not None:
                 await sent()
         finally:
             for follower in started:
                 await follower.stop()
+            if self._duis is not None:
+                await self._duis.stop()
+                self._duis.stats.async_missing = len(self._sync_code)
             try:
                 await asyncio.to_thread(producer.flush, 10.0)
             except BrokerError as exc:
@@ -500,6 +524,10 @@ class Runner:
         flow: _FlowRun | None = None,
     ) -> str:
         rid = self.ids.next(user_id, target)
+        if self._duis is not None:
+            return self._send_duis(
+                now, rid, user_id, role, srv, cv, region, source, body or {}, flow
+            )
         value = _encode(
             _Outgoing(
                 request_id=rid,
@@ -528,6 +556,60 @@ class Runner:
         self.stats.sent += 1
         self.collector.request_sent(now, user_id, srv)
         return rid
+
+    def _send_duis(
+        self,
+        now: float,
+        rid: str,
+        user_id: str,
+        role: str,
+        srv: str,
+        cv: int,
+        region: str,
+        source: str,
+        body: dict[str, Any],
+        flow: _FlowRun | None,
+    ) -> str:
+        """Queue the request as signed DUIS XML for the ingress (`--via duis`)."""
+        duis = self._duis
+        assert duis is not None  # only called with --via duis
+        job = duis.build(
+            request_id=rid, user_id=user_id, role=role, srv=srv, command_variant=cv, body=body
+        )
+        self._post(job, now)
+        if flow is not None:
+            self._duis_jobs[rid] = job
+        self._pending[rid] = _Pending(
+            now,
+            now,
+            user_id,
+            srv,
+            cv,
+            region,
+            source,
+            job.xml,
+            user_id.encode(),
+            flow,
+            flow.extra_failure if flow else 0.0,
+        )
+        self.stats.sent += 1
+        self.collector.request_sent(now, user_id, srv)
+        return rid
+
+    def _post(self, job: DuisJob, now: float) -> None:
+        duis = self._duis
+        assert duis is not None  # only called with --via duis
+        self._await_sync.add(job.request_id)
+        duis.submit(job, now)
+        if duis.stats.held_back and not self._held_reported:
+            # Never silent: the in-flight bound, not the gateway, is holding the rate back.
+            self._held_reported = True
+            self.collector.event(
+                now,
+                "duis",
+                f"{duis.max_in_flight} requests in flight to the ingress: the in-flight "
+                "bound holds the rate back (--duis-in-flight)",
+            )
 
     def _raise(
         self,
@@ -562,6 +644,10 @@ class Runner:
         are written as JSON directly (their fields are known-safe strings), queued in one
         call, and counted per (User, SRV) once per call; the per-request work is a
         RequestID, a record and one dict entry."""
+        if self._duis is not None:
+            for e in events:
+                self._handle(producer, e, now)
+            return
         next_id = self.ids.next
         pending = self._pending
         keys = self._keys
@@ -691,6 +777,7 @@ class Runner:
         if isinstance(action, Submit):
             if run.rid is not None:
                 self._pending.pop(run.rid, None)
+                self._duis_jobs.pop(run.rid, None)
             self._submit(producer, run, action.submission, now)
         elif isinstance(action, Resend):
             self._timeline.add(action.at_s, ("resend", run))
@@ -698,6 +785,7 @@ class Runner:
             self._flows.discard(run)
             if run.rid is not None:
                 self._pending.pop(run.rid, None)
+                self._duis_jobs.pop(run.rid, None)
             if run.kind == "install":
                 self.stats.installs[run.region]["ok" if action.ok else "failed"] += 1
                 self.collector.install_finished(now, run.region, action.ok, action.failed_step)
@@ -716,8 +804,14 @@ class Runner:
         elif kind == "resend":
             run: _FlowRun = item
             pending = self._pending.get(run.rid or "")
+            job = self._duis_jobs.get(run.rid or "")
             if pending is not None and run.flow.finished is None:
-                producer.produce(self.topics.sr_inbound, pending.key, pending.value, self._headers)
+                if job is not None:
+                    self._post(job, now)
+                else:
+                    producer.produce(
+                        self.topics.sr_inbound, pending.key, pending.value, self._headers
+                    )
                 pending.t_sent_s = now
                 pending.answered = False
                 self.stats.resent += 1
@@ -790,45 +884,130 @@ class Runner:
 
     def _on_responses(self, records: list[Record]) -> None:
         now = self.now()
+        self._on_sync_compare(records)
         for rid, doc, pending in self._ours(records):
             if pending.answered:
                 continue
-            outcome = doc.get("outcome", "?")
-            pending.answered = True
-            self.stats.answered += 1
-            self.stats.outcomes[outcome] += 1
-            self.stats.by_user[pending.user_id][outcome] += 1
-            self.stats.by_source[pending.source][outcome] += 1
-            rule = doc.get("rule")
-            self.collector.request_answered(
+            if self._duis is not None and rid in self._await_sync:
+                self._early[rid] = doc  # decided by the sync answer, compared then
+                continue
+            self._on_responses_doc(rid, doc, pending, now)
+
+    def _on_sync_compare(self, records: list[Record]) -> None:
+        """--via duis: compare each async answer with the sync answer that decided it."""
+        stats = self._duis.stats if self._duis is not None else None
+        if stats is None or not self._sync_code:
+            return
+        for rec in records:
+            try:
+                doc = orjson.loads(rec.value or b"")
+                rid = doc["request_id"]
+                sync = self._sync_code.pop(rid, None)
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                continue
+            if sync is not None:
+                self._agree(sync, str(doc.get("response_code", "")))
+
+    def _agree(self, sync: str, code: str) -> None:
+        assert self._duis is not None  # only called with --via duis
+        stats = self._duis.stats
+        if sync == code:
+            stats.agreed += 1
+        else:
+            stats.disagreed += 1
+            stats.disagreements[f"{sync} -> {code}"[:40]] += 1
+
+    def _on_sync(self, job: DuisJob, answer: DuisAnswer, latency_s: float) -> None:
+        """--via duis: the ingress's synchronous answer to `job` (in the event loop). A
+        decision (not `pending`) is the request's answer; `pending` leaves it to the answer
+        on dcc.user.responses, as a Kafka run does."""
+        now = self.now()
+        rid = job.request_id
+        self._await_sync.discard(rid)
+        early = self._early.pop(rid, None)
+        pending = self._pending.get(rid)
+        if answer.outcome == "pending":
+            if early is not None and pending is not None and not pending.answered:
+                self._on_responses_doc(rid, early, pending, now)
+            return
+        if answer.outcome not in ("refused", "failed"):
+            if early is not None:
+                self._agree(answer.response_code, str(early.get("response_code", "")))
+            else:
+                self._sync_code[rid] = answer.response_code
+        if pending is None or pending.answered:
+            return
+        self._answer(
+            rid,
+            pending,
+            now,
+            outcome=answer.outcome,
+            code=answer.response_code,
+            rule=answer.rule,
+            retry_ms=answer.retry_after_ms,
+            latency_s=latency_s,
+        )
+
+    def _on_responses_doc(
+        self, rid: str, doc: dict[str, Any], pending: _Pending, now: float
+    ) -> None:
+        retry = doc.get("retry_after_ms")
+        self._answer(
+            rid,
+            pending,
+            now,
+            outcome=str(doc.get("outcome", "?")),
+            code=str(doc.get("response_code", "")),
+            rule=doc.get("rule"),
+            retry_ms=retry if isinstance(retry, int) else None,
+            latency_s=now - pending.t_sent_s,
+        )
+
+    def _answer(
+        self,
+        rid: str,
+        pending: _Pending,
+        now: float,
+        *,
+        outcome: str,
+        code: str,
+        rule: str | None,
+        retry_ms: int | None,
+        latency_s: float,
+    ) -> None:
+        """Count one request's answer and move its flow on."""
+        pending.answered = True
+        self.stats.answered += 1
+        self.stats.outcomes[outcome] += 1
+        self.stats.by_user[pending.user_id][outcome] += 1
+        self.stats.by_source[pending.source][outcome] += 1
+        self.collector.request_answered(
+            now,
+            pending.user_id,
+            pending.srv,
+            outcome,
+            code,
+            rule,
+            latency_s,
+        )
+        if (
+            outcome in ("throttled", "quarantined")
+            and (pending.user_id, outcome) not in self._first_seen
+        ):
+            self._first_seen.add((pending.user_id, outcome))
+            kind = "throttling" if outcome == "throttled" else "quarantine"
+            self.collector.event(
                 now,
-                pending.user_id,
-                pending.srv,
-                outcome,
-                str(doc.get("response_code", "")),
-                rule,
-                now - pending.t_sent_s,
+                kind,
+                f"User {pending.user_id} first {outcome} ({pending.srv}, rule {rule})",
             )
-            if (
-                outcome in ("throttled", "quarantined")
-                and (pending.user_id, outcome) not in self._first_seen
-            ):
-                self._first_seen.add((pending.user_id, outcome))
-                kind = "throttling" if outcome == "throttled" else "quarantine"
-                self.collector.event(
-                    now,
-                    kind,
-                    f"User {pending.user_id} first {outcome} ({pending.srv}, rule {rule})",
-                )
-            run = pending.flow
-            if run is not None:
-                retry = doc.get("retry_after_ms")
-                retry_ms = retry if isinstance(retry, int) else None
-                action = run.flow.on_response(now, outcome, retry_ms)
-                assert self._producer is not None  # set before the followers start
-                self._act(self._producer, run, action, now)
-            elif outcome != "accepted" or pending.completed:
-                del self._pending[rid]
+        run = pending.flow
+        if run is not None:
+            action = run.flow.on_response(now, outcome, retry_ms)
+            assert self._producer is not None  # set before the followers start
+            self._act(self._producer, run, action, now)
+        elif outcome != "accepted" or pending.completed:
+            del self._pending[rid]
 
     def _on_outbound(self, records: list[Record]) -> None:
         now = self.now()

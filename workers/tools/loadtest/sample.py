@@ -82,6 +82,40 @@ def sample_report(
     c.alert_delivered(storm_at + 14, "north", "8F35", "final", sum(periodic))
     return c.finish(
         duration_s + 0.5,
-        gateway={"routers": 1, "allocations": "docs/examples/dccgate.toml", "adt": "on"},
+        gateway=_gateway_metrics(c, runaway, noisy, rate_per_s),
         started_at_unix_s=1_795_000_000.0,
     )
+
+
+def _gateway_metrics(
+    c: ResultCollector, runaway: str, noisy: str, rate_per_s: float
+) -> dict[str, object]:
+    """What `gateway.scrape_metrics` would have kept from the gateway of such a run."""
+    outcomes = c.progress().outcomes
+    codes = {"accepted": "I99", "throttled": "T1", "quarantined": "Q1", "rejected": "E102"}
+    metrics: dict[str, object] = {
+        "dccgate_traffic_active": 0.0,
+        "dccgate_traffic_threshold_requests_per_second": 250.0,
+        "dccgate_traffic_capacity_requests_per_second": 1000.0,
+        "dccgate_traffic_admitted_requests_per_second": rate_per_s * 0.93,
+        "dccgate_traffic_activations_total": 1.0,
+        "dccgate_traffic_active_seconds_total": 14.87,
+        f'dccgate_traffic_user_allocation_requests_per_second{{user="{noisy}"}}': 50.0,
+        f'dccgate_traffic_user_allocation_requests_per_second{{user="{runaway}"}}': 100.0,
+        f'dccgate_router_user_decisions_total{{outcome="throttled",user="{noisy}"}}': float(
+            outcomes.get("throttled", 0)
+        ),
+        f'dccgate_router_user_decisions_total{{outcome="quarantined",user="{runaway}"}}': float(
+            outcomes.get("quarantined", 0)
+        ),
+        'dccgate_adt_quarantined_total{kind="user_adt",srv="7.2"}': float(
+            outcomes.get("quarantined", 0)
+        ),
+        "dccgate_alerts_active_storms": 0.0,
+        'dccgate_consumer_lag_records{partition="0",service="router",topic="dcc.sr.inbound"}': 3.0,
+        'dccgate_consumer_lag_records{partition="1",service="router",topic="dcc.sr.inbound"}': 0.0,
+    }
+    for outcome, code in codes.items():
+        key = f'dccgate_router_decisions_total{{code="{code}",outcome="{outcome}"}}'
+        metrics[key] = float(outcomes.get(outcome, 0))
+    return metrics

@@ -18,13 +18,15 @@ __all__ = [
     "Bar",
     "Frame",
     "Line",
+    "Span",
     "Stack",
     "hbar_chart",
     "nice_ticks",
     "no_data",
     "percentile_chart",
+    "span_timeline",
     "time_chart",
-    "timeline",
+    "wrap",
 ]
 
 BLUE = "#0072B2"
@@ -84,6 +86,47 @@ class Bar(msgspec.Struct, frozen=True, kw_only=True):
     label: str
     segments: Sequence[tuple[str, float]]
     note: str = ""
+
+
+class Span(msgspec.Struct, frozen=True, kw_only=True):
+    """A row of the span timeline: periods (start, end, tooltip) and one-off markers
+    (t, tooltip) of one kind and label."""
+
+    label: str
+    colour: str
+    periods: Sequence[tuple[float, float, str]] = ()
+    markers: Sequence[tuple[float, str]] = ()
+
+
+_BREAKS = ":.-_/ ,;·"
+
+
+def wrap(label: str, width: int, max_lines: int = 3) -> list[str]:
+    """`label` in lines of at most `width` characters, broken after `:`, `.`, `-`, a space
+    or the like where possible; past `max_lines` the last line ends in an ellipsis. Nothing
+    is cut from the left: the start of a name stays readable."""
+    lines: list[str] = []
+    rest = label
+    while rest and len(lines) < max_lines:
+        if len(rest) <= width:
+            lines.append(rest)
+            rest = ""
+            break
+        cut = max((rest.rfind(c, 0, width) for c in _BREAKS), default=-1)
+        cut = cut + 1 if cut >= width // 3 else width
+        lines.append(rest[:cut])
+        rest = rest[cut:]
+    if rest:
+        lines[-1] = lines[-1][: max(width - 1, 1)] + "…"
+    return lines or [""]
+
+
+def _text_lines(x: float, y: float, lines: Sequence[str], anchor: str, step: int = 13) -> str:
+    spans = "".join(
+        f'<tspan x="{x:.1f}" dy="{0 if i == 0 else step}">{escape(line)}</tspan>'
+        for i, line in enumerate(lines)
+    )
+    return f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}">{spans}</text>'
 
 
 class Frame:
@@ -282,36 +325,39 @@ def _polylines(frame: Frame, points: Sequence[tuple[float, float | None]]) -> li
     return [" ".join(run if len(run) > 1 else run * 2) for run in runs if run]
 
 
-def timeline(
-    *,
-    title: str,
-    width: int,
-    x_max: float,
-    bucket_s: float,
-    rows: Sequence[tuple[str, Sequence[int]]],
-) -> str:
-    """One row per event kind, a mark in each bucket with events; the x axis of time_chart."""
-    row_height = 22
-    height = 14 + 44 + row_height * max(len(rows), 1)
+def span_timeline(*, title: str, width: int, x_max: float, rows: Sequence[Span]) -> str:
+    """Periods as bars from their start to their end, one-off events as markers at their
+    exact time; one row per kind and label, the name above its row. Same x axis as
+    `time_chart` (left margin 68, right 16), so it lines up under a chart of the run."""
     if not rows:
         return no_data(width, 60, title)
-    frame = Frame(width, height, x_max, float(len(rows)), left=68, bottom=44)
+    row_h = 34
+    wrapped = [wrap(row.label, max((width - 100) // 7, 20), 2) for row in rows]
+    heights = [row_h + 13 * (len(lines) - 1) for lines in wrapped]
+    height = 14 + 44 + sum(heights)
+    frame = Frame(width, height, x_max, 1.0)
     parts = _open(frame, title)
     parts += _axes(frame, _time_ticks(x_max), [], "time since start (s)", "")
-    mark_w = max(frame.plot_width * bucket_s / frame.x_max, 2.0)
-    for r, (kind, counts) in enumerate(rows):
-        y = frame.top + r * row_height + 4
-        colour = event_colour(kind)
-        parts.append(
-            f'<text x="{frame.left - 6}" y="{y + 12}" text-anchor="end">{escape(kind)}</text>'
-        )
-        for i, count in enumerate(counts):
-            if count:
-                parts.append(
-                    f'<rect class="mark" x="{frame.x(i * bucket_s):.1f}" y="{y}"'
-                    f' width="{mark_w:.1f}" height="{row_height - 8}" fill="{colour}">'
-                    f"<title>{escape(kind)}: {count} at {fmt(i * bucket_s)} s</title></rect>"
-                )
+    y = float(frame.top)
+    for row, lines, h in zip(rows, wrapped, heights, strict=True):
+        label_y = y + 12
+        parts.append(_text_lines(frame.left + 6, label_y, lines, "start"))
+        bar_y = y + 4 + 13 * len(lines)
+        for start, end, tip in row.periods:
+            x0, x1 = frame.x(start), frame.x(end)
+            parts.append(
+                f'<rect class="span" x="{x0:.1f}" y="{bar_y:.1f}" width="{max(x1 - x0, 3.0):.1f}"'
+                f' height="10" rx="2" fill="{row.colour}"><title>{escape(tip)}</title></rect>'
+            )
+        for t, tip in row.markers:
+            x = frame.x(t)
+            parts.append(
+                f'<g class="marker"><title>{escape(tip)}</title>'
+                f'<line x1="{x:.1f}" y1="{bar_y - 2:.1f}" x2="{x:.1f}" y2="{bar_y + 12:.1f}"'
+                f' stroke="{row.colour}" stroke-width="2"/>'
+                f'<path d="M{x - 6:.1f},{bar_y - 3:.1f} h12 l-6,8 z" fill="{row.colour}"/></g>'
+            )
+        y += h
     parts.append("</svg>")
     return "".join(parts)
 
@@ -408,20 +454,21 @@ def hbar_chart(
     """
     if not bars or not any(v for bar in bars for _, v in bar.segments):
         return no_data(width, 80, title)
-    bar_h, gap = 18, 6
-    label_w = 200
-    height = 14 + 44 + (bar_h + gap) * len(bars)
+    bar_h, gap, label_w, chars = 18, 6, 200, 30
+    wrapped = [wrap(bar.label, chars) for bar in bars]
+    row_h = [max(bar_h, 13 * len(lines) + 4) + gap for lines in wrapped]
+    height = 14 + 44 + sum(row_h)
     x_ticks = nice_ticks(max(sum(v for _, v in bar.segments) for bar in bars))
     frame = Frame(width, height, x_ticks[-1], 1.0, left=label_w, right=right)
     parts = _open(frame, title)
     parts += _axes(frame, [(t, fmt(t)) for t in x_ticks], [], x_label, "")
     for row, bar in enumerate(bars):
-        y = frame.top + row * (bar_h + gap) + gap / 2
-        # Keep the end: User IDs and rule ids differ in their last octets.
-        label = bar.label if len(bar.label) <= 27 else "…" + bar.label[-26:]
+        y = frame.top + sum(row_h[:row]) + gap / 2
+        # Wrapped, never clipped: User IDs and rule ids differ in their last octets.
+        lines = wrapped[row]
         parts.append(
-            f'<text x="{label_w - 6}" y="{y + 13:.1f}" text-anchor="end">{escape(label)}'
-            f"<title>{escape(bar.label)}</title></text>"
+            f'<g class="name"><title>{escape(bar.label)}</title>'
+            f"{_text_lines(label_w - 6, y + 13, lines, 'end')}</g>"
         )
         start = 0.0
         for name, value in bar.segments:

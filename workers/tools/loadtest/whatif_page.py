@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
-import orjson
-
 from workers.tools.loadtest import svg
+from workers.tools.loadtest.gateway_table import curate
 from workers.tools.loadtest.page import HALF, page, table, throughput
 from workers.tools.loadtest.report_schema import (
     NOT_ACCEPTED,
@@ -67,22 +66,46 @@ def _verdict(diff: WhatIfDiff) -> str:
     return table(["", "current", "proposed", "change"], rows, cls="verdict")
 
 
-def _sentences(diff: WhatIfDiff) -> str:
-    items = []
-    for outcome in NOT_ACCEPTED:
-        change = diff.totals.delta.get(outcome, 0)
+def _by_user(diff: WhatIfDiff, key: str) -> str:
+    movers = sorted(diff.by_user, key=lambda r: -abs(r.delta.get(key, 0)))
+    return ", ".join(f"{r.label} {_signed(r.delta[key])}" for r in movers[:5] if r.delta.get(key))
+
+
+def _effects(diff: WhatIfDiff) -> list[tuple[float, str]]:
+    """Every change worth saying, with its size: the share of the current run's answers
+    (installs, alerts) it moves, or the relative change of a latency."""
+    t = diff.totals
+    answered = max(t.base.get("answered", 0), 1)
+    installs = max(t.base.get("installs_ok", 0) + t.base.get("installs_failed", 0), 1)
+    effects: list[tuple[float, str]] = []
+    for outcome in ("accepted", *NOT_ACCEPTED):
+        change = t.delta.get(outcome, 0)
         if not change:
             continue
-        movers = sorted(diff.by_user, key=lambda r: -abs(r.delta.get(outcome, 0)))
-        named = ", ".join(
-            f"{r.label} {_signed(r.delta[outcome])}" for r in movers[:5] if r.delta.get(outcome)
+        base = t.base.get(outcome, 0)
+        word = "more" if change > 0 else "fewer"
+        what = (
+            "requests accepted (forwarded to devices)"
+            if outcome == "accepted"
+            else f"requests {outcome}"
         )
-        more_or_fewer = "more" if change > 0 else "fewer"
-        items.append(
-            f"<li><b>{abs(change):,} {more_or_fewer} requests {escape(outcome)}</b> under the "
-            f"proposed configuration; by User: {escape(named)}.</li>"
+        effects.append(
+            (
+                abs(change) / answered,
+                f"<b>{abs(change):,} {word} {escape(what)}</b> ({base:,} now, "
+                f"{t.proposed.get(outcome, 0):,} proposed); by User: "
+                f"{escape(_by_user(diff, outcome))}.",
+            )
         )
-    suppressed = diff.totals.delta.get("alerts_suppressed", 0)
+    for key, what in (
+        ("installs_ok", "installs completed"),
+        ("installs_failed", "installs failed"),
+    ):
+        change = t.delta.get(key, 0)
+        if change:
+            word = "more" if change > 0 else "fewer"
+            effects.append((abs(change) / installs, f"<b>{abs(change):,} {word} {what}</b>."))
+    suppressed = t.delta.get("alerts_suppressed", 0)
     if suppressed:
         codes = ", ".join(
             f"{r.label} {_signed(r.delta.get('suppressed', 0))}"
@@ -90,13 +113,38 @@ def _sentences(diff: WhatIfDiff) -> str:
             if r.delta.get("suppressed")
         )
         word = "more" if suppressed > 0 else "fewer"
-        items.append(
-            f"<li><b>{abs(suppressed):,} {word} alerts suppressed</b> by storm protection; by "
-            f"alert code: {escape(codes)}.</li>"
+        effects.append(
+            (
+                abs(suppressed) / max(t.base.get("alerts_raised", 0), 1),
+                f"<b>{abs(suppressed):,} {word} alerts suppressed</b> by storm protection; by "
+                f"alert code: {escape(codes)}.",
+            )
         )
-    if not items:
-        items.append("<li>No request or alert would be treated differently.</li>")
-    return f'<ul class="changes">{"".join(items)}</ul>'
+    for latency in diff.latency:
+        before, after = latency.base_ms.get("p99"), latency.proposed_ms.get("p99")
+        if before and after and abs(after - before) / before >= 0.1:
+            word = "higher" if after > before else "lower"
+            effects.append(
+                (
+                    abs(after - before) / before,
+                    f"<b>{latency.kind} p99 latency {word}</b>: {before:,.1f} ms now, "
+                    f"{after:,.1f} ms proposed.",
+                )
+            )
+    return sorted(effects, key=lambda e: -e[0])
+
+
+def _sentences(diff: WhatIfDiff) -> str:
+    effects = _effects(diff)
+    if not effects:
+        return '<ul class="changes"><li>No request or alert would be treated differently.</li></ul>'
+    items = [f'<li class="main-effect">Main effect: {effects[0][1]}</li>']
+    items += [f"<li>{text}</li>" for _, text in effects[1:]]
+    return (
+        f'<ul class="changes">{"".join(items)}</ul><p class="note">Ordered by the size of the '
+        "change: the share of the current run's answers, installs or alerts it moves, or a "
+        "latency's relative change.</p>"
+    )
 
 
 def _pair_bars(title: str, rows: Sequence[DiffRow], what: str) -> str:
@@ -154,15 +202,24 @@ def _diff_table(headers: Sequence[str], rows: Sequence[DiffRow], keys: Sequence[
     )
 
 
+def _configuration(report: LoadTestReport) -> str:
+    """The configuration in force that a what-if changes, from the gateway's metrics."""
+    c = curate(report.gateway)
+    rows: list[list[object]] = [
+        [f.name, f.value] for f in c.traffic if f.name in ("operating threshold", "capacity")
+    ]
+    rows += [[f"allocation of {u.user}", u.allocation] for u in c.users if u.allocation != "—"]
+    rows += [[f.name, f.value] for f in c.quarantine if f.name.startswith("nearest")]
+    if not rows:
+        return '<p class="note">The gateway\'s configuration was not read.</p>'
+    return table(["in force", "value"], rows)
+
+
 def _side_by_side(base: LoadTestReport, proposed: LoadTestReport) -> str:
     cells = []
     for name, report in (("current configuration", base), ("proposed configuration", proposed)):
-        facts = ", ".join(
-            f"{k}={orjson.dumps(v, default=str).decode()}" for k, v in report.gateway.items()
-        )
         cells.append(
-            f"<section><h2>Run under the {name}</h2>"
-            f'<p class="note">{escape(facts) or "no gateway facts recorded"}</p>'
+            f"<section><h2>Run under the {name}</h2>{_configuration(report)}"
             f"{throughput(report, HALF)}</section>"
         )
     return f'<div class="pair" id="runs">{"".join(cells)}</div>'

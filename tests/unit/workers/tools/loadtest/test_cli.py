@@ -35,14 +35,45 @@ def _result(accepted: int, throttled: int) -> RunResult:
 def test_summary_names_users_and_install_failure_rates() -> None:
     text = summary(load_scenario("runaway-user"), _result(150, 20))
     assert f"{RUNAWAY}  Runaway Energy Ltd" in text
-    assert "accepted 150  throttled 20" in text
+    assert "accepted 150, throttled 20" in text
     assert "installs north    5 ok, 1 failed (16.7%)" in text
+
+
+def test_summary_prints_percentiles_and_no_python_reprs() -> None:
+    collector = ResultCollector(scenario="unit", seed=1, scale=1.0, duration_s=1.0)
+    for i in range(1, 101):
+        collector.request_answered(0.5, RUNAWAY, "7.2", "accepted", "I99", None, i / 1000)
+    stats = RunStats(sent=100, answered=100)
+    stats.alerts_raised.update(n24=157, steady=1369)
+    stats.alerts_delivered.update(n24=157, steady=1369)
+    stats.firmware.update(ok=3, failed=1)
+    stats.failed_steps.update({"8.11 HAN log add ESME": 2})
+    result = RunResult(stats=stats.as_dict(), report=collector.finish(1.0, gateway={}))
+    text = summary(load_scenario("runaway-user"), result)
+    assert "gateway latency       p50 50.0" in text, text
+    assert "p99 99.0" in text
+    assert "p99.9 100" in text
+    assert "(100 answers)" in text
+    assert "end-to-end latency    no answers" in text
+    assert "alerts raised 1,526 (steady 1,369, n24 157)" in text
+    assert "firmware meters: ok 3, failed 1" in text
+    assert "failed steps: 8.11 HAN log add ESME 2" in text
+    for repr_mark in ("{", "}", "[", "]", "'"):
+        assert repr_mark not in text, (repr_mark, text)
 
 
 def test_difference_shows_what_changed_per_user() -> None:
     text = difference(load_scenario("runaway-user"), _result(150, 20), _result(50, 120))
     assert "accepted -100 (150 -> 50), throttled +100 (20 -> 120)" in text
     assert "90-B3-D5-1F-30-02-00-00  Other Supply plc         no change" in text
+    more_failed = _result(150, 20)
+    more_failed.stats["installs"]["north"] = {"ok": 4, "failed": 2}
+    more_failed.stats["alerts_delivered"] = {"n24": 3}
+    text = difference(load_scenario("runaway-user"), _result(150, 20), more_failed)
+    assert "  installs north: ok 5, failed 1 -> ok 4, failed 2" in text
+    assert "  alerts delivered: none -> n24 3" in text
+    assert "{" not in text
+    assert "'" not in text
 
 
 def test_the_proposed_file_replaces_the_scenarios_items() -> None:

@@ -84,3 +84,19 @@ def test_histograms_merge_to_the_counts_of_one() -> None:
         ]
     with pytest.raises(ValueError, match="significant figures"):
         LatencyHistogram(3).merge(LatencyHistogram(2))
+
+
+def test_recording_in_two_sparse_histograms_at_once_is_recording_in_each() -> None:
+    rnd = random.Random(5)
+    values = [rnd.lognormvariate(-3, 1.5) for _ in range(5000)] + [-1.0, 9999.0]
+    first, second, alone = (SparseLatencyHistogram() for _ in range(3))
+    second.record_s(0.25)  # the second may hold counts already
+    for value in values:
+        first.record_s_also(second, value)
+        alone.record_s(value)
+    assert first.count == alone.count == len(values)
+    assert second.count == len(values) + 1
+    percentiles = (50.0, 90.0, 99.0, 99.9, 100.0)
+    assert first.percentiles_us(percentiles) == alone.percentiles_us(percentiles)
+    alone.record_s(0.25)
+    assert second.percentiles_us(percentiles) == alone.percentiles_us(percentiles)

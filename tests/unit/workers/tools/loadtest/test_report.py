@@ -69,14 +69,31 @@ def test_every_string_from_the_wire_is_escaped() -> None:
     assert "https://" not in html
 
 
-def test_an_empty_run_renders_no_data(tmp_path: Path) -> None:
+def test_an_empty_run_has_no_empty_boxes(tmp_path: Path) -> None:
     report = ResultCollector(scenario="empty", seed=0, scale=1.0, duration_s=0.0).finish(
         0.0, gateway={}
     )
     _, html_path = write_report(report, tmp_path)
     html = html_path.read_text()
-    assert html.count("no data") >= 8
-    assert "Throughput over time" in html
+    # No chart at all: every section with nothing to show is one line saying so.
+    assert "no data" not in html
+    assert "<svg" not in html
+    for line in (
+        "<b>Throughput</b>: nothing was sent or answered.",
+        "No throttling, quarantine, storm or fault events in this run.",
+        "<b>Response codes and errors over time</b>: no answers.",
+        "<b>Latency over time</b>: no answers to measure.",
+        "<b>Latency percentiles</b>: no answers to measure.",
+        "<b>Latency per SRV</b>: no answers.",
+        "<b>Outcomes per User</b>: no answers.",
+        "<b>Outcomes per rule</b>: no answer named a rule",
+        "<b>Installs per region</b>: no installs or device answers.",
+        "<b>Alerts and storms</b>: no device alerts in this run.",
+        "<b>Gateway under test</b>: its metrics were not read",
+        "<b>Events</b>: none recorded.",
+    ):
+        assert line in html, line
+    assert html.count('class="empty"') >= 12
 
 
 def test_a_run_without_answers_still_draws_what_it_has() -> None:
@@ -85,7 +102,96 @@ def test_a_run_without_answers_still_draws_what_it_has() -> None:
         c.request_sent(i * 0.1, "U1", "4.1.1")
     html = render_report(c.finish(5.0, gateway={}))
     assert "<polyline" in html  # the sent line
-    assert "Gateway latency over time: no data" in html
+    assert 'aria-label="Throughput over time"' in html
+    assert "<b>Latency over time</b>: no answers to measure." in html
+
+
+def test_periods_are_spans_and_one_off_events_markers() -> None:
+    c = _collector()
+    for t in (1.0, 1.5, 2.0, 4.5):  # one period: each within SPAN_GAP_S of the last
+        c.request_answered(t, "U1", "7.2", "throttled", "T1", "allocation", 0.01)
+    c.request_answered(9.0, "U1", "7.2", "throttled", "T1", "allocation", 0.01)  # a second one
+    c.request_answered(2.0, "U2", "7.2", "quarantined", "Q1", "adt", 0.01)
+    # A storm's copies come a storm period apart; its final copy ends it.
+    c.alert_delivered(3.0, "north", "8F1F", "periodic", 5)
+    c.alert_delivered(13.0, "north", "8F1F", "periodic", 5)
+    c.alert_delivered(14.0, "north", "8F1F", "final", 0)
+    c.alert_delivered(15.0, "north", "8F1F", "periodic", 1)
+    c.request_answered(2.0, "U2", "4.1.1", "accepted", "I99", None, 0.01)  # no span
+    c.event(1.0, "throttling", "User U1 first throttled")
+    report = c.finish(16.0, gateway={})
+    spans = [(s.kind, s.label, s.start_s, s.end_s, s.count) for s in report.spans]
+    assert spans == [
+        ("throttled", "U1", 1.0, 4.5, 4),
+        ("quarantined", "U2", 2.0, 2.0, 1),
+        ("storm", "north 8F1F", 3.0, 14.0, 3),
+        ("throttled", "U1", 9.0, 9.0, 1),
+        ("storm", "north 8F1F", 15.0, 15.0, 1),
+    ]
+    html = render_report(report)
+    assert html.count('class="span"') == 5
+    assert html.count('class="marker"') == 1
+    assert "throttled U1: 1.0 s to 4.5 s, 4 answers throttled" in html
+    assert "1.00 s: User U1 first throttled" in html
+
+
+def test_spans_of_shards_merge_into_the_spans_of_one_collector() -> None:
+    whole, left, right = _collector(), _collector(), _collector()
+    for i, t in enumerate((0.5, 1.0, 2.0, 3.5, 8.0, 8.5)):
+        whole.request_answered(t, "U1", "7.2", "throttled", "T1", None, 0.01)
+        (left if i % 2 else right).request_answered(t, "U1", "7.2", "throttled", "T1", None, 0.01)
+    left.merge(right)
+    assert left.finish(9.0, gateway={}).spans == whole.finish(9.0, gateway={}).spans
+
+
+def test_latency_per_srv_and_codes_per_bucket() -> None:
+    c = _collector()
+    for i in range(1, 1001):
+        c.request_answered(0.5, "U1", "4.1.1", "accepted", "I99", None, i / 1000)
+    for _ in range(10):
+        c.request_answered(1.5, "U1", "7.2", "rejected", "E2", None, 0.5)
+    c.request_completed(1.6, "U1", "4.1.1", "north", False, 0.7)
+    c.deadlettered(1.7, "bad_json")
+    report = c.finish(2.0, gateway={})
+    first, second = report.srv_latency
+    assert (first.srv, first.count, second.srv, second.count) == ("4.1.1", 1000, "7.2", 10)
+    # Two significant figures per SRV, as per time bucket: within 1%.
+    assert first.p50_ms == pytest.approx(500, rel=0.01)
+    assert first.p99_ms == pytest.approx(990, rel=0.01)
+    assert first.p999_ms == pytest.approx(999, rel=0.01)
+    assert second.p50_ms == pytest.approx(500, rel=0.01)
+    b0, b1 = report.buckets[:2]
+    assert b0.codes == {"I99": 1000}
+    assert (b1.codes, b1.completed_failed, b1.deadletters) == ({"E2": 10}, 1, 1)
+    html = render_report(report)
+    assert 'id="srv-latency"' in html
+    assert f"<td>{first.p99_ms:,.1f} ms</td>" in html
+    assert 'aria-label="Response codes and errors over time"' in html
+    assert "code E2" in html
+    assert "device failures" in html
+    assert "dead letters" in html
+
+
+def test_long_names_are_wrapped_not_clipped() -> None:
+    c = _collector()
+    rule = "user:90-B3-D5-1F-30-0A-00-00:7.2:3600"
+    c.request_answered(0.5, "U1", "7.2", "quarantined", "Q1", rule, 0.01)
+    html = render_report(c.finish(1.0, gateway={}))
+    # Each part of the rule id is there, on lines of its own, and nothing starts with "…".
+    assert ">user:90-B3-D5-1F-30-0A-00-00:</tspan>" in html
+    assert ">7.2:3600</tspan>" in html
+    assert "…" not in html
+
+
+def test_thresholds_are_shown() -> None:
+    from workers.tools.loadtest.thresholds import evaluate, parse_threshold
+
+    report = sample_report(duration_s=10.0, rate_per_s=100.0)
+    checks = [parse_threshold("p99<10s"), parse_threshold("quarantined==0")]
+    html = render_report(msgspec.structs.replace(report, thresholds=evaluate(checks, report)))
+    assert "Thresholds: 1 of 2 thresholds failed" in html
+    assert '<tr class="pass"><td class="t"><code>p99&lt;10s</code>' in html
+    assert '<tr class="fail"><td class="t"><code>quarantined==0</code>' in html
 
 
 def test_compare_finds_what_the_proposal_throttles() -> None:
@@ -138,3 +244,28 @@ def test_write_whatif(tmp_path: Path) -> None:
     assert "These runs are not comparable" in html
     _, html_path = write_whatif(compare(base, proposed), base, proposed, tmp_path / "same")
     assert "No request or alert would be treated differently." in html_path.read_text()
+
+
+def test_what_would_change_leads_with_the_main_effect(tmp_path: Path) -> None:
+    def run(quarantine_from: int) -> LoadTestReport:
+        c = _collector()
+        for i in range(300):
+            c.request_sent(i * 0.01, "RUNAWAY", "7.2")
+            outcome = "quarantined" if i >= quarantine_from else "accepted"
+            c.request_answered(i * 0.01, "RUNAWAY", "7.2", outcome, "Q1", None, 0.01)
+        for _ in range(20):
+            c.install_finished(1.0, "north", True, None)
+        c.install_finished(2.0, "north", quarantine_from > 100, "8.11")
+        return c.finish(5.0, gateway={})
+
+    # The proposal processes 50 of the loop's requests instead of 150 (a lower ADT).
+    base, proposed = run(150), run(50)
+    _, html_path = write_whatif(compare(base, proposed), base, proposed, tmp_path)
+    html = html_path.read_text()
+    changes = html[html.index('<ul class="changes">') : html.index("</ul>", html.index("changes"))]
+    assert changes.index("Main effect: <b>100 fewer requests accepted") < changes.index(
+        "100 more requests quarantined"
+    )
+    assert "1 more installs failed" in changes
+    # No raw dump of the gateway's facts on the what-if page.
+    assert "dccgate_" not in html

@@ -17,12 +17,17 @@ import zlib
 from collections import Counter
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from workers.tools.loadtest import svg
+from workers.tools.loadtest.compare import build_comparison
+from workers.tools.loadtest.compare_page import write_comparison
 from workers.tools.loadtest.report import compare, write_report, write_whatif
+from workers.tools.loadtest.report_schema import LoadTestReport
 from workers.tools.loadtest.results import ResultCollector
 from workers.tools.loadtest.sample import sample_report
+from workers.tools.loadtest.thresholds import evaluate, parse_threshold
 
 WIDTH = 1280
 FLAGS = [
@@ -128,13 +133,22 @@ def _where(rows: list[bytes], colour: str) -> list[tuple[int, int]]:
     return found
 
 
+def _with_thresholds(report: LoadTestReport, *expressions: str) -> LoadTestReport:
+    checks = [parse_threshold(e) for e in expressions]
+    return msgspec.structs.replace(report, thresholds=evaluate(checks, report))
+
+
 def test_report_page_shows_its_plots(tmp_path: Path) -> None:
-    _, html = write_report(sample_report(duration_s=60.0, rate_per_s=200.0), tmp_path / "run")
+    report = _with_thresholds(
+        sample_report(duration_s=60.0, rate_per_s=200.0), "p99<500ms", "quarantined==0"
+    )
+    _, html = write_report(report, tmp_path / "run")
     dom = _run(tmp_path, "--dump-dom", html.as_uri()).stdout.decode()
     assert dom.count("<svg") >= 12
     for title in (
         "Throughput over time",
         "Events",
+        "Response codes and errors over time",
         "Gateway latency over time",
         "Latency by percentile",
         "Outcomes per User",
@@ -142,7 +156,23 @@ def test_report_page_shows_its_plots(tmp_path: Path) -> None:
         "Alerts per code",
     ):
         assert f'aria-label="{title}"' in dom, title
+    # No empty boxes, no raw dump: the curated gateway table, latency per SRV, thresholds.
     assert "no data" not in dom
+    assert 'class="nodata"' not in dom
+    assert 'class="empty"' not in dom  # the sample has something in every section
+    gateway = dom[dom.index('<section id="gateway">') :]
+    gateway = gateway[: gateway.index("</section>")]
+    for heading in ("Traffic management", "Per User", "Decisions", "Consumer lag"):
+        assert f"<h3>{heading}</h3>" in gateway, heading
+    assert "dccgate_traffic" not in gateway
+    assert '<section id="srv-latency">' in dom
+    assert "Thresholds: 1 of 2 thresholds failed" in dom
+    # Periods as spans (throttling of the noisy User, quarantine of the runaway one, the
+    # storm), one-off events as markers at their time.
+    assert dom.count('class="span"') >= 3
+    assert dom.count('class="marker"') == len(report.events)
+    # The rule names are wrapped on lines of their own, not cut from the left.
+    assert "…" not in dom
 
     width, height, rows = _screenshot(tmp_path, html, 2400)
     assert (width, height) == (WIDTH, 2400)
@@ -161,6 +191,12 @@ def test_report_page_shows_its_plots(tmp_path: Path) -> None:
     assert len(_where(rows, svg.OUTCOME_COLOURS["throttled"])) > 2_000
     assert len(_where(rows[:1000], svg.BLUE)) > 500
     assert len(_where(rows, svg.VERMILLION)) > 300
+    # The failed thresholds' section has a vermillion bar down its left side.
+    assert len({y for _, y in _where(rows[:600], svg.VERMILLION)}) > 60
+    # The quarantine span runs from about 40% of the run to its end: a purple bar of more
+    # than 500 px in one row, under the throughput chart.
+    purple_rows = Counter(y for _, y in _where(rows, svg.OUTCOME_COLOURS["quarantined"]))
+    assert any(n > 500 for n in purple_rows.values())
 
 
 def test_what_if_page_shows_both_runs(tmp_path: Path) -> None:
@@ -174,11 +210,39 @@ def test_what_if_page_shows_both_runs(tmp_path: Path) -> None:
     assert sum(1 for x, _ in green if x > WIDTH // 2) > 5_000
 
 
-def test_empty_report_renders_no_data(tmp_path: Path) -> None:
+def test_empty_report_says_so_in_one_line_each(tmp_path: Path) -> None:
     report = ResultCollector(scenario="empty", seed=0, scale=1.0, duration_s=0.0).finish(
         0.0, gateway={}
     )
     _, html = write_report(report, tmp_path / "empty")
     dom = _run(tmp_path, "--dump-dom", html.as_uri()).stdout.decode()
-    assert dom.count(">no data<") >= 8
+    assert "no data" not in dom
+    assert "<svg" not in dom
+    assert dom.count('class="empty"') >= 12
     assert "dccgate load test: empty" in dom
+    # One short line each, no tall empty boxes: the whole page ends within 1,000 px.
+    _, height, rows = _screenshot(tmp_path, html, 1100)
+    background = _rgb("#f4f5f7") * WIDTH
+    last = max(y for y in range(height) if rows[y] != background)
+    assert last < 1000, last
+
+
+def test_comparison_page_overlays_both_runs(tmp_path: Path) -> None:
+    a = sample_report(seed=1, duration_s=30.0, rate_per_s=200.0)
+    b = sample_report(seed=2, duration_s=30.0, rate_per_s=300.0)
+    comparison = build_comparison(a, b, tmp_path / "a", tmp_path / "b")
+    _, html = write_comparison(comparison, a, b, tmp_path / "cmp")
+    dom = _run(tmp_path, "--dump-dom", html.as_uri()).stdout.decode()
+    for title in (
+        "Throughput, A and B",
+        "Gateway p99 over time, A and B",
+        "Latency by percentile, A and B",
+    ):
+        assert f'aria-label="{title}"' in dom, title
+    assert "no data" not in dom
+    assert '<section id="metrics">' in dom
+    assert "+50.0%" in dom or "+4" in dom  # B sent about half as much again
+    _, _, rows = _screenshot(tmp_path, html, 1500)
+    # A's lines solid, B's dashed, both in the throughput chart's colours.
+    assert len(_where(rows, svg.GREEN)) > 1_000
+    assert len(_where(rows, svg.BLUE)) > 500  # A's and B's sent lines
