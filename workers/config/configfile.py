@@ -44,7 +44,7 @@ class _Strict(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
 
 class AdminSection(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """`[admin]`: the first operator token, as its SHA-256 (hex) so the file holds no
-    secret. `DCCGATE_ADMIN_TOKEN` in the environment works too."""
+    secret. `DCCGATE_TOKEN` in the environment works too."""
 
     token_sha256: str | None = None
 
@@ -114,6 +114,10 @@ def load_config_file(path: Path) -> ConfigFile:
         ) from exc
     except msgspec.DecodeError as exc:
         raise ConfigFileError(f"{path} is not valid TOML: {exc}") from exc
+    except RecursionError:
+        raise ConfigFileError(
+            f"{path}: arrays or tables nested too deeply to read; flatten them"
+        ) from None
     from workers.config.model import kind_of_key, validate_item
 
     for key, body in config.items().items():

@@ -2,10 +2,15 @@
 
 For checking by eye what the gateway did: the forwards on `dcc.sr.outbound` (a released
 request appears once), the alerts delivered on `dcc.alerts.outbound` (a storm reduced to its
-copies), the dead letters with their reasons. It reads every partition from the start (or
-from `--since` seconds ago) without a consumer group, so it changes no committed offset,
-prints one line per record, and stops after `--idle` seconds without a new record (or
-after `--count` records), or keeps following with `--follow`.
+copies), the dead letters with their reasons. It reads every partition (or those given
+with `--partition`) from the start, from `--offset N`, or from `--since` (a duration back
+from now, `30m`, or an ISO time) without a consumer group, so it changes no committed
+offset; prints one line per record, starting with the record's time in ISO 8601 UTC; and
+stops after `--idle` seconds without a new record (or after `--count` records), or keeps
+following with `--follow`.
+
+`--grep TEXT`, repeated, keeps the records whose line contains every TEXT (AND); with
+`--any`, those containing at least one (OR).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from broker.consumer import Record
 from broker.follower import TopicFollower
 from broker.settings import KafkaSettings
 from broker.topics import Topics
+from workers.tools.times import TimeError, iso_ms, parse_when_s
 
 __all__ = ["WatchError", "format_record", "resolve_topic", "watch"]
 
@@ -43,8 +49,9 @@ def resolve_topic(name: str, topics: Topics) -> str:
 
 
 def format_record(rec: Record) -> str:
-    """One line: partition/offset, key, headers if any, and the value (JSON re-encoded
-    compactly; anything else shown as Python bytes so nothing is hidden)."""
+    """One line: the record's time (ISO 8601 UTC), partition/offset, key, headers if any,
+    and the value (JSON re-encoded compactly; anything else shown as Python bytes so
+    nothing is hidden)."""
     key = rec.key.decode(errors="replace") if rec.key is not None else "-"
     if rec.value is None:
         value = "null (tombstone)"
@@ -57,7 +64,13 @@ def format_record(rec: Record) -> str:
         f"{k}={v.decode(errors='replace') if isinstance(v, bytes) else v}"
         for k, v in (rec.headers or ())
     )
-    parts = [f"{rec.partition}/{rec.offset}", key, *([f"[{headers}]"] if headers else []), value]
+    parts = [
+        iso_ms(rec.timestamp) if rec.timestamp and rec.timestamp > 0 else "-",
+        f"{rec.partition}/{rec.offset}",
+        key,
+        *([f"[{headers}]"] if headers else []),
+        value,
+    ]
     return "  ".join(parts)
 
 
@@ -71,15 +84,20 @@ async def watch(
     count: int | None = None,
     follow: bool = False,
     grep: Iterable[str] = (),
+    any_match: bool = False,
+    partitions: Iterable[int] | None = None,
+    offset: int | None = None,
 ) -> int:
     """Print the records of `topic` to `out`; return how many were printed.
 
     since_s: only records written in the last `since_s` seconds (default: from the start).
     idle_s: stop after this long without a new record (unless `follow`). count: stop after
     this many records. grep: print only records whose printed line (key, headers, value)
-    contains every string.
+    contains every string (`any_match`: at least one). partitions: only these (default:
+    all). offset: start each of `partitions` at this offset.
     """
     needles = list(grep)
+    match = any if any_match else all
     printed = 0
     done = asyncio.Event()
     last_record = time.monotonic()
@@ -91,7 +109,7 @@ async def watch(
             if done.is_set():
                 return
             line = format_record(rec)
-            if needles and not all(n in line for n in needles):
+            if needles and not match(n in line for n in needles):
                 continue
             out.write(line + "\n")
             printed += 1
@@ -100,7 +118,16 @@ async def watch(
         out.flush()
 
     from_ms = None if since_s is None else int((time.time() - since_s) * 1000)
-    follower = TopicFollower(settings, topic, on_records, name="watch", from_ms=from_ms)
+    chosen = None if partitions is None else sorted(set(partitions))
+    follower = TopicFollower(
+        settings,
+        topic,
+        on_records,
+        name="watch",
+        from_ms=from_ms,
+        partitions=chosen,
+        from_offsets=None if offset is None or chosen is None else dict.fromkeys(chosen, offset),
+    )
     await follower.start()
     try:
         while not done.is_set():
@@ -110,6 +137,21 @@ async def watch(
     finally:
         await follower.stop()
     return printed
+
+
+def _since_s(text: str) -> float:
+    """`--since`: a number of seconds, a duration (30m, 1h), or an ISO time, as seconds
+    back from now."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            return max(0.0, time.time() - parse_when_s(text, time.time()))
+        except TimeError as exc:
+            raise WatchError(f"--since: {exc}") from None
+    if not seconds >= 0 or seconds == float("inf"):
+        raise WatchError(f"--since must be 0 or more seconds, got {text!r}")
+    return seconds
 
 
 def run_watch(
@@ -122,10 +164,26 @@ def run_watch(
     count: int | None,
     follow: bool,
     grep: list[str],
+    any_match: bool = False,
+    partitions: list[int] | None = None,
+    offset: int | None = None,
+    since: str | None = None,
 ) -> int:
-    """CLI wrapper: exit code 0, or 2 with a message for an unknown topic."""
+    """CLI wrapper: exit code 0, or 2 with a message for an unknown topic or bad flags.
+
+    since: `--since` as typed (seconds, a duration like 30m, or an ISO time); it wins
+    over `since_s`."""
     try:
         topic = resolve_topic(name, topics)
+        since_s = since_s if since is None else _since_s(since)
+        if offset is not None and not partitions:
+            raise WatchError("--offset needs --partition N (the offset is per partition)")
+        if offset is not None and since_s is not None:
+            raise WatchError("give --offset or --since, not both")
+        if offset is not None and offset < 0:
+            raise WatchError(f"--offset must be 0 or more, got {offset}")
+        if partitions and min(partitions) < 0:
+            raise WatchError("--partition must be 0 or more")
     except WatchError as exc:
         sys.stderr.write(f"dccgate watch: {exc}\n")
         return 2
@@ -139,6 +197,9 @@ def run_watch(
             count=count,
             follow=follow,
             grep=grep,
+            any_match=any_match,
+            partitions=partitions or None,
+            offset=offset,
         )
     )
     sys.stderr.write(f"{printed} records on {topic}\n")
