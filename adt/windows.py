@@ -57,6 +57,7 @@ _TYPECODE = "I"
 _zeros: dict[int, array[int]] = {}
 _BIG_ENDIAN = array(_TYPECODE, [1]).tobytes()[0] == 0  # snapshots hold little-endian counts
 _TYPECODE_OF_WIDTH = {1.0: "B", 2.0: "H", 4.0: _TYPECODE}
+_RECENT = 4  # buckets `_pairs` looks at one by one before it scans them all
 
 
 def _zero_array(size: int) -> array[int]:
@@ -230,6 +231,18 @@ class SlidingWindow:
     def _pairs(self, counts: array[int], head: int) -> tuple[tuple[int, int], ...]:
         size = self._size
         newest = self._slot
+        # Usually the counts sit in the newest few buckets: walk back from the newest until
+        # the buckets seen hold the whole total (at most _RECENT of them), newest first.
+        total = self._total
+        found: list[tuple[int, int]] = []
+        for back in range(min(_RECENT, size)):
+            c = counts[newest - back]  # a negative index wraps round the ring
+            if c:
+                found.append((head - back, c))
+                total -= c
+                if not total:
+                    found.reverse()
+                    return tuple(found)
         # compress finds the occupied slots in C (small, cached ints); slot s holds bucket
         # head - (newest - s) % size, and sorting orders them oldest first.
         return tuple(
@@ -256,7 +269,8 @@ class SlidingWindow:
             ordered.byteswap()
         raw = ordered.tobytes()
         # Narrower counts are the low bytes of each little-endian 4-byte one: sliced in C.
-        top = max(counts)
+        # No bucket holds more than the total, so a small total spares the scan for the top.
+        top = self._total if self._total < 256 else max(counts)
         if top < 256:
             return head, (), raw[::4]
         if top < 65_536:

@@ -6,6 +6,8 @@ docs/benchmarks.md. Run from the repository root:
     python tests/bench/bench_adt.py            # about two minutes
     python tests/bench/bench_adt.py --quick    # fewer requests, Users and keys
     python tests/bench/bench_adt.py --profile  # and a cProfile of the headline case
+    python tests/bench/bench_adt.py --router   # only the router with every check on
+    python tests/bench/bench_adt.py --router --profile  # and its cProfile
 
 Each timing is the median of 5 runs of 200,000 requests on a warm engine (time moves on
 0.5 ms per request, 2,000 requests/s, so windows slide as in service; "60,000 requests/s":
@@ -35,6 +37,14 @@ every request passes. The router calls `check_and_record` (one call); "check + r
 - memory: tracemalloc around 20,000 Users with 3 windows on (User, SRV), stage by stage;
 - snapshots: the JSON size of a User's, and the cost of the per-key snapshots a router
   writes after a batch (`snapshot_changed`) per key counted under.
+
+With `--router`: the router's own decisions (`RouterProcessor.process` and `after_send` on
+in-memory records, batches of 2,000 at 60,000 requests/s, `dccgate bench`'s requests,
+Users, traffic policy and ADT values), CPU time per request with every check on, without
+the ADT state store (no snapshots, no replay changelog), and without ADT; best of 3 runs of
+60,000 requests each on a fresh router. With `--profile` as well, a cProfile of one run
+with every check on, top functions by own time. No broker, no aiokafka: what `dccgate
+bench` adds on top is the client's fetch parsing and batch building.
 """
 
 from __future__ import annotations
@@ -298,11 +308,132 @@ def _snapshots() -> None:
     )
 
 
+def _router(*, adt: bool, state: bool) -> Any:
+    """A router's processor as `dccgate bench --checks all` runs it (registered Users,
+    replay protection, traffic management active), with the benchmark's ADT values if
+    `adt`, and the ADT state store (per-key snapshots, replay changelog) if `state`."""
+    from prometheus_client import CollectorRegistry
+
+    from broker.topics import Topics
+    from workers.config.codes import ResponseCodes
+    from workers.config.settings import Settings
+    from workers.duis import DuisValidator
+    from workers.router.adt import AdtControl
+    from workers.router.adt_state import AdtStateStore
+    from workers.router.processor import RouterMetrics, RouterProcessor
+    from workers.runtime.metrics import CommonMetrics
+    from workers.tools.bench import always_active_traffic, bench_adt_values, bench_users
+
+    topics = Topics.with_prefix("")
+    validator = DuisValidator(load_catalogue())
+    validator.set_users(bench_users())
+    control = AdtControl()
+    if adt:
+        users, dcc = bench_adt_values(_T0)
+        for user, values in users.items():
+            control.engine.set_user_values(user, values)
+        control.engine.set_dcc_values(dcc)
+        control.configured = True
+    store = None
+    if state:
+        kafka = Settings().kafka("127.0.0.1:9", embedded=True)  # never connected
+        store = AdtStateStore(kafka, topics.sr_inbound, topics.state_router, control, validator)
+    return RouterProcessor(
+        topics=topics,
+        validator=validator,
+        codes=ResponseCodes(),
+        metrics=RouterMetrics(CommonMetrics(CollectorRegistry(), version="bench")),
+        traffic=always_active_traffic(),
+        adt=control,
+        adt_state=store,
+    ), topics
+
+
+class _Record:
+    __slots__ = ("headers", "key", "offset", "partition", "timestamp", "topic", "value")
+
+    def __init__(self, topic: str, partition: int, offset: int, key: bytes, value: bytes) -> None:
+        self.topic, self.partition, self.offset = topic, partition, offset
+        self.key, self.value = key, value
+        self.timestamp = int(_T0 * 1000)
+        self.headers: tuple[tuple[str, bytes], ...] = ()
+
+
+def _router_run(
+    n: int, *, adt: bool, state: bool, profile: cProfile.Profile | None = None
+) -> float:
+    """CPU ns per request of one run of n requests through a fresh router."""
+    from broker.consumer import TopicPartition
+    from broker.producer import OutputBatch
+    from workers.tools.bench import make_requests
+
+    processor, topics = _router(adt=adt, state=state)
+    batches = []
+    requests = make_requests(n)
+    for start in range(0, n, 2_000):
+        batch: dict[Any, list[Any]] = {}
+        for i in range(start, min(n, start + 2_000)):
+            key, value = requests[i]
+            tp = TopicPartition(topics.sr_inbound, i % 6)
+            batch.setdefault(tp, []).append(_Record(tp.topic, tp.partition, i, key, value))
+        batches.append(batch)
+    gc.collect()
+    spent = 0
+    accepted = 0
+    for b, batch in enumerate(batches):
+        now_ms = int(_T0 * 1000) + b * 2_000 * 1_000 // 60_000
+        out = OutputBatch(dict.fromkeys(topics.all(), 6))
+        if profile is not None:
+            profile.enable()
+        begin = time.process_time_ns()
+        tally = processor.process(batch, out, now_ms)
+        processor.after_send(tally, now_ms)
+        spent += time.process_time_ns() - begin
+        if profile is not None:
+            profile.disable()
+        accepted += sum(v for (outcome, _), v in tally.decisions.items() if outcome == "accepted")
+    if accepted != n:
+        raise RuntimeError(f"{n - accepted} of {n} requests not accepted: not the measured path")
+    return spent / n
+
+
+def _router_figures(profile: bool) -> None:
+    n = 60_000
+    print(f"router, RouterProcessor.process + after_send, {n:,} requests, best of 3 (µs):")
+    print("| router | µs per request |")
+    print("|---|---|")
+    for name, adt, state in (
+        ("every check on (registered roles, replay, traffic, ADT, state store)", True, True),
+        ("the same without the ADT state store (no snapshots, no replay changelog)", True, False),
+        ("without ADT (registered roles, replay, traffic, state store)", False, True),
+    ):
+        best = min(_router_run(n, adt=adt, state=state) for _ in range(3))
+        print(f"| {name} | {best / 1000:.1f} |")
+    if profile:
+        prof = cProfile.Profile()
+        _router_run(n, adt=True, state=True, profile=prof)
+        stats = pstats.Stats(prof)
+        total = sum(t for _, _, t, _, _ in stats.stats.values())  # type: ignore[attr-defined]
+        print(f"\ncProfile, every check on, {n:,} requests: {total:.2f} s of own time")
+        print("| function | calls | own time, s | % |")
+        print("|---|---|---|---|")
+        rows = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])  # type: ignore[attr-defined]
+        for (path, line, func), (_, calls, own, _, _) in rows[:20]:
+            where = f"{path.rsplit('/', 2)[-2:][-1] if '/' in path else path}:{line}"
+            print(f"| `{func}` ({where}) | {calls:,} | {own:.3f} | {100 * own / total:.1f} |")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer requests, Users and keys")
     parser.add_argument("--profile", action="store_true", help="cProfile the headline case")
+    parser.add_argument(
+        "--router", action="store_true", help="only the router with every check on (in memory)"
+    )
     args = parser.parse_args(argv)
+    if args.router:
+        _router_figures(args.profile)
+        return 0
     n = 50_000 if args.quick else 200_000
     keys = 5_000 if args.quick else 20_000
     many = 10_000 if args.quick else 100_000

@@ -35,7 +35,6 @@ from broker.schemas import DeviceAlert, StormCopyRecord
 from broker.topics import Topics
 from broker.wire_guard import record_problem
 from throttling import (
-    DEFAULT_STORM_PARAMS,
     CorrelationPolicy,
     RegionalPolicy,
     RegionCapacity,
@@ -49,6 +48,11 @@ from workers.alerts.holds import Outlet, Pending
 from workers.alerts.metrics import AlertMetrics, LaneGauges
 from workers.alerts.storm_changelog import FORWARD, SKIP, StormBook
 from workers.config import model
+from workers.config.defaults import (
+    DEFAULT_MP102,
+    DEFAULT_REGIONAL_CAPACITY,
+    DEFAULT_STORM_POLICY,
+)
 from workers.config.snapshot import ConfigSnapshot
 from workers.runtime.deadletter import deadletter, processing_error
 
@@ -113,9 +117,10 @@ _NO_VALUE = "the record has no value (a null/tombstone)"
 
 def storm_policy_from_config(policy: model.StormPolicy | None) -> StormPolicy:
     """The throttling policy for the configured `alerts.storm-policy` item; with none
-    configured, every code gets `throttling.DEFAULT_STORM_PARAMS`."""
+    configured, the built-in one (`workers.config.defaults`: every code gets
+    `throttling.DEFAULT_STORM_PARAMS`)."""
     if policy is None:
-        return StormPolicy(default=DEFAULT_STORM_PARAMS)
+        policy = DEFAULT_STORM_POLICY
 
     def params(p: model.StormParams) -> StormParams:
         return StormParams(window_s=p.window_s, max_alerts=p.max_alerts, period_s=p.period_s)
@@ -128,9 +133,9 @@ def storm_policy_from_config(policy: model.StormPolicy | None) -> StormPolicy:
 
 def regional_policy_from_config(item: model.RegionalCapacity | None) -> RegionalPolicy:
     """The regional gate's policy for the `alerts.regional-capacity` item; none configured:
-    no region is limited."""
+    the built-in one (`workers.config.defaults`: no region is limited)."""
     if item is None:
-        return RegionalPolicy()
+        item = DEFAULT_REGIONAL_CAPACITY
     return RegionalPolicy(
         regions={
             name: RegionCapacity(
@@ -147,9 +152,10 @@ def regional_policy_from_config(item: model.RegionalCapacity | None) -> Regional
 
 
 def correlation_policy_from_config(item: model.Mp102Rule | None) -> CorrelationPolicy:
-    """The MP102 rule's policy for the `alerts.mp102` item; none configured: off."""
+    """The MP102 rule's policy for the `alerts.mp102` item; none configured: the built-in
+    rule (`workers.config.defaults`: off)."""
     if item is None:
-        return CorrelationPolicy()
+        item = DEFAULT_MP102
     return CorrelationPolicy(
         enabled=item.enabled,
         watch_s=item.watch_s,
@@ -231,9 +237,7 @@ class AlertProcessor:
     ) -> None:
         self._topics = topics
         self._metrics = metrics
-        self._guard: StormGuard[DeviceAlert] = guard or StormGuard(
-            StormPolicy(default=DEFAULT_STORM_PARAMS)
-        )
+        self._guard: StormGuard[DeviceAlert] = guard or StormGuard(storm_policy_from_config(None))
         self._outlet = Outlet()
         self._book = StormBook(topics.alerts_inbound)
         self._changelog: str | None = None
@@ -242,6 +246,9 @@ class AlertProcessor:
         self._labels: frozenset[str] = KNOWN_ALERT_CODES | self._guard.exclusions
         self._label_cache: dict[str, str] = {}
         self._priority_cache: dict[str, bool] = {}
+        # Wire code -> whether the MP102 rule looks at it (an outage or a restore code).
+        self._mp102_cache: dict[str, bool] = {}
+        self._gate_on = False  # regional capacity configured
         self._applied: tuple[int, ...] | None = None
         # Storm copies restored from the changelog, to send again at the next step.
         self._again: list[tuple[TopicPartition, StormCopyRecord]] = []
@@ -305,6 +312,7 @@ class AlertProcessor:
     def set_capacity(self, policy: RegionalPolicy) -> None:
         """Replace the regional capacities and the high-priority codes."""
         self._outlet.set_capacity(policy)
+        self._gate_on = bool(policy.regions)
         self._high_priority = frozenset(normalize_alert_code(c) for c in policy.high_priority_codes)
         self._codes_changed()
 
@@ -312,6 +320,7 @@ class AlertProcessor:
         """Replace the MP102 rule's settings."""
         before = self.mp102_watch_s
         self._outlet.set_rule(policy)
+        self._mp102_cache = {}
         if self.mp102_watch_s != before and self._on_mp102_change is not None:
             self._on_mp102_change()
 
@@ -347,6 +356,21 @@ class AlertProcessor:
             if len(self._priority_cache) < _CODE_CACHE_MAX:
                 self._priority_cache[code] = priority
         return priority
+
+    def _mp102_code(self, code: str) -> bool:
+        # Only outage and restore codes concern the MP102 rule; it releases every other
+        # alert at once, so those need neither its device key nor its bookkeeping.
+        seen = self._mp102_cache.get(code)
+        if seen is None:
+            policy = self._outlet.rule.policy
+            canonical = normalize_alert_code(code)
+            seen = any(
+                canonical == normalize_alert_code(c)
+                for c in (*policy.outage_codes, *policy.restore_codes)
+            )
+            if len(self._mp102_cache) < _CODE_CACHE_MAX:
+                self._mp102_cache[code] = seen
+        return seen
 
     def _now_s(self, now_ms: int) -> float:
         now_s = now_ms / 1000
@@ -491,13 +515,15 @@ class AlertProcessor:
         outlet = self._outlet
         priority = self._priority(alert.alert_code)
         region, label = labels
-        if outlet.rule_on:
+        if outlet.rule_on and self._mp102_code(alert.alert_code):
             item = Pending(
                 alert, value, tp, offset, region=region, label=label, priority=priority,
                 since_s=now_s, device_key=device_key(alert.device_id),
                 code=normalize_alert_code(alert.alert_code),
             )  # fmt: skip
             lane = outlet.offer(item, now_s)
+        elif not self._gate_on:
+            lane = ""  # the MP102 rule on, no regional capacity, a code the rule ignores
         else:
             # The fast path while the region is under its capacity: nothing to hold.
             lane = outlet.take(alert.region, priority, now_s)

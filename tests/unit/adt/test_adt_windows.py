@@ -146,6 +146,46 @@ def test_snapshot_restore_round_trips(
     assert copy.snapshot(now + later / 8) == window.snapshot(now + later / 8)
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    window_s=windows,
+    buckets=bucket_counts,
+    event_ticks=st.lists(ticks, max_size=80),
+    recent=st.lists(st.integers(min_value=0, max_value=40), max_size=40),
+    later=st.integers(min_value=0, max_value=80),
+)
+def test_snapshots_list_exactly_the_non_empty_buckets_oldest_first(
+    window_s: int, buckets: int, event_ticks: list[int], recent: list[int], later: int
+) -> None:
+    # Old events and a burst in the newest few buckets (where `_pairs` looks first), the
+    # ring's newest slot anywhere; both snapshot forms against counts from the events.
+    last = max(event_ticks, default=0)
+    events = sorted([T0 + t / 8 for t in event_ticks] + [T0 + (last + r) / 8 for r in recent])
+    window = SlidingWindow(window_s, buckets)
+    for t in events:
+        window.add(t)
+    now = T0 + (last + 40 + later) / 8
+    head = exact_bucket(now, window_s, buckets)
+    per_bucket: dict[int, int] = {}
+    for t in events:
+        k = exact_bucket(t, window_s, buckets)
+        if head - buckets <= k <= head:
+            per_bucket[k] = per_bucket.get(k, 0) + 1
+    expected = tuple(sorted(per_bucket.items()))
+    assert window.snapshot(now) == (head, expected)
+    got_head, pairs, counts = window.snapshot_compact(now, max_pairs=3)
+    assert got_head == head
+    if len(expected) <= 3:
+        assert (pairs, counts) == (expected, b"")
+    else:
+        top = max(per_bucket.values())
+        width = 1 if top < 256 else 2 if top < 65_536 else 4
+        assert pairs == ()
+        assert counts == b"".join(
+            per_bucket.get(k, 0).to_bytes(width, "little") for k in range(head - buckets, head + 1)
+        )
+
+
 def test_snapshot_holds_only_non_empty_buckets() -> None:
     window = SlidingWindow(60, 60)
     window.add(T0)
@@ -294,3 +334,11 @@ def test_compact_counts_are_oldest_first_little_endian_in_the_narrowest_width() 
         assert copy.snapshot(T0 + 30) == window.snapshot(T0 + 30)
     with pytest.raises(ValueError, match="not 5 counts of 1, 2 or 4 bytes"):
         SlidingWindow(60, 4).restore_counts(head, counts[:-1])
+    # The width follows the largest bucket, not the total: 300 counts of which none above
+    # 255 still take a byte each.
+    spread = SlidingWindow(60, 4)
+    for i in range(5):
+        spread.add(T0 + 15 * i, 60)
+    _, pairs, counts = spread.snapshot_compact(T0 + 60, max_pairs=2)
+    assert pairs == ()
+    assert counts == bytes([60] * 5)

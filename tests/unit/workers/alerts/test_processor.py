@@ -323,6 +323,30 @@ def test_mp102_releases_an_outage_late_when_no_restore_follows(
     assert processor.held_floor() == {}
 
 
+def test_mp102_with_regional_capacity_holds_outages_in_any_spelling_and_gates_the_rest(
+    alerts: tuple[AlertProcessor, CollectorRegistry],
+) -> None:
+    # Codes the MP102 rule ignores skip its bookkeeping but still meet regional capacity;
+    # the rule's codes are recognised however the device spells them.
+    processor, _ = alerts
+    processor.set_capacity(RegionalPolicy(regions={"north": RegionCapacity(rate_per_s=1.0,
+                                                                            burst=1)}))  # fmt: skip
+    processor.set_mp102(CorrelationPolicy(enabled=True, watch_s=1800, hold_s=600))
+    processor.note_firmware_activation(DEVICE, 4.0)
+    values = [alert_value("0xad1", n=0), alert_value("ad1", n=1), alert_value("8F1F", n=2)]
+    values.append(alert_value("8F1F", n=3, device="00-DB-00-00-00-00-00-02"))
+    out, _ = run_batch(processor, values)
+    # Both outages held by the rule; the first 8F1F takes the burst, the second waits.
+    assert _codes(out) == ["8F1F", "8F1F"]
+    assert processor.held_floor() == {TP: 0}
+    assert processor.outlet.rule.stats().held_now == 2
+    assert processor.outlet.depth() == 3
+    # Without regional capacity, a code the rule ignores goes at once.
+    processor.set_capacity(RegionalPolicy())
+    out, _ = run_batch(processor, [alert_value("8F3F", n=4)], first=4)
+    assert _codes(out)[:2] == ["8F3F", "8F3F"]
+
+
 def test_new_configuration_kinds_are_mapped_and_followed() -> None:
     changes: list[int | None] = []
     processor = AlertProcessor(
