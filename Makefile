@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml
 
 # Debian packages the test suite uses: prometheus and prometheus-alertmanager give
 # promtool/amtool, which check deploy/'s rules and configs; chromium renders the load-test
-# report in tests/unit/workers/tools/loadtest/test_report_browser.py. Installed when missing and
+# report in tests/unit/workers/tools/loadtest/test_report_browser.py; zsh runs the zsh
+# completion script in tests/unit/workers/tools/test_completion.py. Installed when missing and
 # we are root with apt-get (CI, dev machines); otherwise those tests say what to install.
 $(SYSTEM_STAMP): $(STAMP) Makefile
 	@missing=""; \
@@ -24,6 +25,7 @@ $(SYSTEM_STAMP): $(STAMP) Makefile
 	  missing="prometheus prometheus-alertmanager"; \
 	fi; \
 	if [ ! -x /usr/bin/chromium ]; then missing="$$missing chromium"; fi; \
+	if ! command -v zsh >/dev/null; then missing="$$missing zsh"; fi; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing Debian packages:$$missing"; \
@@ -54,6 +56,7 @@ check: test
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/yamllint -c deploy/.yamllint.yml deploy/
 
 types: $(STAMP)
 	$(BIN)/mypy

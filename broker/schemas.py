@@ -33,8 +33,13 @@ __all__ = [
     "UserResponse",
 ]
 
-# The DUIS User Role abbreviations (DOMAIN.md section 1).
-USER_ROLES: frozenset[str] = frozenset({"IS", "ES", "GS", "ED", "GT", "RSA", "OU"})
+# The DUIS User Role abbreviations (DOMAIN.md section 1), plus LC, the Load Controller:
+# the DCC's reference 7.16 (Limit APC Level) request is signed by a User whose certificate
+# carries role code 8, and DUIS 5.4 names a `LoadController` Remote Party Role (the
+# CS02gLoadControllerBySupplier reference requests) next to Supplier (code 02 in the
+# reference certificates), Access Control Broker (04) and the issuing CA (07); code 8 as
+# the Load Controller is derived from that order, not quoted from the SEC (issue #16).
+USER_ROLES: frozenset[str] = frozenset({"IS", "ES", "GS", "ED", "GT", "RSA", "OU", "LC"})
 Region = Literal["north", "central", "south"]
 REGIONS: tuple[str, ...] = ("north", "central", "south")
 Outcome = Literal["accepted", "rejected", "throttled", "quarantined", "released", "deleted"]
@@ -111,6 +116,11 @@ class UserResponse(Struct, frozen=True, kw_only=True):
     rule: str | None = None
     retry_after_ms: _NonNegInt | None = None
     at_ms: _NonNegInt
+    observed: int | float | str | None = None
+    """What the rule measured (throttled: the User's rate, requests/s; quarantined: the
+    count in the window, or the data value); null when no rule measured anything."""
+    limit: int | float | None = None
+    """What the rule allows, in the same unit as `observed`; null when it has none."""
 
 
 class DeviceAlert(Struct, frozen=True, kw_only=True):

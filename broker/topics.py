@@ -30,6 +30,7 @@ __all__ = [
     "SR_INBOUND",
     "SR_OUTBOUND",
     "SR_QUARANTINE",
+    "STATE_ACTUALS",
     "STATE_ALERTS",
     "STATE_ROUTER",
     "TOPIC_NAMES",
@@ -55,6 +56,9 @@ AUDIT = "dcc.audit"
 # ADT counters per User, the alert worker's storm windows per device partition.
 STATE_ROUTER = "dcc.state.router"
 STATE_ALERTS = "dcc.state.alerts"
+# The admin process's counts of Service Requests per User, SRV, month and outcome, with the
+# dcc.user.responses offsets each count includes (docs/forecasts.md).
+STATE_ACTUALS = "dcc.state.actuals"
 
 TOPIC_NAMES: tuple[str, ...] = (
     SR_INBOUND,
@@ -69,6 +73,7 @@ TOPIC_NAMES: tuple[str, ...] = (
     AUDIT,
     STATE_ROUTER,
     STATE_ALERTS,
+    STATE_ACTUALS,
 )
 
 _DAY_MS = 24 * 3600 * 1000
@@ -85,10 +90,12 @@ _CONFIGS: Mapping[str, Mapping[str, str]] = {
     # Only the newest snapshot per key matters; on Apache Kafka compaction keeps the topic small.
     STATE_ROUTER: {"cleanup.policy": "compact"},
     STATE_ALERTS: {"cleanup.policy": "compact"},
+    # One record per User and month, kept for good: any past month's actuals stay queryable.
+    STATE_ACTUALS: {"cleanup.policy": "compact"},
 }
 
 # Topics whose order must be total (one partition): the control log is applied in order.
-_SINGLE_PARTITION = frozenset({CONTROL, LOAD, AUDIT})
+_SINGLE_PARTITION = frozenset({CONTROL, LOAD, AUDIT, STATE_ACTUALS})
 
 
 class TopicSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -118,6 +125,7 @@ class Topics(msgspec.Struct, frozen=True, kw_only=True):
     audit: str
     state_router: str
     state_alerts: str
+    state_actuals: str
 
     @classmethod
     def with_prefix(cls, prefix: str = "") -> Topics:
@@ -135,6 +143,7 @@ class Topics(msgspec.Struct, frozen=True, kw_only=True):
             audit=prefix + AUDIT,
             state_router=prefix + STATE_ROUTER,
             state_alerts=prefix + STATE_ALERTS,
+            state_actuals=prefix + STATE_ACTUALS,
         )
 
     def all(self) -> tuple[str, ...]:
@@ -178,11 +187,7 @@ async def ensure_topics(settings: KafkaSettings, specs: list[TopicSpec]) -> list
     count is left as it is, with a warning. Returns once the topics it created are served
     (their leaders answer for them), at most `request_timeout_ms` after creating them.
     """
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.bootstrap,
-        client_id=f"{settings.client_id}-admin",
-        request_timeout_ms=settings.request_timeout_ms,
-    )
+    admin = AIOKafkaAdminClient(**settings.admin_kwargs())
     try:
         await admin.start()
     except KafkaError as exc:

@@ -28,6 +28,9 @@ settings.register_profile(
 )
 settings.register_profile("dev", _DEFAULT, print_blob=True)
 _CI = os.environ.get("CI", "").strip().lower() not in ("", "0", "false")
+# Every `dccgate run` the tests start also serves the DUIS ingress (issue #16); on a free
+# port, so gateways started side by side (or a developer's own) never fight over 8081.
+os.environ.setdefault("DCCGATE_DUIS_PORT", "0")
 _PROFILE = os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if _CI else "dev")
 try:
     settings.load_profile(_PROFILE)

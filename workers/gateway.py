@@ -21,12 +21,16 @@ import msgspec
 from prometheus_client import CollectorRegistry
 
 from broker.embedded import EmbeddedBroker
+from broker.security import check_access
 from broker.settings import KafkaSettings
 from broker.topics import ensure_topics
+from broker.transactions import resolve_exactly_once
 from workers.admin.service import AdminService
 from workers.alerts.service import build_alerts
 from workers.config.reader import ControlReader
 from workers.config.settings import Settings
+from workers.deliver.service import build_deliver
+from workers.ingress import build_ingress
 from workers.router.service import build_router
 from workers.runtime.http import HttpServer, build_app
 from workers.runtime.loop import LoopStatus
@@ -57,6 +61,11 @@ def dccgate_version() -> str:
         return "0+unknown"
 
 
+def _user_agent() -> str:
+    """The User-Agent of the response deliverer's POSTs."""
+    return f"dccgate-deliver/{dccgate_version()}"
+
+
 async def prepare_topics(settings: Settings, kafka: KafkaSettings) -> None:
     """Create the contract's topics if they are missing (unless disabled)."""
     if not settings.create_topics:
@@ -69,6 +78,18 @@ async def prepare_topics(settings: Settings, kafka: KafkaSettings) -> None:
     created = await ensure_topics(kafka, specs)
     if created:
         log.info("created topics: %s", ", ".join(created))
+
+
+async def _checked(kafka: KafkaSettings) -> KafkaSettings:
+    """`kafka`, once a secured cluster has let this process in (TLS, SASL): a clear error
+    now rather than a failed probe or a retry loop later (broker/security.py)."""
+    await check_access(
+        kafka.bootstrap,
+        kafka.security,
+        client_id=kafka.client_id,
+        timeout_ms=kafka.request_timeout_ms,
+    )
+    return kafka
 
 
 def install_signal_handlers(stop: asyncio.Event, main: asyncio.Task[object]) -> None:
@@ -156,22 +177,26 @@ async def _serve(
         await http.stop()
 
 
-WORKERS = ("router", "alerts", "admin")
+WORKERS = ("router", "alerts", "admin", "deliver", "ingress")
 
 
 async def run_worker(name: str, settings: Settings) -> None:
-    """Run one service (`router`, `alerts` or `admin`) against `settings.bootstrap`
-    until SIGTERM."""
+    """Run one service (`router`, `alerts`, `admin`, `deliver` or `ingress`) against
+    `settings.bootstrap` until SIGTERM."""
     if settings.bootstrap is None:
         raise ValueError("a worker needs --bootstrap HOST:PORT (or DCCGATE_BOOTSTRAP)")
     if name not in WORKERS:
         raise ValueError(f"unknown worker {name!r}; choose one of {', '.join(WORKERS)}")
     if name == "admin" and settings.admin_token_sha256 is None:
         raise ValueError(
-            "the admin worker needs a first operator token: set DCCGATE_ADMIN_TOKEN, or "
+            "the admin worker needs a first operator token: set DCCGATE_TOKEN, or "
             "admin.token_sha256 in the --config file"
         )
-    kafka = settings.kafka(settings.bootstrap, embedded=False)
+    kafka = await resolve_exactly_once(
+        await _checked(settings.kafka(settings.bootstrap, embedded=False)),
+        settings.exactly_once,
+        embedded=False,
+    )
     registry = CollectorRegistry()
     metrics = CommonMetrics(registry, version=dccgate_version())
     await prepare_topics(settings, kafka)
@@ -189,9 +214,23 @@ async def run_worker(name: str, settings: Settings) -> None:
             stack.push_async_callback(admin.stop)
         elif name == "alerts":
             loops.append(build_alerts(settings, kafka, metrics, reader=reader))
+        elif name == "ingress":
+            loops.append(build_ingress(settings, kafka, metrics, reader=reader))
+        elif name == "deliver":
+            loops.append(
+                build_deliver(settings, kafka, metrics, reader=reader, user_agent=_user_agent())
+            )
         else:
             loops.append(build_router(settings, kafka, metrics, reader=reader))
-        await _serve(settings, loops, metrics, stop, reader=reader, admin=admin)
+        await _serve(
+            settings,
+            loops,
+            metrics,
+            stop,
+            reader=reader,
+            admin=admin,
+            extra={"exactly_once": kafka.exactly_once},
+        )
 
 
 async def run_gateway(
@@ -221,7 +260,11 @@ async def run_gateway(
     else:
         bootstrap, embedded = settings.bootstrap, False
     try:
-        kafka = settings.kafka(bootstrap, embedded=embedded)
+        kafka = await resolve_exactly_once(
+            await _checked(settings.kafka(bootstrap, embedded=embedded)),
+            settings.exactly_once,
+            embedded=embedded,
+        )
         registry = CollectorRegistry()
         metrics = CommonMetrics(registry, version=dccgate_version())
         await prepare_topics(settings, kafka)
@@ -237,6 +280,8 @@ async def run_gateway(
             loops: list[Service] = [
                 build_router(settings, kafka, metrics, reader=reader),
                 build_alerts(settings, kafka, metrics, reader=reader),
+                build_deliver(settings, kafka, metrics, reader=reader, user_agent=_user_agent()),
+                build_ingress(settings, kafka, metrics, reader=reader),
             ]
 
             async def ready(port: int) -> None:
@@ -250,7 +295,11 @@ async def run_gateway(
                 stop,
                 reader=reader,
                 admin=admin,
-                extra={"bootstrap": bootstrap, "embedded_broker": embedded},
+                extra={
+                    "bootstrap": bootstrap,
+                    "embedded_broker": embedded,
+                    "exactly_once": kafka.exactly_once,
+                },
                 ready=ready,
             )
     finally:

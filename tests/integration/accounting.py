@@ -36,6 +36,7 @@ from tests.integration.hostile import Sent
 from tests.integration.live_gateway import Header, Seen
 from throttling import normalize_alert_code
 from workers.alerts import BOUNDARY_HEADER, STORM_HEADER
+from workers.runtime.headers import SRV_HEADER
 
 OWN_PREFIX = "dccgate-"
 DLQ_HEADERS = (
@@ -47,6 +48,12 @@ DLQ_HEADERS = (
     "dccgate-dlq-offset",
     "dccgate-dlq-at-ms",
 )
+
+
+def _srv_shaped(value: bytes | None) -> bool:
+    return (
+        value is not None and re.fullmatch(rb"[0-9]{1,3}(?:\.[0-9]{1,3}){0,3}", value) is not None
+    )
 
 
 def _documented_kinds() -> frozenset[str]:
@@ -152,7 +159,10 @@ def account_requests(
             problems.append(f"an answer that is not a UserResponse ({exc}): {rec.value!r:.300}")
             continue
         answers[answer.request_id].append((rec, answer))
-        if rec.headers:
+        # An answer carries no header of the sender's; only the router's own `dccgate-srv`,
+        # and only with an SRV-shaped value (never the sender's junk echoed).
+        own = [(n, v) for n, v in rec.headers or () if n == SRV_HEADER and _srv_shaped(v)]
+        if len(own) != len(rec.headers or ()) or len(own) > 1:
             problems.append(f"an answer carries headers {rec.headers!r:.200}: {answer}")
     forwards: dict[bytes | None, list[Seen]] = collections.defaultdict(list)
     for rec in records[topics.sr_outbound]:

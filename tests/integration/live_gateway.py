@@ -124,7 +124,7 @@ def live_gateway(
         **os.environ,
         "DCCGATE_TOPIC_PREFIX": settings.topic_prefix,
         "DCCGATE_PARTITIONS": str(settings.partitions),
-        "DCCGATE_ADMIN_TOKEN": OPERATOR_TOKEN,
+        "DCCGATE_TOKEN": OPERATOR_TOKEN,
         "DCCGATE_SESSION_TIMEOUT_MS": "1000",
         "DCCGATE_HEARTBEAT_INTERVAL_MS": "100",
         "DCCGATE_FETCH_MAX_WAIT_MS": "20",

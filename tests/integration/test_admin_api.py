@@ -124,7 +124,7 @@ async def test_bad_bodies_are_refused_and_change_nothing(api: Api) -> None:
         got, doc = await api.call("operator", "PUT", path, body)
         assert (got, words in doc["error"]) == (status, True), doc
     _, doc = await api.call("operator", "GET", path)
-    assert doc == {"rate_per_s": 10.0, "burst": 20, "shadow": False, "version": 1}
+    assert doc == {"rate_per_s": 10.0, "burst": 20, "shadow": False, "version": 1, "source": "api"}
 
 
 async def test_version_conflicts(api: Api) -> None:
@@ -293,4 +293,5 @@ async def test_regional_capacity_and_mp102_bodies_are_checked(api: Api) -> None:
         "max_watched": 100000,
         "max_held": 100000,
         "version": 1,
+        "source": "api",
     }

@@ -47,7 +47,9 @@ async def api(
 
 async def _unchanged(api: ApiClient) -> None:
     _, doc = await api.call("operator", "GET", PATH)
-    assert doc == {"rate_per_s": 10.0, "burst": 20, "shadow": False, "version": 1}
+    assert doc == {
+        "rate_per_s": 10.0, "burst": 20, "shadow": False, "version": 1, "source": "api"
+    }  # fmt: skip
 
 
 async def test_if_match_must_be_a_short_ascii_number(api: ApiClient) -> None:

@@ -46,7 +46,7 @@ def gateway_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     kafka_port, http_port = free_port(), free_port()
     env = {
         **os.environ,
-        "DCCGATE_ADMIN_TOKEN": OPERATOR_TOKEN,
+        "DCCGATE_TOKEN": OPERATOR_TOKEN,
         "DCCGATE_SESSION_TIMEOUT_MS": "1000",
         "DCCGATE_HEARTBEAT_INTERVAL_MS": "100",
     }
@@ -113,7 +113,9 @@ def test_operator_sets_up_a_user_who_reads_only_its_own(gateway_url: str) -> Non
     assert "BURST    100" in mine
     assert "SHADOW   yes" in mine
     as_json = json.loads(ok(admin(url, user_token, "--json", "allocations", "get", SUPPLIER)))
-    assert as_json == {"rate_per_s": 50.0, "burst": 100, "shadow": True, "version": 2}
+    assert as_json == {
+        "rate_per_s": 50.0, "burst": 100, "shadow": True, "version": 2, "source": "api"
+    }  # fmt: skip
 
     refused = admin(url, user_token, "allocations", "get", NETWORK)
     assert refused.returncode == 1

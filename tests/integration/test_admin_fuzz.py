@@ -37,7 +37,7 @@ TOKEN = "fuzz-operator-token-at-least-32-characters"
 def gateway_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     kafka_port, http_port = free_port(), free_port()
     log = tmp_path_factory.mktemp("fuzz") / "gateway.log"
-    env = {**os.environ, "DCCGATE_ADMIN_TOKEN": TOKEN, "DCCGATE_LOG_LEVEL": "WARNING"}
+    env = {**os.environ, "DCCGATE_TOKEN": TOKEN, "DCCGATE_LOG_LEVEL": "WARNING"}
     config = Path(__file__).resolve().parents[2] / "docs" / "examples" / "dccgate.toml"
     with log.open("wb") as out:
         ports = ["--kafka-port", str(kafka_port), "--http-port", str(http_port)]

@@ -179,3 +179,43 @@ def test_bench_prints_the_figures_as_json(kafka_broker: SessionBroker) -> None:
     assert result["ratio"] == pytest.approx(
         result["router_msgs_per_s"] / result["passthrough_msgs_per_s"], rel=0.01
     )
+
+
+@pytest.mark.slow
+def test_bench_of_the_alert_worker_reports_every_check_on(kafka_broker: SessionBroker) -> None:
+    done = subprocess.run(
+        [
+            *DCCGATE,
+            "bench",
+            "--service",
+            "alerts",
+            "--bootstrap",
+            kafka_broker.bootstrap,
+            "--messages",
+            "3000",
+            "--json",
+            "--partitions",
+            "2",
+            "--repeat",
+            "1",
+        ],
+        env={
+            **os.environ,
+            "DCCGATE_SESSION_TIMEOUT_MS": "1000",
+            "DCCGATE_HEARTBEAT_INTERVAL_MS": "100",
+        },
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "alerts, all checks" in done.stdout
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["service"] == "alerts"
+    assert result["checks"] == "all"
+    assert len(result["alerts_all_checks_samples"]) == len(result["passthrough_samples"]) == 1
+    assert result["alerts_all_checks_msgs_per_s"] > 0
+    assert result["all_checks_ratio"] == pytest.approx(
+        result["alerts_all_checks_msgs_per_s"] / result["passthrough_msgs_per_s"], rel=0.01
+    )

@@ -31,7 +31,7 @@ TOKEN = "live-test-operator-token-of-32-characters"
 A = "90-B3-D5-1F-30-01-00-00"
 ENV = {
     **os.environ,
-    "DCCGATE_ADMIN_TOKEN": TOKEN,
+    "DCCGATE_TOKEN": TOKEN,
     "DCCGATE_SESSION_TIMEOUT_MS": "1000",
     "DCCGATE_HEARTBEAT_INTERVAL_MS": "100",
 }

@@ -49,10 +49,17 @@ ALLOWED: dict[str, set[str]] = {
         "broker", "adt", "throttling", "workers.config", "workers.duis", "workers.runtime",
     },
     "workers.alerts": {"broker", "throttling", "workers.config", "workers.runtime"},
-    "workers.admin": {"broker", "adt", "throttling", "workers.config", "workers.runtime"},
+    # The certificate registry parses certificates with workers.duis.certificates.
+    "workers.admin": {
+        "broker", "adt", "throttling", "workers.config", "workers.duis", "workers.runtime",
+    },
+    # The response deliverer renders answers with workers.duis.response_xml.
+    "workers.deliver": {"broker", "workers.config", "workers.duis", "workers.runtime"},
+    # The DUIS ingress: reads and verifies signed XML (workers.duis), answers over HTTP.
+    "workers.ingress": {"broker", "workers.config", "workers.duis", "workers.runtime"},
     "workers.gateway": {
         "broker", "workers.config", "workers.runtime", "workers.router", "workers.alerts",
-        "workers.admin",
+        "workers.admin", "workers.deliver", "workers.ingress",
     },
     "workers.cli": {
         "broker", "workers.config", "workers.runtime", "workers.gateway", "workers.tools",

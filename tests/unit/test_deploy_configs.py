@@ -183,7 +183,16 @@ def test_kubernetes_runs_every_worker_with_probes_resources_and_a_service() -> N
         pod = dep["spec"]["template"]["spec"]
         [container] = pod["containers"]
         workers[name] = _worker(container["args"])
-        assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+        # The DUIS ingress also serves its web services on a port of their own (issue #16).
+        extra = (
+            [{"name": "duis", "containerPort": 8443, "protocol": "TCP"}]
+            if _worker(container["args"]) == "ingress"
+            else []
+        )
+        assert container["ports"] == [
+            {"name": "http", "containerPort": 8080, "protocol": "TCP"},
+            *extra,
+        ]
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             assert container[probe]["httpGet"] == {"path": "/healthz", "port": "http"}, name
         resources = container["resources"]
@@ -196,7 +205,9 @@ def test_kubernetes_runs_every_worker_with_probes_resources_and_a_service() -> N
         [svc] = [s for s in services if s["spec"]["selector"].items() <= labels.items()]
         assert svc["metadata"]["annotations"]["prometheus.io/scrape"] == "true", name
         assert svc["metadata"]["annotations"]["prometheus.io/port"] == "8080", name
-        assert [p["name"] for p in svc["spec"]["ports"]] == ["http"], name
+        assert [p["name"] for p in svc["spec"]["ports"]] == ["http"] + [e["name"] for e in extra], (
+            name
+        )
         token = [e for e in container.get("env", []) if e["name"] == "DCCGATE_ADMIN_TOKEN"]
         if workers[name] == "admin":
             assert token[0]["valueFrom"]["secretKeyRef"] == {

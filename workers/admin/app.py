@@ -14,9 +14,10 @@ may carry the `version` it read (or `If-Match`); `version: 0` means "only if it 
 exist yet". The routes are listed once, in `ROUTES`, which also builds `/openapi.json`.
 
 Layout: one module of routes per resource (`routes_users`, `routes_config`,
-`routes_quarantine`, `routes_audit`); the pieces every handler shares (`Route`, `ApiError`,
-access checks) in `routing`; what a handler may use of the app is the `AdminContext` Protocol
-(`context`), which `AdminApi` implements. Nothing imports this module but the gateway.
+`routes_quarantine`, `routes_audit`, `routes_decisions`); the pieces every handler shares
+(`Route`, `ApiError`, access checks) in `routing`; what a handler may use of the app is the
+`AdminContext` Protocol (`context`), which `AdminApi` implements. Nothing imports this
+module but the gateway.
 """
 
 from __future__ import annotations
@@ -26,16 +27,31 @@ from collections.abc import Awaitable, Callable
 
 import orjson
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from workers.admin.audit import AuditLog
-from workers.admin.context import QuarantineView, no_quarantine
+from workers.admin.certificate_metrics import CertificateMetrics
+from workers.admin.context import (
+    ActualsView,
+    DecisionView,
+    QuarantineView,
+    no_actuals,
+    no_decisions,
+    no_quarantine,
+)
 from workers.admin.openapi import openapi_document
 from workers.admin.routes_audit import AUDIT_ROUTES
+from workers.admin.routes_certificates import CERTIFICATE_ROUTES
 from workers.admin.routes_config import CONFIG_ROUTES
+from workers.admin.routes_decisions import DECISION_ROUTES
+from workers.admin.routes_forecasts import FORECAST_ROUTES
 from workers.admin.routes_quarantine import QUARANTINE_ROUTES
+from workers.admin.routes_reports import REPORT_ROUTES
 from workers.admin.routes_users import USER_ROUTES
+from workers.admin.routes_whoami import WHOAMI_ROUTES
 from workers.admin.routing import ApiError, Handler, Route, error_answer
 from workers.admin.tokens import Principal, authenticate
+from workers.admin.ui import install_console
 from workers.admin.writer import ControlWriter, VersionConflictError
 from workers.config.reader import ControlReader
 
@@ -57,7 +73,17 @@ async def _json_errors(
         return error_answer(exc.status, reason.get(exc.status, exc.reason))
 
 
-ROUTES: tuple[Route, ...] = (*USER_ROUTES, *CONFIG_ROUTES, *QUARANTINE_ROUTES, *AUDIT_ROUTES)
+ROUTES: tuple[Route, ...] = (
+    *USER_ROUTES,
+    *CONFIG_ROUTES,
+    *QUARANTINE_ROUTES,
+    *AUDIT_ROUTES,
+    *DECISION_ROUTES,
+    *WHOAMI_ROUTES,
+    *FORECAST_ROUTES,
+    *REPORT_ROUTES,
+    *CERTIFICATE_ROUTES,
+)
 
 
 class AdminApi:
@@ -71,16 +97,22 @@ class AdminApi:
         audit: AuditLog,
         bootstrap_token_sha256: str | None,
         quarantine: QuarantineView | None = None,
+        decisions: DecisionView | None = None,
+        actuals: ActualsView | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.reader = reader
+        self.certificate_metrics = CertificateMetrics(registry)
         self.writer = writer
         self.audit = audit
         self._bootstrap = bootstrap_token_sha256
         self.quarantine: QuarantineView = quarantine or no_quarantine()
+        self.decisions: DecisionView = decisions or no_decisions()
+        self.actuals: ActualsView = actuals or no_actuals()
 
     def install(self, app: web.Application) -> None:
-        """Add every route of `ROUTES` and `/openapi.json` to `app`, and answer unknown
-        `/v1/` paths and methods in the API's JSON error shape."""
+        """Add every route of `ROUTES`, `/openapi.json` and the web console (`/ui/`) to
+        `app`, and answer unknown `/v1/` paths and methods in the API's JSON error shape."""
         app.middlewares.append(_json_errors)
         for route in ROUTES:
             app.router.add_route(route.method, route.path, self._wrap(route.handler))
@@ -90,6 +122,7 @@ class AdminApi:
             return web.Response(body=document, content_type="application/json")
 
         app.router.add_get("/openapi.json", openapi)
+        install_console(app)
 
     def _principal(self, request: web.Request) -> Principal:
         header = request.headers.get("Authorization", "")

@@ -8,8 +8,10 @@ from typing import Any
 
 import msgspec
 
+from workers.admin.routes_decisions import Explanation
+from workers.admin.routes_whoami import WhoAmI
 from workers.admin.routing import Route
-from workers.config.model import USER_ID_PATTERN
+from workers.config.model import MONTH_PATTERN, USER_ID_PATTERN
 
 __all__ = ["openapi_document"]
 
@@ -36,6 +38,8 @@ _PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
     "user_id": {"type": "string", "pattern": USER_ID_PATTERN},
     "token_id": {"type": "string", "pattern": "^[0-9a-f]{12}$"},
     "request_id": {"type": "string", "maxLength": 80},
+    "month": {"type": "string", "pattern": MONTH_PATTERN},
+    "fingerprint": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
 }
 
 
@@ -143,7 +147,21 @@ def openapi_document(routes: Sequence[Route]) -> dict[str, Any]:
 def _answer(route: Any) -> dict[str, Any]:
     if route.answer is None:
         return {"type": "object"}
+    ref = {"$ref": f"#/components/schemas/{route.answer.__name__}"}
+    if route.answer in _UNVERSIONED:
+        return ref
+    # A configuration item in force: its fields, or none for a default that is "off"
+    # (traffic management, a User's allocation); with its version and source.
     return {
-        "allOf": [{"$ref": f"#/components/schemas/{route.answer.__name__}"}],
-        "properties": {"version": {"type": "integer", "minimum": 1}},
+        "anyOf": [ref, {"type": "object", "properties": {"source": {"const": "default"}}}],
+        "properties": {
+            "version": {"type": "integer", "minimum": 0, "description": "0: never set"},
+            "source": {"enum": ["default", "file", "api"]},
+            "note": {"type": "string", "description": "what a default means"},
+        },
+        "required": ["version", "source"],
     }
+
+
+# Answers that are not configuration items, so carry no `version`.
+_UNVERSIONED = frozenset({Explanation, WhoAmI})

@@ -24,6 +24,7 @@ from workers.admin.routing import (
     with_version,
 )
 from workers.admin.tokens import Principal, new_token
+from workers.config.defaults import source_of
 from workers.config.model import KINDS
 from workers.config.tokens import TokenRecord, hash_token
 
@@ -39,7 +40,7 @@ async def _list_users(
         if key.startswith("users/"):
             user_id = key[len("users/") :]
             if principal.may_act_for(user_id):
-                out[user_id] = with_version(item)
+                out[user_id] = {**with_version(item), "source": source_of(item)}
     return json_answer({"users": out})
 
 

@@ -12,6 +12,7 @@ import msgspec
 
 from workers.admin.writer import ControlWriter
 from workers.config.configfile import ConfigFile
+from workers.config.defaults import CONFIG_FILE_AUTHOR
 from workers.config.reader import ControlReader
 
 __all__ = ["seed_control"]
@@ -26,7 +27,7 @@ async def seed_control(config: ConfigFile, reader: ControlReader, writer: Contro
     for key, body in config.items().items():
         existing = snapshot.get(key)
         if existing is None:
-            await writer.put(key, body, by="config-file", expected_version=0)
+            await writer.put(key, body, by=CONFIG_FILE_AUTHOR, expected_version=0)
             written += 1
         elif msgspec.json.encode(body) != existing.raw:
             log.info(

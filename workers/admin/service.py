@@ -11,8 +11,10 @@ from prometheus_client import CollectorRegistry
 
 from broker.producer import BatchProducer
 from broker.settings import KafkaSettings
+from workers.admin.actuals_service import ActualsService
 from workers.admin.app import AdminApi
 from workers.admin.audit import AuditLog
+from workers.admin.decisions import DecisionLog
 from workers.admin.quarantine import QuarantineService
 from workers.admin.seed import seed_control
 from workers.admin.writer import ControlWriter
@@ -26,8 +28,9 @@ log = logging.getLogger(__name__)
 
 
 class AdminService:
-    """The admin API with what it needs: a producer, the audit log, the writer and the
-    quarantine service (its metrics on `registry`; `clock` is injected by tests)."""
+    """The admin API with what it needs: a producer, the audit log, the writer, the
+    decision log (answers per request) and the quarantine service (its metrics on
+    `registry`; `clock` is injected by tests)."""
 
     def __init__(
         self,
@@ -53,12 +56,26 @@ class AdminService:
             registry=registry,
             clock=clock,
         )
+        self.decisions = DecisionLog(
+            kafka,
+            topics.user_responses,
+            max_answers=settings.decisions_max_answers,
+            max_age_s=settings.decisions_max_age_s,
+            clock=clock,
+        )
+        # SEC H3.24: Service Requests per User, month, SRV and outcome, against forecasts.
+        self.actuals = ActualsService(
+            kafka, topics, self.producer, reader, registry=registry, clock=clock
+        )
         self.api = AdminApi(
             reader=reader,
             writer=self.writer,
             audit=self.audit,
             bootstrap_token_sha256=settings.admin_token_sha256,
             quarantine=self.quarantine,
+            decisions=self.decisions,
+            actuals=self.actuals,
+            registry=registry,
         )
         self._config = settings.config
 
@@ -66,19 +83,25 @@ class AdminService:
         """Report the admin process's followers (quarantine log, audit trail) as side tasks."""
         side_tasks.watch("quarantine", lambda: self.quarantine.problem)
         side_tasks.watch("audit", lambda: self.audit.problem)
+        side_tasks.watch("decisions", lambda: self.decisions.problem)
+        side_tasks.watch("actuals", lambda: self.actuals.problem)
 
     async def start(self) -> None:
         """Connect, load the audit trail, and seed the configuration file's new items."""
         await self.producer.start()
         await self.audit.start()
         await self.quarantine.start()
+        await self.decisions.start()
+        await self.actuals.start()
         if self._config is not None:
             written = await seed_control(self._config, self.reader, self.writer)
             if written:
                 log.info("configuration file: %d new items written to dcc.control", written)
 
     async def stop(self) -> None:
-        """Disconnect."""
+        """Disconnect (the actuals first: they write their last counts)."""
+        await self.actuals.stop()
+        await self.decisions.stop()
         await self.quarantine.stop()
         await self.audit.stop()
         await self.producer.stop()

@@ -25,6 +25,7 @@ from workers.config.model import (
     validate_item,
 )
 from workers.config.tokens import TOKEN_KEY_PREFIX, TokenRecord
+from workers.duis.certificates import UserCertificates
 
 __all__ = ["ConfigSnapshot", "ConfigState", "Item"]
 
@@ -70,6 +71,11 @@ class ConfigSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     def allocations(self) -> dict[str, Allocation]:
         """Allocations by User ID."""
         return self._of("allocations")
+
+    @property
+    def certificates(self) -> dict[str, UserCertificates]:
+        """Each User's registered certificates by User ID (issue #16)."""
+        return self._of("certificates")
 
     @property
     def adt_users(self) -> dict[str, AdtValues]:

@@ -147,6 +147,7 @@ class LoadExchange:
 
     def _fold(self, now_s: float) -> None:
         # Reports of peers that left are dropped here, and by the merges.
+        self._control.roll_month(now_s)  # allocations derived from forecasts follow the month
         manager = self._control.manager
         if manager is not None:
             self.reports = {p: r for p, r in self.reports.items() if now_s - r.at_s <= 60.0}

@@ -16,6 +16,7 @@ The ADT counts a batch changed go to `dcc.state.router` with the batch
 from __future__ import annotations
 
 import logging
+import math
 
 import msgspec
 from prometheus_client import Counter
@@ -34,7 +35,7 @@ from workers.router.adt import AdtControl
 from workers.router.adt_state import AdtStateStore
 from workers.router.traffic import TrafficControl, TrafficMetrics
 from workers.runtime.deadletter import deadletter, processing_error
-from workers.runtime.headers import own_headers_dropped
+from workers.runtime.headers import own_headers_dropped, srv_headers
 from workers.runtime.metrics import LATENCY_BUCKETS_S, BatchHistogram, CommonMetrics
 
 __all__ = ["SERVICE", "RouterMetrics", "RouterProcessor", "RouterReport"]
@@ -52,6 +53,11 @@ _QUARANTINE_CODE = {
 _encode = msgspec.json.Encoder().encode
 
 _NO_VALUE = "the record has no value (a null/tombstone)"
+
+
+def _finite(value: float) -> float | None:
+    """`value` rounded for an answer, or None when it is not finite (no limit)."""
+    return round(value, 3) if math.isfinite(value) else None
 
 
 class _Tally:
@@ -158,6 +164,8 @@ class RouterProcessor:
         self._adt_state = adt_state
         # SRV -> the pre-encoded middle of an accepted answer (code, outcome, reason).
         self._accepted_middle: dict[str, bytes] = {}
+        # SRV -> the answer's `dccgate-srv` header (the actuals count per SRV).
+        self._accepted_headers: dict[str, tuple[tuple[str, bytes], ...]] = {}
 
     def process(  # noqa: PLR0915 - one hot loop; helpers would cost a call per record
         self, batch: dict[TopicPartition, list[Record]], out: OutputBatch, now_ms: int
@@ -174,12 +182,15 @@ class RouterProcessor:
         record_accepted = self._validator.record_accepted
         self._validator.journal.clear()  # what this batch accepts, for `abandon`
         accepted_middle = self._accepted_middle
+        accepted_headers = self._accepted_headers
         forward_ts = tally.forward_ts_ms
         accepted_by_user = tally.accepted_by_user
         # The accepted answer is assembled from bytes: every part is either validated to
         # [0-9A-F:-] (request_id, User ID) or pre-encoded JSON, so no escaping is needed.
         # tests/unit/workers/router/test_router_processor.py checks it equals msgspec's encoding.
-        suffix = b',"rule":null,"retry_after_ms":null,"at_ms":%d}' % now_ms
+        suffix = (
+            b',"rule":null,"retry_after_ms":null,"at_ms":%d,"observed":null,"limit":null}' % now_ms
+        )
         accepted = 0
         # SECMP0067: None while no traffic management is configured (nothing throttled).
         traffic = self._traffic.manager if self._traffic is not None else None
@@ -290,7 +301,7 @@ class RouterProcessor:
                                 (b'{"request_id":"', req.request_id.encode(), b'","user_id":"', key,
                                  middle, suffix)
                             ),
-                            (),
+                            accepted_headers[verdict.srv.srv],
                             None,
                         )
                     )  # fmt: skip
@@ -322,6 +333,7 @@ class RouterProcessor:
             _encode(reason),
         )
         self._accepted_middle[srv.srv] = middle
+        self._accepted_headers[srv.srv] = srv_headers(srv.srv)
         return middle
 
     def _quarantine(
@@ -369,8 +381,11 @@ class RouterProcessor:
                     f"or deleted (POST /v1/quarantine/{req.request_id}/delete)",
                     rule=breach.rule,
                     at_ms=now_ms,
+                    observed=breach.observed,
+                    limit=breach.limit,
                 )
             ),
+            srv_headers(verdict.srv.srv),
         )
         dk = ("quarantined", code)
         tally.decisions[dk] = tally.decisions.get(dk, 0) + 1
@@ -402,8 +417,12 @@ class RouterProcessor:
                     rule=decision.rule,
                     retry_after_ms=decision.retry_after_ms,
                     at_ms=now_ms,
+                    # The User's rate against its limit (requests/s), as `reason` says.
+                    observed=round(decision.user_rate_per_s, 3),
+                    limit=_finite(decision.limit_per_s),
                 )
             ),
+            srv_headers(verdict.srv.srv),
         )
         dk = ("throttled", code)
         tally.decisions[dk] = tally.decisions.get(dk, 0) + 1
@@ -440,6 +459,7 @@ class RouterProcessor:
                     at_ms=now_ms,
                 )
             ),
+            srv_headers(req.srv),
         )
         dk = ("rejected", code)
         tally.decisions[dk] = tally.decisions.get(dk, 0) + 1

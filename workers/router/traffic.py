@@ -21,7 +21,10 @@ from throttling import (
     TrafficManager,
     TrafficPolicy,
 )
+from throttling.forecast_allocation import allocation_from_forecast
+from workers.config.forecasts import forecasts_of_month
 from workers.config.model import Traffic
+from workers.config.months import month_of_s
 from workers.config.snapshot import ConfigSnapshot
 
 __all__ = [
@@ -75,9 +78,43 @@ class TrafficControl:
         self.peer_id = peer_id
         self.manager: TrafficManager | None = None
         self.registered_users: frozenset[str] = frozenset()
+        self._snapshot: ConfigSnapshot | None = None
+        self._month: str | None = None
 
-    def apply(self, snapshot: ConfigSnapshot) -> None:
-        """Take a new configuration (a control-reader listener)."""
+    def roll_month(self, now_s: float) -> None:
+        """At the turn of a (UTC) month, re-derive the allocations taken from forecasts
+        (a no-op unless `allocations_from_forecasts` is configured)."""
+        snapshot = self._snapshot
+        if snapshot is None or self._month is None or month_of_s(now_s) == self._month:
+            return
+        config = snapshot.traffic
+        if config is not None and config.allocations_from_forecasts is not None:
+            self.apply(snapshot, now_s=now_s)
+
+    def _allocations(self, snapshot: ConfigSnapshot, config: Traffic) -> dict[str, Allocation]:
+        allocations = {
+            user: Allocation(rate_per_s=a.rate_per_s, burst=a.burst, shadow=a.shadow)
+            for user, a in snapshot.allocations.items()
+        }
+        rule = config.allocations_from_forecasts
+        if rule is None or self._month is None:
+            return allocations
+        # An explicit allocation wins; a forecast stands in only where there is none.
+        for user, forecast in forecasts_of_month(snapshot, self._month).items():
+            if user not in allocations and user in self.registered_users:
+                allocations[user] = allocation_from_forecast(
+                    sum(forecast.counts.values()),
+                    peak_hour_share=rule.peak_hour_share,
+                    headroom_ratio=rule.headroom_ratio,
+                    burst_s=rule.burst_s,
+                )
+        return allocations
+
+    def apply(self, snapshot: ConfigSnapshot, *, now_s: float | None = None) -> None:
+        """Take a new configuration (a control-reader listener); `now_s` (default: the
+        clock) picks the month whose forecasts may stand in for allocations."""
+        self._snapshot = snapshot
+        self._month = month_of_s(time.time() if now_s is None else now_s)
         self.registered_users = frozenset(snapshot.users)
         config = snapshot.traffic
         if config is None:
@@ -86,10 +123,7 @@ class TrafficControl:
             self.manager = None
             return
         policy = policy_from_config(config)
-        allocations = {
-            user: Allocation(rate_per_s=a.rate_per_s, burst=a.burst, shadow=a.shadow)
-            for user, a in snapshot.allocations.items()
-        }
+        allocations = self._allocations(snapshot, config)
         if self.manager is None:
             self.manager = TrafficManager(policy, allocations, peer_id=self.peer_id)
             log.info(
@@ -126,6 +160,11 @@ class TrafficMetrics(Collector):
             ["user"],
             registry=registry,
         )
+        # Exported from the start (0), so a fresh gateway's throttling panels show 0, not
+        # "No data": the series of Users not registered, labelled `other`.
+        for rule in ("allocation", "capacity"):
+            self.throttled.labels("other", rule)
+        self.would_throttle.labels("other")
         # The episode-duration histogram, cumulative across traffic managers (one is made
         # again when the traffic item is removed and put back): counts per bucket, then +Inf.
         self._episode_counts = [0] * (len(EPISODE_BUCKETS_S) + 1)
@@ -170,18 +209,25 @@ class TrafficMetrics(Collector):
         age.add_metric([], manager.episode_age_s(now_s) if manager is not None else 0.0)
         yield age
         yield self._episodes(manager)
-        if manager is None:
-            return
+        configured = GaugeMetricFamily(
+            "dccgate_traffic_configured",
+            "1 while a traffic item is configured (traffic management on), 0 while it is off "
+            "(the default: nothing is throttled).",
+        )
+        configured.add_metric([], 0.0 if manager is None else 1.0)
+        yield configured
         yield CounterMetricFamily(
             "dccgate_traffic_active_seconds",
             "Seconds traffic management has been active since this router started.",
-            value=manager.active_seconds_total(now_s),
+            value=0.0 if manager is None else manager.active_seconds_total(now_s),
         )
         yield CounterMetricFamily(
             "dccgate_traffic_activations",
             "Times traffic management became active since this router started.",
-            value=manager.activations_total,
+            value=0 if manager is None else manager.activations_total,
         )
+        if manager is None:
+            return
         policy, view, plan = manager.policy, manager.view, manager.plan
         for name, doc, value in (
             ("admitted", "System admitted rate R, summed over routers.",

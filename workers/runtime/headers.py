@@ -9,12 +9,20 @@ docs/contract.md promises; the tools' own headers use the `dcctool-` prefix.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
-__all__ = ["OWN_PREFIX", "own_headers_dropped"]
+__all__ = ["OWN_PREFIX", "SRV_HEADER", "own_headers_dropped", "srv_headers"]
 
 OWN_PREFIX = "dccgate-"
 _EMPTY: tuple[tuple[str, bytes], ...] = ()
+SRV_HEADER = "dccgate-srv"
+"""On each router answer on `dcc.user.responses`: the request's SRV as sent when it is
+written like one (at most MAX_SRV_BYTES), which the actuals count per SRV
+(docs/forecasts.md)."""
+MAX_SRV_BYTES = 16
+# An SRV as the catalogue writes them: 4.1.1, 11.3, 6.18.1 (ASCII digits only, not \d).
+_SRV_FORM = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){0,3}")
 
 
 def own_headers_dropped(
@@ -30,3 +38,12 @@ def own_headers_dropped(
         if name[:8].lower() == OWN_PREFIX:
             return tuple(h for h in headers if h[0][:8].lower() != OWN_PREFIX)
     return headers
+
+
+def srv_headers(srv: str) -> tuple[tuple[str, bytes], ...]:
+    """The `dccgate-srv` header of an answer to a request for `srv`; none when `srv` is not
+    written like an SRV (digits and dots, at most MAX_SRV_BYTES): a sender's junk is never
+    echoed into a header, and the actuals count such a request as `other`."""
+    if len(srv) > MAX_SRV_BYTES or _SRV_FORM.fullmatch(srv) is None:
+        return _EMPTY
+    return ((SRV_HEADER, srv.encode("ascii")),)

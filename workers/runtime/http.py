@@ -7,6 +7,7 @@ takes msgspec-encoded bytes as they are, with no ASGI adapter layer in between.
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Callable
 
 import orjson
@@ -91,28 +92,35 @@ class HttpServer:
         host: str,
         port: int,
         header_timeout_s: float = HEADER_TIMEOUT_S,
+        ssl_context: ssl.SSLContext | None = None,
+        what: str = "/metrics, /healthz",
+        port_flag: str = "--http-port",
     ) -> None:
         self._runner = web.AppRunner(app, access_log=None, keepalive_timeout=header_timeout_s)
         self._host = host
         self._port = port
+        self._ssl = ssl_context
+        self._what = what
+        self._port_flag = port_flag
         self.port = port
 
     async def start(self) -> None:
         """Bind and serve; `port` holds the bound port (useful with port 0)."""
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port)
+        site = web.TCPSite(self._runner, self._host, self._port, ssl_context=self._ssl)
         try:
             await site.start()
         except OSError as exc:
             await self._runner.cleanup()
             raise OSError(
                 f"cannot serve HTTP on {self._host}:{self._port}: {exc.strerror}; "
-                "pick another port with --http-port"
+                f"pick another port with {self._port_flag}"
             ) from exc
         server = site._server
         if server is not None and server.sockets:  # type: ignore[attr-defined]
             self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-        log.info("HTTP on http://%s:%d (/metrics, /healthz)", self._host, self.port)
+        scheme = "https" if self._ssl is not None else "http"
+        log.info("HTTP on %s://%s:%d (%s)", scheme, self._host, self.port, self._what)
 
     async def stop(self) -> None:
         """Stop serving."""

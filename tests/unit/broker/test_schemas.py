@@ -36,6 +36,16 @@ def test_service_request_shape_errors_name_the_field(raw: bytes, message: str) -
         msgspec.json.decode(raw, type=ServiceRequest)
 
 
+def test_an_answer_without_observed_and_limit_still_decodes() -> None:
+    # Written before they existed (docs/contract.md): both default to null.
+    raw = (
+        b'{"request_id":"A:B:1","user_id":"A","response_code":"I99","outcome":"accepted",'
+        b'"reason":"r","rule":null,"retry_after_ms":null,"at_ms":1}'
+    )
+    answer = msgspec.json.decode(raw, type=UserResponse)
+    assert (answer.observed, answer.limit) == (None, None)
+
+
 def test_user_response_round_trip_has_the_contract_fields() -> None:
     resp = UserResponse(
         request_id="A:B:1",
@@ -56,6 +66,8 @@ def test_user_response_round_trip_has_the_contract_fields() -> None:
         "rule",
         "retry_after_ms",
         "at_ms",
+        "observed",
+        "limit",
     }
 
 

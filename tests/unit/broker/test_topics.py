@@ -20,6 +20,7 @@ def test_the_contract_topics() -> None:
         "dcc.audit",
         "dcc.state.router",
         "dcc.state.alerts",
+        "dcc.state.actuals",
     )
     assert Topics.with_prefix("").all() == TOPIC_NAMES
 
@@ -39,6 +40,9 @@ def test_specs_partitions_and_configs() -> None:
     # State changelogs are co-partitioned with the input they follow, and compacted.
     assert specs["p.dcc.state.router"].partitions == 12
     assert specs["p.dcc.state.alerts"].configs == {"cleanup.policy": "compact"}
+    # The actuals are one log the admin process reads whole, kept for good (compacted).
+    assert specs["p.dcc.state.actuals"].partitions == 1
+    assert specs["p.dcc.state.actuals"].configs == {"cleanup.policy": "compact"}
 
 
 def test_specs_carry_replication_and_min_insync() -> None:

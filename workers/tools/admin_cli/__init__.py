@@ -11,21 +11,28 @@ Point the command at the gateway's HTTP port and give it a token::
 
 The token is read from the environment only (`DCCGATE_TOKEN`, or the variable named by
 `--token-env NAME`), never from a flag, so it does not land in shell history or `ps`. With
-`dccgate run`, the first operator token is `DCCGATE_ADMIN_TOKEN`:
-`dccgate admin --token-env DCCGATE_ADMIN_TOKEN users list`.
+`dccgate run`, the first operator token is the one in `DCCGATE_TOKEN` when it started, or
+the one it made up and printed. `DCCGATE_ADMIN_TOKEN`, the former name, is still read when
+`DCCGATE_TOKEN` is not set, with a warning.
 
 Options (before or after the sub-command):
 
     --url URL          the admin API (DCCGATE_ADMIN_URL, else http://127.0.0.1:8080)
     --token-env NAME   the environment variable holding the token (DCCGATE_TOKEN)
-    --json             print the API's JSON answer instead of a table
+    --json             print the API's JSON answer instead of a table (every command)
     --timeout S        seconds to wait for an answer (10)
+
+Every `set`, `add` and `remove` (and `quarantine release|delete` with filters) takes
+`--dry-run`: what would change, checked by the API, nothing written. Times print as ISO
+8601 UTC; a time asked for (`--from`, `--to`, `--since`, `--until`) is a duration back from
+now (`30m`, `1h`, `2d`) or an ISO 8601 time (`workers.tools.times`).
 
 Sub-commands read `dccgate admin <resource> <verb> [args]`:
 
     users list
     users get USER_ID
     users set USER_ID [--name NAME] [--roles IS,GS] [--version N]
+              [--response-url URL | --no-response-url]
     users delete USER_ID [--version N]
     tokens issue USER_ID                  prints the secret once: store it now
     tokens list USER_ID
@@ -38,7 +45,8 @@ Sub-commands read `dccgate admin <resource> <verb> [args]`:
     traffic get
     traffic set [--capacity C] [--threshold T] [--reserved 2.2,7.1] [--reserved-share S]
                 [--shadow|--no-shadow] [--default-rate R] [--default-burst B]
-                [--no-default-allocation] [--version N]
+                [--no-default-allocation] [--exit-margin-ratio R] [--exit-hold-s S]
+                [--version N]
     adt get USER_ID|dcc
     adt set USER_ID|dcc --file values.json|values.toml|- [--version N]
     exclusions get
@@ -52,7 +60,10 @@ Sub-commands read `dccgate admin <resource> <verb> [args]`:
     quarantine release REQUEST_ID | [--user USER_ID] [--rule R] [--kind K] [--from T]
                                     [--to T] [--limit N]
     quarantine delete  REQUEST_ID | (the same filters)
-    audit [--limit N] [--key-prefix P] [--by WHO] [--since-ms MS] [--until-ms MS]
+    quarantine release|delete (filters) --dry-run   the pending requests it would decide
+    config show [--key PREFIX]            every item in force, its source and version
+    audit [--limit N] [--key-prefix P] [--by WHO] [--since WHEN] [--until WHEN]
+          [--since-ms MS] [--until-ms MS]
     get PATH                              any GET, e.g. `get /openapi.json`; prints JSON
     put PATH (--json '{...}' | --file F)  any PUT; `post` and `delete PATH` likewise
 
@@ -77,7 +88,8 @@ shown again, only revoked and reissued.
 The package: `transport` (one HTTP request), `client` (JSON over it), `formatting` (tables),
 `command` (what handlers share), `tree` (the parser tree and its shared options), one module
 per command group (`users`, `tokens`, `allocations`, `traffic`, `adt`, `exclusions`, `storm`,
-`quarantine`, `audit`, `raw`), `parser` (all of them) and `entry` (`run_admin`).
+`config`, `quarantine`, `audit`, `raw`, ...), `parser` (all of them) and `entry`
+(`run_admin`).
 """
 
 from workers.tools.admin_cli.client import AdminClient

@@ -11,9 +11,12 @@ from workers.tools.admin_cli.errors import AdminCliError, ApiAnswerError, Transp
 from workers.tools.admin_cli.formatting import printable
 from workers.tools.admin_cli.transport import Transport, urllib_transport
 
-__all__ = ["DEFAULT_TIMEOUT_S", "AdminClient", "as_object", "segment"]
+__all__ = ["DEFAULT_TIMEOUT_S", "ENVELOPE_KEYS", "AdminClient", "as_object", "segment"]
 
 DEFAULT_TIMEOUT_S = 10.0
+ENVELOPE_KEYS = frozenset({"version", "source", "note"})
+"""Keys of a configuration answer that are not the item's fields (the same as
+`workers.config.defaults.ENVELOPE_KEYS`, which this light module does not import)."""
 
 
 def segment(value: str) -> str:
@@ -81,9 +84,29 @@ class AdminClient:
                 "admin API? (--url / DCCGATE_ADMIN_URL)"
             ) from None
 
+    def call_text(
+        self, path: str, *, accept: str, query: Mapping[str, object] | None = None
+    ) -> str:
+        """The text answer (e.g. CSV) of `GET path`; raises ApiAnswerError on 4xx/5xx."""
+        if query:
+            given = {k: str(v) for k, v in query.items() if v is not None}
+            if given:
+                path = f"{path}?{urllib.parse.urlencode(given)}"
+        headers = {"Authorization": f"Bearer {self._token}", "Accept": accept}
+        try:
+            status, raw = self._transport(
+                "GET", self.base_url + path, headers=headers, body=None, timeout_s=self.timeout_s
+            )
+        except TransportError as exc:
+            raise unreachable(self.base_url, self.timeout_s, exc) from None
+        if status >= 300:
+            raise ApiAnswerError("GET", path, status, error_text(status, raw))
+        return raw.decode("utf-8", "replace")
+
     def read_for_update(self, path: str) -> tuple[dict[str, Any], int]:
-        """The item at `path` without its version, and that version; ({}, 0) if there is
-        none yet (version 0 makes the PUT create it only if still absent)."""
+        """The fields of the item in force at `path` (the built-in default's if it was never
+        set), and its version; ({}, 0) if there is none (version 0 makes the PUT create it
+        only if still absent). The answer's `source` and `note` are not fields."""
         try:
             doc = self.call("GET", path)
         except ApiAnswerError as exc:
@@ -91,8 +114,8 @@ class AdminClient:
                 return {}, 0
             raise
         doc = as_object(doc, path)
-        version = doc.pop("version", 0)
-        return doc, int(version)
+        version = doc.get("version", 0)
+        return {k: v for k, v in doc.items() if k not in ENVELOPE_KEYS}, int(version)
 
 
 def error_text(status: int, raw: bytes) -> str:

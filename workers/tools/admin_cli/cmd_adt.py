@@ -9,7 +9,7 @@ from typing import Any
 from workers.tools.admin_cli.client import segment
 from workers.tools.admin_cli.command import Ctx, load_file, put_whole, uid
 from workers.tools.admin_cli.formatting import format_fields, format_table
-from workers.tools.admin_cli.tree import Tree, file_flag, version_flag
+from workers.tools.admin_cli.tree import Tree, dry_run_flag, file_flag, version_flag
 
 __all__ = ["register"]
 
@@ -70,3 +70,4 @@ def register(t: Tree) -> None:
     p.add_argument("scope", metavar="USER_ID|dcc")
     file_flag(p, "the AdtValues body (thresholds, value_rules, shadow)")
     version_flag(p)
+    dry_run_flag(p)

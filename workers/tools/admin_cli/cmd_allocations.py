@@ -9,7 +9,7 @@ from typing import Any
 from workers.tools.admin_cli.client import segment
 from workers.tools.admin_cli.command import Ctx, nothing_to_change, uid, update
 from workers.tools.admin_cli.formatting import format_fields
-from workers.tools.admin_cli.tree import Tree, shadow_flag, version_flag
+from workers.tools.admin_cli.tree import Tree, dry_run_flag, shadow_flag, version_flag
 
 __all__ = ["register"]
 
@@ -51,3 +51,4 @@ def register(t: Tree) -> None:
     p.add_argument("--burst", type=int, metavar="N", help="requests allowed at once")
     shadow_flag(p, "count throttling decisions for this User, throttle nothing")
     version_flag(p)
+    dry_run_flag(p)

@@ -9,7 +9,7 @@ from typing import Any
 from workers.tools.admin_cli.command import Ctx, update
 from workers.tools.admin_cli.errors import AdminCliError
 from workers.tools.admin_cli.formatting import format_fields, format_table, split_list
-from workers.tools.admin_cli.tree import Tree, version_flag
+from workers.tools.admin_cli.tree import Tree, dry_run_flag, version_flag
 
 __all__ = ["add_codes", "register", "remove_codes"]
 
@@ -83,7 +83,10 @@ def register(t: Tree) -> None:
     p = t.leaf(excl, "set", _exclusions_set, "replace the exclusion list")
     p.add_argument("codes", metavar="CODE[,CODE...]")
     version_flag(p)
+    dry_run_flag(p)
     p = t.leaf(excl, "add", _exclusions_add, "add alert codes to the list")
     p.add_argument("codes", metavar="CODE[,CODE...]")
+    dry_run_flag(p)
     p = t.leaf(excl, "remove", _exclusions_remove, "remove alert codes from the list")
     p.add_argument("codes", metavar="CODE[,CODE...]")
+    dry_run_flag(p)

@@ -8,6 +8,7 @@ most `--limit` per call; those already decided are listed as skipped, never deci
 from __future__ import annotations
 
 import argparse
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,11 +17,23 @@ from workers.tools.admin_cli.command import Ctx, Handler, uid
 from workers.tools.admin_cli.errors import AdminCliError
 from workers.tools.admin_cli.formatting import format_fields, format_table, iso_ms
 from workers.tools.admin_cli.tree import Tree
+from workers.tools.times import TIME_HELP, TimeError, iso_s, parse_when_s
 
 __all__ = ["register"]
 
 _KINDS = ("user_adt", "dcc_adt", "data_value")
+_BULK_DEFAULT = 1000  # the API's BULK_LIMIT: most requests one bulk decision decides
 _STATES = ("pending", "released", "deleted", "expired", "any")
+
+
+def _rfc3339(text: str | None, flag: str) -> str | None:
+    """--from / --to (a duration back from now or an ISO time) as the API's RFC 3339."""
+    if text is None:
+        return None
+    try:
+        return iso_s(parse_when_s(text, time.time()))
+    except TimeError as exc:
+        raise AdminCliError(f"{flag}: {exc}", exit_code=2) from None
 
 
 def _filters(args: argparse.Namespace) -> dict[str, Any]:
@@ -29,8 +42,8 @@ def _filters(args: argparse.Namespace) -> dict[str, Any]:
         "user_id": None if args.user is None else uid(args.user),
         "rule": args.rule,
         "kind": args.kind,
-        "from": args.q_from,
-        "to": args.q_to,
+        "from": _rfc3339(args.q_from, "--from"),
+        "to": _rfc3339(args.q_to, "--to"),
     }
     return {k: v for k, v in given.items() if v is not None}
 
@@ -74,6 +87,17 @@ def _at(entry: Mapping[str, Any], key: str) -> str:
     return iso_ms(int(value * 1000)) if isinstance(value, int | float) else "-"
 
 
+def _field(key: str, value: Any) -> tuple[str, object]:
+    """One field of an answer for `format_fields`: times (`*_s`, `*_ms` since the epoch)
+    as ISO 8601 UTC, e.g. `AT (UTC)  2026-12-04T23:25:51.979Z`."""
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    if key.endswith("_ms") and is_number:
+        return key[:-3].replace("_", " ").upper() + " (UTC)", iso_ms(int(value))
+    if key.endswith("at_s") and is_number:
+        return key[:-2].replace("_", " ").upper() + " (UTC)", iso_ms(round(value * 1000))
+    return key.replace("_", " ").upper(), value
+
+
 def _bulk_text(decision: str, doc: Mapping[str, Any]) -> str:
     decided: Sequence[Mapping[str, Any]] = doc.get("decided", [])
     skipped: Sequence[Mapping[str, Any]] = doc.get("skipped", [])
@@ -91,6 +115,24 @@ def _bulk_text(decision: str, doc: Mapping[str, Any]) -> str:
     return text
 
 
+def _dry_run(ctx: Ctx, decision: str, filters: dict[str, Any]) -> int:
+    """What a bulk decision would decide: the pending requests that match, as the API
+    lists them now (the same filters and limit, oldest first); nothing is decided."""
+    query = {**filters, "state": "pending", "limit": filters.get("limit", _BULK_DEFAULT)}
+    doc = ctx.client.call("GET", "/v1/quarantine", query=query)
+    items = doc.get("items", [])
+    answer = {"dry_run": True, "decision": decision, "would_decide": len(items), **doc}
+    if doc.get("more"):
+        ctx.note(f"more pending requests match than {query['limit']}: one call decides those")
+    return ctx.show(
+        answer,
+        lambda: (
+            f"dry run: would {decision} {len(items)} pending request(s); nothing was "
+            f"decided\n\n" + _list_text(items)
+        ),
+    )
+
+
 def _quarantine_decide(decision: str) -> Handler:
     def decide(ctx: Ctx, args: argparse.Namespace) -> int:
         filters = _filters(args)
@@ -100,9 +142,15 @@ def _quarantine_decide(decision: str) -> Handler:
                     f"give REQUEST_ID or filters, not both (`quarantine {decision} --help`)",
                     exit_code=2,
                 )
+            if ctx.dry_run:
+                raise AdminCliError(
+                    "--dry-run is for bulk decisions (filters); for one request, "
+                    "`quarantine list --state any` shows its state",
+                    exit_code=2,
+                )
             path = f"/v1/quarantine/{segment(args.request_id)}/{decision}"
             doc = ctx.client.call("POST", path)
-            pairs = [(k.replace("_", " ").upper(), v) for k, v in (doc or {}).items()]
+            pairs = [_field(k, v) for k, v in (doc or {}).items()]
             return ctx.show(doc, lambda: format_fields(pairs) or f"{decision}d {args.request_id}\n")
         if not filters:
             raise AdminCliError(
@@ -112,6 +160,8 @@ def _quarantine_decide(decision: str) -> Handler:
             )
         if args.limit is not None:
             filters["limit"] = args.limit
+        if ctx.dry_run:
+            return _dry_run(ctx, decision, filters)
         doc = ctx.client.call("POST", f"/v1/quarantine/{decision}", body=filters)
         if doc.get("more"):
             ctx.note(f"more pending requests match: run the command again to {decision} them")
@@ -128,9 +178,11 @@ def _filter_flags(p: argparse.ArgumentParser) -> None:
         "--from",
         dest="q_from",
         metavar="TIME",
-        help="quarantined at or after TIME (RFC 3339, e.g. 2026-01-31T09:00:00Z)",
+        help=f"quarantined at or after TIME: {TIME_HELP}",
     )
-    p.add_argument("--to", dest="q_to", metavar="TIME", help="quarantined before TIME")
+    p.add_argument(
+        "--to", dest="q_to", metavar="TIME", help="quarantined before TIME (the same forms)"
+    )
 
 
 def register(t: Tree) -> None:
@@ -154,4 +206,10 @@ def register(t: Tree) -> None:
         _filter_flags(p)
         p.add_argument(
             "--limit", type=int, metavar="N", help="bulk: at most N per call (1000; up to 1000)"
+        )
+        p.add_argument(
+            "--dry-run",
+            dest="admin_dry_run",
+            action="store_true",
+            help="bulk: list the pending requests the decision would take; decide nothing",
         )

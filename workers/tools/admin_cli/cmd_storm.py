@@ -8,7 +8,7 @@ from typing import Any
 
 from workers.tools.admin_cli.command import Ctx, load_file, put_whole
 from workers.tools.admin_cli.formatting import format_fields, format_table
-from workers.tools.admin_cli.tree import Tree, file_flag, version_flag
+from workers.tools.admin_cli.tree import Tree, dry_run_flag, file_flag, version_flag
 
 __all__ = ["register"]
 
@@ -44,3 +44,4 @@ def register(t: Tree) -> None:
     p = t.leaf(storm, "set", _storm_set, "replace the storm policy from a file")
     file_flag(p, "the StormPolicy body (default, per_code)")
     version_flag(p)
+    dry_run_flag(p)

@@ -10,17 +10,49 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from workers.tools.admin_cli.client import AdminClient, as_object
+from workers.tools.admin_cli.client import ENVELOPE_KEYS, AdminClient, as_object
 from workers.tools.admin_cli.errors import AdminCliError, ApiAnswerError
-from workers.tools.admin_cli.formatting import merge
+from workers.tools.admin_cli.formatting import cell, format_table, merge, printable
+
+_SOURCES = {
+    "default": "built-in default (never set)",
+    "file": "the configuration file",
+    "api": "the admin API",
+}
+
+
+def source_text(doc: Mapping[str, Any]) -> str:
+    """The `SOURCE` line of a configuration item (and its note, for a default)."""
+    source = str(doc.get("source"))
+    text = f"SOURCE  {_SOURCES.get(source, printable(source))}\n"
+    if doc.get("note"):
+        text += f"NOTE    {printable(str(doc['note']))}\n"
+    return text
+
+
+def dry_run_text(doc: Mapping[str, Any]) -> str:
+    """A dry-run answer: what the change would do, field by field."""
+    key = printable(str(doc.get("key")))
+    if not doc.get("would_write"):
+        return f"dry run: {key} would not change (stays at version {doc.get('version')})\n"
+    changes: Mapping[str, Any] = doc.get("changes") or {}
+    head = (
+        f"dry run: {key} would go from version {doc.get('version')} "
+        f"({doc.get('source')}) to {doc.get('version_after')}; nothing was written\n"
+    )
+    rows = [(name, cell(c.get("from")), cell(c.get("to"))) for name, c in changes.items()]
+    return head + format_table(("FIELD", "NOW", "WOULD BE"), rows, empty="(same fields)")
+
 
 __all__ = [
     "PROG",
     "Ctx",
     "Handler",
+    "dry_run_text",
     "load_file",
     "nothing_to_change",
     "put_whole",
+    "source_text",
     "uid",
     "update",
 ]
@@ -51,9 +83,21 @@ class Ctx:
     err: TextIO
     stdin: TextIO
     as_json: bool
+    dry_run: bool = False
+    """Changes are sent with `?dry_run=true`: the API answers what would change."""
 
     def show(self, doc: Any, render: Callable[[], str]) -> int:
-        self.out.write(json.dumps(doc, indent=2) + "\n" if self.as_json else render())
+        """Print `doc`: as JSON with --json; else a dry-run answer as its changes, and a
+        configuration item by `render()` followed by its source."""
+        if self.as_json:
+            self.out.write(json.dumps(doc, indent=2) + "\n")
+        elif isinstance(doc, dict) and doc.get("dry_run") is True and "would_write" in doc:
+            self.out.write(dry_run_text(doc))
+        elif isinstance(doc, dict) and isinstance(doc.get("source"), str):
+            fields = set(doc) - ENVELOPE_KEYS
+            self.out.write((render() if fields else "") + source_text(doc))
+        else:
+            self.out.write(render())
         return 0
 
     def note(self, message: str) -> None:
@@ -85,19 +129,23 @@ def update(
     current, read_version = ctx.client.read_for_update(path)
     body = merge(current, changes(current) if callable(changes) else changes)
     body.update(dict.fromkeys(clear))
-    if current and body == current and version is None:
+    if current and body == current and version is None and not ctx.dry_run:
         ctx.note(f"no change: {path} stays at version {read_version}")
         return {**current, "version": read_version}
     body["version"] = read_version if version is None else version
     try:
-        return as_object(ctx.client.call("PUT", path, body=body), path)
+        return as_object(ctx.client.call("PUT", path, body=body, query=_dry(ctx)), path)
     except ApiAnswerError as exc:
         if exc.status == 422 and not current:
             exc.message += f" ({path} did not exist yet: a new one needs every required field)"
         raise
 
 
+def _dry(ctx: Ctx) -> dict[str, object] | None:
+    return {"dry_run": "true"} if ctx.dry_run else None
+
+
 def put_whole(ctx: Ctx, path: str, doc: dict[str, Any], version: int | None) -> Any:
     if version is not None:
         doc = {**doc, "version": version}
-    return ctx.client.call("PUT", path, body=doc)
+    return ctx.client.call("PUT", path, body=doc, query=_dry(ctx))

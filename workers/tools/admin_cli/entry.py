@@ -10,6 +10,7 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import TextIO
 
+from workers.config.tokens import token_from_env
 from workers.tools.admin_cli.client import AdminClient
 from workers.tools.admin_cli.command import PROG, Ctx, Handler
 from workers.tools.admin_cli.errors import AdminCliError, ApiAnswerError
@@ -41,11 +42,11 @@ def _token(args: argparse.Namespace, environ: Mapping[str, str]) -> str:
             "never the token itself",
             exit_code=2,
         )
-    token = environ.get(name, "").strip()
+    token = token_from_env(environ) if name == TOKEN_ENV else environ.get(name, "").strip()
     if not token:
         hint = (
-            " (with `dccgate run`, the first operator token is DCCGATE_ADMIN_TOKEN: "
-            "--token-env DCCGATE_ADMIN_TOKEN)"
+            " (with `dccgate run`, the operator token it printed, or the one you set in "
+            f"{TOKEN_ENV} before starting it)"
             if name == TOKEN_ENV
             else ""
         )
@@ -87,6 +88,7 @@ def run_admin(
             err=err,
             stdin=sys.stdin if stdin is None else stdin,
             as_json=bool(getattr(args, "admin_json", False)),
+            dry_run=bool(getattr(args, "admin_dry_run", False)),
         )
         handler: Handler = args.admin_handler
         return handler(ctx, args)

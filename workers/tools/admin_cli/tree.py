@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from workers.config.tokens import TOKEN_ENV as _TOKEN_ENV
 from workers.tools.admin_cli.client import DEFAULT_TIMEOUT_S
 from workers.tools.admin_cli.command import Handler
 
@@ -13,6 +14,7 @@ __all__ = [
     "TOKEN_ENV",
     "URL_ENV",
     "Tree",
+    "dry_run_flag",
     "file_flag",
     "shadow_flag",
     "shared_options",
@@ -21,7 +23,7 @@ __all__ = [
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 URL_ENV = "DCCGATE_ADMIN_URL"
-TOKEN_ENV = "DCCGATE_TOKEN"  # noqa: S105 - the name of a variable, not a secret
+TOKEN_ENV = _TOKEN_ENV
 
 
 def shared_options(*, json_flag: bool = True, suppress: bool = True) -> argparse.ArgumentParser:
@@ -71,6 +73,15 @@ def version_flag(p: argparse.ArgumentParser, what: str = "PUT") -> None:
         type=int,
         metavar="N",
         help=f"{what} only if the item is still at version N (else HTTP 409)",
+    )
+
+
+def dry_run_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--dry-run",
+        dest="admin_dry_run",
+        action="store_true",
+        help="answer what would change (checked by the API, version included); write nothing",
     )
 
 

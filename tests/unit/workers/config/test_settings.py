@@ -85,3 +85,34 @@ def test_a_long_random_operator_token_is_accepted() -> None:
     token = secrets.token_urlsafe(32)
     assert build_settings({}, {"DCCGATE_ADMIN_TOKEN": token}).admin_token_sha256 is not None
     assert build_settings({}, {"DCCGATE_ADMIN_TOKEN": ""}).admin_token_sha256 is None
+
+
+def test_the_first_operator_token_is_dccgate_token_and_the_old_name_warns_once(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from workers.config import tokens
+
+    token = "t" * 43
+    assert build_settings({}, {"DCCGATE_TOKEN": token}).admin_token == token
+    tokens._warned.clear()
+    assert build_settings({}, {"DCCGATE_ADMIN_TOKEN": token}).admin_token == token
+    assert build_settings({}, {"DCCGATE_ADMIN_TOKEN": token}).admin_token == token
+    warnings = capsys.readouterr().err
+    assert warnings.count("DCCGATE_ADMIN_TOKEN is deprecated") == 1
+    assert token not in warnings
+    # Both set: DCCGATE_TOKEN wins, with no warning.
+    both = {"DCCGATE_TOKEN": token, "DCCGATE_ADMIN_TOKEN": "u" * 43}
+    assert build_settings({}, both).admin_token == token
+
+
+def test_exactly_once_is_auto_by_default_and_flag_beats_environment() -> None:
+    assert build_settings({}, {}).exactly_once == "auto"
+    assert build_settings({}, {"DCCGATE_EXACTLY_ONCE": "off"}).exactly_once == "off"
+    flags = {"exactly_once": "on"}
+    assert build_settings(flags, {"DCCGATE_EXACTLY_ONCE": "off"}).exactly_once == "on"
+
+
+@pytest.mark.parametrize("raw", ["yes", "ON", "auto ", "true"])
+def test_exactly_once_accepts_auto_on_off_only(raw: str) -> None:
+    with pytest.raises(SettingsError, match=r"DCCGATE_EXACTLY_ONCE=.*must be auto, on or off"):
+        build_settings({}, {"DCCGATE_EXACTLY_ONCE": raw})

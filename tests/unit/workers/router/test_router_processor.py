@@ -258,6 +258,11 @@ def test_a_user_over_its_allocation_is_throttled_not_forwarded(
     assert first.rule == f"traffic.allocation.{USER_A}"
     assert "allocation of 1.0/s" in first.reason
     assert "operating threshold of 10.0/s" in first.reason
+    # The numbers of the reason are in the answer too: the User's rate and its limit.
+    assert isinstance(first.observed, float)
+    assert isinstance(first.limit, float)
+    assert f"sending {first.observed:.1f} requests/s" in first.reason
+    assert f"limited to {first.limit:.1f} requests/s" in first.reason
     processor.after_send(report, 5_000)
     assert registry.get_sample_value(
         "dccgate_traffic_throttled_total", {"user": USER_A, "rule": "allocation"}
@@ -324,6 +329,8 @@ def test_only_the_excess_over_a_user_adt_is_quarantined(make_request: RequestFac
     assert held.response_code == "Q1"
     assert held.rule == f"user:{USER_A}:7.2:3600"
     assert "/release" in held.reason
+    assert (held.observed, held.limit) == (4, 3)
+    assert (answers[0].observed, answers[0].limit) == (None, None)  # accepted: no rule
     assert len(written(out, TOPICS.sr_outbound)) == 3
     quarantine = [
         msgspec.json.decode(_value(w), type=QuarantinedRequest)

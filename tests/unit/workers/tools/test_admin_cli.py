@@ -554,7 +554,7 @@ def test_quarantine_list_and_release() -> None:
 
 
 def test_quarantine_list_filters_go_in_the_query() -> None:
-    path = "/v1/quarantine?rule=r&from=2026-01-31T09%3A00%3A00Z&state=any&limit=2"
+    path = "/v1/quarantine?rule=r&from=2026-01-31T09%3A00%3A00.000Z&state=any&limit=2"
     api = FakeApi({("GET", path): (200, {"items": [], "more": True})})
     argv = ["quarantine", "list", "--rule", "r", "--from", "2026-01-31T09:00:00Z"]
     ran = run([*argv, "--state", "any", "--limit", "2"], api)
@@ -577,7 +577,7 @@ def test_bulk_release_sends_the_filters_and_shows_decided_and_skipped() -> None:
     assert api.sent[0].body == {
         "user_id": USER,
         "rule": "r",
-        "to": "2026-02-01T00:00:00Z",
+        "to": "2026-02-01T00:00:00.000Z",
         "limit": 10,
     }
     lines = ran.out.splitlines()
