@@ -28,6 +28,8 @@ pytestmark = [
         reason="a `dccgate run` with its own embedded broker, whatever --broker says; the "
         "admin API's answers do not depend on the broker, so run once (about 50 s)"
     ),
+    # About 50 s alone; every route added adds examples, and a loaded machine doubles it.
+    pytest.mark.timeout(300),
 ]
 
 TOKEN = "fuzz-operator-token-at-least-32-characters"
