@@ -175,6 +175,9 @@ def build_router(
         on_assign=adt_state.on_assign,
         on_revoke=adt_state.on_revoke,
         deadletter_topic=topics.deadletter,
+        # A User's requests, replay memory and ADT counts live on the User's partition
+        # (workers/router/adt_state.py): its transactions need not wait for other partitions'.
+        partition_local_state=True,
     )
     return RouterService(
         loop, traffic, kafka, topics, adt, adt_state, metrics.side_tasks, validator
