@@ -1,6 +1,7 @@
 """The web console in headless chromium against a live `dccgate run`: a bad token is
 refused; real clicks sign in, find quarantined requests, release one, bulk-delete after a
-confirmation that says how many, look a decision up; a User sees and decides only its own.
+confirmation that says how many, look a decision up; the Forecasts tab shows the SEC H3.24
+variance report with its flags and offers its CSV; a User sees and decides only its own.
 Screenshots are saved (tmp_path, and $DCCGATE_CONSOLE_SCREENSHOTS when set) to be looked
 at."""
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from tests.integration.cdp import Page, browser_page
 from tests.integration.helpers import wait_until
 from tests.integration.live_gateway import OPERATOR_TOKEN, LiveGateway, live_gateway
 from tests.integration.quarantine_helpers import A, B, disable_supply
+from workers.config.months import month_index, month_of_s
 from workers.config.settings import Settings
 from workers.tools.send import send_requests
 
@@ -37,6 +40,21 @@ def _setup(gw: LiveGateway, settings: Settings) -> dict[str, str]:
         assert status in (200, 201), doc
         tokens[name] = doc["token"]
     return tokens
+
+
+def _report(gw: LiveGateway, month: str) -> dict[str, dict[str, Any]]:
+    status, doc = gw.api("GET", f"/v1/reports/sr-variance?month={month}")
+    return {u["user_id"]: u for u in doc["users"]} if status == 200 else {}
+
+
+async def _forecast_rows(page: Page) -> dict[str, dict[str, str]]:
+    """The Forecasts table's User rows: User ID -> column -> shown text."""
+    value = await page.eval(
+        "Object.fromEntries([...document.querySelectorAll('#f-table tr.user-row')].map(r =>"
+        " [r.dataset.user, Object.fromEntries([...r.querySelectorAll('td[data-col]')]"
+        ".map(c => [c.dataset.col, c.innerText]))]))"
+    )
+    return dict(value)
 
 
 def _ids(user: str, counters: range) -> list[str]:
@@ -81,6 +99,10 @@ async def test_console_quarantine_decisions_and_user_isolation(
 ) -> None:
     with live_gateway(kafka_broker.bootstrap, settings, tmp_path / "gateway.log") as gw:
         tokens = _setup(gw, settings)
+        # A forecasts 2 of 7.2 this month and sends 4 (exceptional demand: over 150%);
+        # B sends 2 with no forecast.
+        month = month_of_s(time.time())
+        gw.put(f"/v1/forecasts/{A}/{month}", {"counts": {"7.2": 2}})
         a_ids, b_ids = _ids(A, range(1, 5)), _ids(B, range(1, 3))
         records = [disable_supply(n, A) for n in range(1, 5)]
         records += [disable_supply(n, B) for n in range(1, 3)]
@@ -93,7 +115,17 @@ async def test_console_quarantine_decisions_and_user_isolation(
             timeout_s=30,
             what="the quarantine service to hold every request",
         )
+        wait_until(
+            lambda: (
+                (r := _report(gw, month)).get(A, {}).get("actual_total") == 4
+                and r.get(B, {}).get("actual_total") == 2
+            ),
+            timeout_s=30,
+            what="the actuals to count every request",
+        )
         base = f"http://127.0.0.1:{gw.port}"
+        downloads = tmp_path / "downloads"
+        downloads.mkdir()
 
         async with browser_page(tmp_path) as page:
             await page.goto(f"{base}/ui/")
@@ -194,6 +226,53 @@ async def test_console_quarantine_decisions_and_user_isolation(
             )
             await page.screenshot("5-audit.png")
 
+            # Forecasts: last month by default, then this month's report with the flags.
+            await page.click('.tab[data-view="forecasts"]')
+            last = f"{(month_index(month) - 1) // 12:04d}-{(month_index(month) - 1) % 12 + 1:02d}"
+            await page.wait_for("!!document.getElementById('f-summary')", what="a report")
+            assert await page.eval("document.getElementById('f-month').value") == last
+            assert (await page.text("#f-summary")).startswith(last)
+            await page.click("#f-this")
+            await page.wait_for(
+                "document.querySelectorAll('#f-table tr.user-row').length === 2",
+                what="this month's report",
+            )
+            rows = await _forecast_rows(page)
+            assert set(rows) == {A, B}
+            # Only the newest of the two loads (the tab's, then "This month") is shown.
+            assert await page.eval("document.querySelectorAll('#f-summary').length") == 1
+            assert (await page.text("#f-summary")).startswith(month)
+            assert (rows[A]["actual"], rows[A]["forecast"], rows[A]["variance"]) == ("4", "2", "+2")
+            assert rows[A]["flags"] == "exceptional demand (>150%)"
+            assert await page.eval(
+                f"document.querySelector('#f-table tr.user-row[data-user=\"{A}\"]')"
+                ".classList.contains('flagged')"
+            )
+            assert (rows[B]["actual"], rows[B]["forecast"]) == ("2", "none")
+            assert rows[B]["flags"] == "no forecast"
+            assert not await page.visible(f'tr.srv-row[data-user="{A}"][data-srv="7.2"]')
+            await page.click(f'button.expand[data-user="{A}"]')
+            srv = f'tr.srv-row[data-user="{A}"][data-srv="7.2"]'
+            assert await page.visible(srv)
+            srv_text = await page.text(srv)
+            assert "exceptional demand" in srv_text, srv_text
+            assert "+2" in srv_text, srv_text
+            await page.screenshot("5b-forecasts.png")
+            # The CSV: fetched with the token in a header, saved from a Blob URL.
+            await page.send(
+                "Page.setDownloadBehavior", behavior="allow", downloadPath=str(downloads)
+            )
+            await page.click("#f-csv")
+            await page.wait_for(
+                f"document.getElementById('status').innerText.includes('sr-variance-{month}.csv')"
+            )
+            saved = downloads / f"sr-variance-{month}.csv"
+            wait_until(saved.exists, timeout_s=10, what="the CSV to be saved")
+            lines = saved.read_text().splitlines()
+            assert lines[0].startswith("month,user_id,srv,forecast,actual")
+            assert any(line.startswith(f"{month},{A},7.2,2,4,") for line in lines), lines
+            assert any(line.startswith(f"{month},{B},total,,2,") for line in lines), lines
+
             # User B: only its own requests, no operator sections, A's decisions hidden.
             await page.click("#sign-out")
             await page.wait_for("!document.getElementById('view-signin').hidden")
@@ -219,5 +298,17 @@ async def test_console_quarantine_decisions_and_user_isolation(
             )
             assert "released" not in await page.text("#d-result")
             await page.screenshot("7-user-b-cannot-see-a.png")
+            # B's Forecasts tab: its own row only.
+            await page.click('.tab[data-view="forecasts"]')
+            await page.click("#f-this")
+            await page.wait_for(
+                f"!!document.querySelector('#f-table tr.user-row[data-user=\"{B}\"]')"
+            )
+            rows = await _forecast_rows(page)
+            assert list(rows) == [B]
+            assert await page.eval("document.querySelectorAll('#f-summary').length") == 1
+            assert rows[B]["flags"] == "no forecast"
+            assert A not in await page.text("#f-result")
+            await page.screenshot("8-user-b-forecasts.png")
             assert page.problems == [], page.problems
         assert gw.alive(), gw.log_tail()

@@ -23,7 +23,15 @@ _TYPES = {
     ".js": "text/javascript; charset=utf-8",
     ".svg": "image/svg+xml",
 }
-CONSOLE_FILES = ("index.html", "console.css", "console.js", "api.js", "views.js", "icon.svg")
+CONSOLE_FILES = (
+    "index.html",
+    "console.css",
+    "console.js",
+    "api.js",
+    "views.js",
+    "forecasts.js",
+    "icon.svg",
+)
 """Every file the console serves, from `workers/admin/ui/static/`."""
 
 SECURITY_HEADERS = {

@@ -40,6 +40,7 @@ async def test_root_and_ui_redirect_to_the_console(client: Client) -> None:
         ("/ui/console.js", "text/javascript"),
         ("/ui/api.js", "text/javascript"),
         ("/ui/views.js", "text/javascript"),
+        ("/ui/forecasts.js", "text/javascript"),
         ("/ui/console.css", "text/css"),
         ("/ui/icon.svg", "image/svg+xml"),
     ],
@@ -110,3 +111,31 @@ def test_scripts_never_write_html_from_data(name: str) -> None:
                  "new Function", "localStorage"):  # fmt: skip
         assert sink not in code, f"{name} uses {sink}"
     assert "sessionStorage" in _read("api.js")
+
+
+def test_every_tab_has_its_view_and_the_console_knows_it() -> None:
+    html = _read("index.html")
+    console = _read("console.js")
+    tabs = re.findall(r'class="tab[^"]*" data-view="([a-z]+)"', html)
+    assert "forecasts" in tabs
+    views = re.search(r"const VIEWS = \[([^\]]*)\]", console)
+    assert views is not None
+    for tab in tabs:
+        assert f'<section id="view-{tab}"' in html, tab
+        assert f'"{tab}"' in views.group(1), tab
+
+
+def test_the_csv_report_is_fetched_with_the_token_in_a_header_not_a_url() -> None:
+    forecasts = _read("forecasts.js")
+    api = _read("api.js")
+    # The CSV goes through fetchBlob, which puts the token in the Authorization header...
+    assert 'fetchBlob(withQuery("/v1/reports/sr-variance", { month, format: "csv" })' in forecasts
+    blob = api[api.index("export async function fetchBlob") :]
+    assert "headers.Authorization = `Bearer ${secret}`" in blob
+    assert 'credentials: "omit"' in blob
+    # ...and is offered from a Blob URL, revoked later; no query names the token.
+    assert "URL.createObjectURL" in forecasts
+    assert "URL.revokeObjectURL" in forecasts
+    for code in (forecasts, api):
+        assert not re.search(r"withQuery\([^)]*token", code)
+        assert "access_token" not in code

@@ -62,6 +62,31 @@ export async function call(method, path, body) {
   return doc;
 }
 
+// A non-JSON answer (e.g. a CSV report) as a Blob, with the token in the Authorization
+// header; an ApiError with the API's own message when refused.
+export async function fetchBlob(path, accept) {
+  const headers = { Accept: accept };
+  const secret = token();
+  if (secret) headers.Authorization = `Bearer ${secret}`;
+  let response;
+  try {
+    response = await fetch(path, { method: "GET", headers, credentials: "omit", cache: "no-store", redirect: "error" });
+  } catch (err) {
+    throw new ApiError(0, `the admin API did not answer (${err.message})`);
+  }
+  if (!response.ok) {
+    let message = `HTTP ${response.status}`;
+    try {
+      const doc = await response.json();
+      if (doc && typeof doc.error === "string") message = doc.error;
+    } catch {
+      // not JSON: keep the status
+    }
+    throw new ApiError(response.status, message);
+  }
+  return response.blob();
+}
+
 // The path segment of a RequestID (its colons kept, everything else encoded).
 export function segment(value) {
   return encodeURIComponent(value).replaceAll("%3A", ":");

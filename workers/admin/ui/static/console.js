@@ -1,10 +1,11 @@
 // dccgate console: sign in with a token, then the quarantine queue, decision lookup,
-// configuration in force and audit log, through the admin API (docs/console.md).
+// configuration in force, forecasts and actuals and audit log, through the admin API (docs/console.md).
 import { ApiError, call, forgetToken, segment, setToken, token, withQuery } from "./api.js";
+import { downloadCsv, loadForecasts, monthFromNow } from "./forecasts.js";
 import { clear, el, fields, isoFromMs, isoFromS, pill, table, text } from "./views.js";
 
 const $ = (id) => document.getElementById(id);
-const VIEWS = ["signin", "quarantine", "decisions", "config", "audit"];
+const VIEWS = ["signin", "quarantine", "decisions", "config", "forecasts", "audit"];
 const LIST_LIMIT = 1000;
 const COUNT_LIMIT = 10000;
 const BULK_LIMIT = 1000;
@@ -65,7 +66,7 @@ function show(view) {
   for (const tab of document.querySelectorAll(".tab")) {
     tab.classList.toggle("active", tab.dataset.view === view);
   }
-  const load = { quarantine: loadQuarantine, config: loadConfig, audit: loadAudit }[view];
+  const load = { quarantine: loadQuarantine, config: loadConfig, forecasts: showForecasts, audit: loadAudit }[view];
   if (load) load().catch(failed);
 }
 
@@ -103,6 +104,8 @@ function signOut(message = "") {
   for (const body of document.querySelectorAll("tbody")) clear(body);
   clear($("d-result"));
   clear($("c-result"));
+  clear($("f-result"));
+  $("f-month").value = "";
   show("signin");
   say(message, Boolean(message));
 }
@@ -367,6 +370,25 @@ async function configRow(name, path) {
   return [name, doc.source ? pill(doc.source) : "–", doc.version, valueText(doc)];
 }
 
+// --- forecasts and actuals (forecasts.js) --------------------------------------------
+
+function showForecasts() {
+  const thisMonth = monthFromNow(0);
+  $("f-month").max = thisMonth;
+  if (!$("f-month").value) $("f-month").value = monthFromNow(-1);
+  return loadForecasts(isOperator());
+}
+
+function forecastsFor(offset) {
+  $("f-month").value = monthFromNow(offset);
+  loadForecasts(isOperator()).catch(failed);
+}
+
+async function saveCsv() {
+  const name = await downloadCsv();
+  if (name) say(`Saved ${name}.`);
+}
+
 // --- audit log ----------------------------------------------------------------------
 
 async function loadAudit() {
@@ -414,6 +436,10 @@ function start() {
   submit("q-filters", loadQuarantine);
   submit("d-form", runLookup);
   submit("a-filters", loadAudit);
+  submit("f-form", () => loadForecasts(isOperator()));
+  $("f-last").addEventListener("click", () => forecastsFor(-1));
+  $("f-this").addEventListener("click", () => forecastsFor(0));
+  $("f-csv").addEventListener("click", () => saveCsv().catch(failed));
   for (const id of ["q-user", "q-srv", "q-rule"]) $(id).addEventListener("input", updateBulk);
   for (const id of ["q-kind", "q-age"]) $(id).addEventListener("change", updateBulk);
   $("q-bulk-release").addEventListener("click", () => decideBulk("release"));
