@@ -11,7 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -176,6 +176,22 @@ async def wait_until_async(
             result = check()
             if result:
                 return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{_describe(what)} (waited {timeout_s:g} s)")
+        await asyncio.sleep(step_s)
+
+
+async def await_until(
+    check: Callable[[], Awaitable[bool]],
+    *,
+    timeout_s: float,
+    what: str | Callable[[], str],
+    step_s: float = 0.5,
+) -> None:
+    """`wait_until_async` for a check that must itself await (a broker query): a deadline
+    so a stuck cluster fails the test instead of stalling CI, not a speed assertion."""
+    deadline = time.monotonic() + timeout_s
+    while not await check():
         if time.monotonic() > deadline:
             raise AssertionError(f"{_describe(what)} (waited {timeout_s:g} s)")
         await asyncio.sleep(step_s)

@@ -21,6 +21,7 @@ from tests.conftest import USER_A, USER_B, RequestFactory
 from tests.integration.helpers import (
     ApiClient,
     admin_api,
+    await_until,
     read_topic,
     running_router,
     wait_until_async,
@@ -160,17 +161,16 @@ async def _answers(
 
 
 async def _report(api: ApiClient, who: str = "operator") -> dict[str, Any]:
-    async def ready() -> dict[str, Any] | None:
-        status, doc = await api.call(who, "GET", f"/v1/reports/sr-variance?month={MONTH}")
-        return doc if status == 200 else None
+    found: dict[str, Any] = {}
 
-    deadline = time.monotonic() + 20
-    while True:
-        doc = await ready()
-        if doc is not None:
-            return doc
-        assert time.monotonic() < deadline, "the report never became ready"
-        await asyncio.sleep(0.1)
+    async def ready() -> bool:
+        status, doc = await api.call(who, "GET", f"/v1/reports/sr-variance?month={MONTH}")
+        if status == 200:
+            found.update(doc)
+        return status == 200
+
+    await await_until(ready, timeout_s=20, step_s=0.1, what="the report never became ready")
+    return found
 
 
 def _totals(report: dict[str, Any]) -> dict[str, tuple[int, dict[str, int]]]:

@@ -37,7 +37,7 @@ from broker.producer import BatchProducer
 from broker.settings import KafkaSettings
 from broker.topics import ensure_topics
 from tests.integration.alerts_helpers import SUPPLIER, alert, running_alerts
-from tests.integration.helpers import wait_until_async
+from tests.integration.helpers import await_until, wait_until_async
 from workers.admin.service import AdminService
 from workers.config.model import StormParams, StormPolicy, User
 from workers.config.reader import ControlReader
@@ -192,13 +192,13 @@ async def _until_compacted(
         seen = _per_key(await _records(kafka, topic))
         return all(0 < seen[k] <= 2 for k in keys)
 
-    deadline = time.monotonic() + COMPACTED_WITHIN_S
-    while not await compacted():
-        assert time.monotonic() < deadline, (
-            f"{topic} not compacted within {COMPACTED_WITHIN_S:.0f} s: "
-            f"{ {k: seen[k] for k in keys} } of {written} writes each"
-        )
-        await asyncio.sleep(0.5)
+    await await_until(
+        compacted,
+        timeout_s=COMPACTED_WITHIN_S,
+        what=lambda: (
+            f"{topic} not compacted: { ({k: seen[k] for k in keys}) } of {written} writes each"
+        ),
+    )
     return seen
 
 

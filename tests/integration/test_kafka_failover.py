@@ -52,9 +52,11 @@ from tests.integration.alerts_helpers import (
 )
 from tests.integration.brokers import SessionBroker, kafka_launcher, tuned_kafka_settings
 from tests.integration.helpers import (
+    await_until,
     read_topic,
     register_users,
     start_worker_process,
+    wait_until,
     wait_until_async,
 )
 from workers.alerts import STORM_HEADER
@@ -86,10 +88,11 @@ class ThreeNodes:
         pid = self.launcher.running_pid(self.data_dir, node_id)
         assert pid is not None, f"node {node_id} is not running"
         os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while self.launcher.running_pid(self.data_dir, node_id) is not None:
-            assert time.monotonic() < deadline, f"node {node_id} survived SIGKILL"
-            time.sleep(0.05)
+        wait_until(
+            lambda: self.launcher.running_pid(self.data_dir, node_id) is None,
+            timeout_s=10,
+            what=f"node {node_id} survived SIGKILL",
+        )
 
     def restart(self) -> None:
         """Start the nodes that are down, on their data (synchronous: run it in a thread).
@@ -183,10 +186,7 @@ async def _bring_back(three_nodes: ThreeNodes, kafka: KafkaSettings, topics: lis
         short = await _under_replicated(kafka, topics)
         return not short
 
-    deadline = time.monotonic() + 120
-    while not await caught_up():
-        assert time.monotonic() < deadline, f"not caught up after 120 s: {short}"
-        await asyncio.sleep(0.5)
+    await await_until(caught_up, timeout_s=120, what=lambda: f"not caught up: {short}")
     return time.monotonic() - started
 
 
