@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Mapping
+import signal
+import subprocess
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -18,7 +21,7 @@ from broker.schemas import DeviceAlert
 from broker.settings import KafkaSettings
 from tests.integration.helpers import wait_until_async
 from workers.admin.service import AdminService
-from workers.alerts import AlertService
+from workers.alerts import STORM_HEADER, AlertService
 from workers.alerts.service import build_alerts
 from workers.config.reader import ControlReader
 from workers.config.settings import Settings
@@ -141,6 +144,68 @@ async def send(kafka: KafkaSettings, topic: str, records: Iterable[tuple[bytes, 
         for key, value in records:
             batch.add(topic, key, value)
         await producer.send(batch)
+
+
+async def stream_storm(
+    kafka: KafkaSettings,
+    topic: str,
+    rogue: str,
+    *,
+    storm_n: int,
+    normal_n: int,
+    chunks: int,
+    over_s: float = 8.0,
+) -> None:
+    """A storm of `storm_n` 8F1F alerts from `rogue` and `normal_n` 8F35 alerts, each from a
+    device of its own (payload `8F35-i`), interleaved in `chunks` sends over `over_s` s."""
+    async with BatchProducer(kafka) as producer:
+        await producer.prepare([topic])
+        for c in range(chunks):
+            batch = producer.batch()
+            for i in range(c * storm_n // chunks, (c + 1) * storm_n // chunks):
+                batch.add(topic, rogue.encode(), alert(rogue, "8F1F", i, recipients=[DNO]))
+            for i in range(c * normal_n // chunks, (c + 1) * normal_n // chunks):
+                batch.add(topic, device(i).encode(), alert(device(i), "8F35", i, recipients=[DNO]))
+            await producer.send(batch)
+            await asyncio.sleep(over_s / chunks)
+
+
+async def kill_mid_storm(
+    start: Callable[[Path], subprocess.Popen[bytes]],
+    logs: list[Path],
+    procs: list[subprocess.Popen[bytes]],
+    watch: OutboundWatch,
+    streamer: asyncio.Task[None],
+    normal_n: int,
+) -> int:
+    """Start an alert worker (`start(logs[0])`), SIGKILL it once two periodic storm copies
+    are out, start another (`start(logs[1])`), and wait for the rest of the stream, every
+    normal alert and the storm's final copy; return the normal alerts delivered at the kill.
+    The processes are added to `procs` as they start: the caller stops them."""
+    procs.append(start(logs[0]))
+
+    def mid_storm() -> bool:
+        assert procs[0].poll() is None, logs[0].read_text()
+        copies = [h for _, _, h in watch.records if h.get(STORM_HEADER) == b"periodic"]
+        return len(copies) >= 2
+
+    await wait_until_async(mid_storm, timeout_s=60, what="no storm copies")
+    procs[0].send_signal(signal.SIGKILL)
+    procs[0].wait()
+    normal_at_kill = sum(1 for _, a, _ in watch.records if a.alert_code == "8F35")
+    assert normal_at_kill < normal_n, "the kill came too late to test anything"
+    procs.append(start(logs[1]))
+    await streamer
+
+    def done() -> bool:
+        assert procs[1].poll() is None, logs[1].read_text()
+        normal = {a.payload for _, a, _ in watch.records if a.alert_code == "8F35"}
+        final = any(h.get(STORM_HEADER) == b"final" for _, _, h in watch.records)
+        return final and len(normal) == normal_n
+
+    await wait_until_async(done, timeout_s=90, what=lambda: logs[1].read_text()[-3000:])
+    await asyncio.sleep(1.0)  # a late repeat would arrive by now
+    return normal_at_kill
 
 
 class StormSeen(msgspec.Struct, frozen=True, kw_only=True):

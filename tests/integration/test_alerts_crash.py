@@ -15,19 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from broker.producer import BatchProducer
 from broker.settings import KafkaSettings
 from tests.integration.alerts_helpers import (
-    DNO,
     OutboundWatch,
-    alert,
     configured,
-    device,
+    kill_mid_storm,
     storm_seen,
+    stream_storm,
 )
 from tests.integration.brokers import SessionBroker
-from tests.integration.helpers import start_worker_process, wait_until_async
-from workers.alerts import STORM_HEADER
+from tests.integration.helpers import start_worker_process
 from workers.config.model import RegionalCapacity, RegionCapacity, StormParams, StormPolicy
 from workers.config.settings import Settings
 
@@ -56,16 +53,9 @@ def _start(broker: SessionBroker, settings: Settings, log: Path) -> subprocess.P
 
 async def _stream(kafka: KafkaSettings, topic: str) -> None:
     """The storm and the normal alerts interleaved, over about 8 s."""
-    async with BatchProducer(kafka) as producer:
-        await producer.prepare([topic])
-        for c in range(CHUNKS):
-            batch = producer.batch()
-            for i in range(c * STORM_N // CHUNKS, (c + 1) * STORM_N // CHUNKS):
-                batch.add(topic, ROGUE.encode(), alert(ROGUE, "8F1F", i, recipients=[DNO]))
-            for i in range(c * NORMAL_N // CHUNKS, (c + 1) * NORMAL_N // CHUNKS):
-                batch.add(topic, device(i).encode(), alert(device(i), "8F35", i, recipients=[DNO]))
-            await producer.send(batch)
-            await asyncio.sleep(8.0 / CHUNKS)
+    await stream_storm(
+        kafka, topic, ROGUE, storm_n=STORM_N, normal_n=NORMAL_N, chunks=CHUNKS, over_s=8.0
+    )
 
 
 async def test_sigkill_mid_storm_keeps_the_storm_contained_and_loses_nothing(
@@ -78,30 +68,15 @@ async def test_sigkill_mid_storm_keeps_the_storm_contained_and_loses_nothing(
         OutboundWatch(kafka, settings) as watch,
     ):
         try:
-            procs.append(_start(kafka_broker, settings, logs[0]))
             streamer = asyncio.create_task(_stream(kafka, settings.topics.alerts_inbound))
-
-            def mid_storm() -> bool:
-                assert procs[0].poll() is None, logs[0].read_text()
-                copies = [h for _, _, h in watch.records if h.get(STORM_HEADER) == b"periodic"]
-                return len(copies) >= 2
-
-            await wait_until_async(mid_storm, timeout_s=60, what="no storm copies")
-            procs[0].send_signal(signal.SIGKILL)
-            procs[0].wait()
-            normal_at_kill = sum(1 for _, a, _ in watch.records if a.alert_code == "8F35")
-            assert normal_at_kill < NORMAL_N, "the kill came too late to test anything"
-            procs.append(_start(kafka_broker, settings, logs[1]))
-            await streamer
-
-            def done() -> bool:
-                assert procs[1].poll() is None, logs[1].read_text()
-                normal = {a.payload for _, a, _ in watch.records if a.alert_code == "8F35"}
-                final = any(h.get(STORM_HEADER) == b"final" for _, _, h in watch.records)
-                return final and len(normal) == NORMAL_N
-
-            await wait_until_async(done, timeout_s=90, what=lambda: logs[1].read_text()[-3000:])
-            await asyncio.sleep(1.0)  # late repeats show up too
+            normal_at_kill = await kill_mid_storm(
+                lambda log: _start(kafka_broker, settings, log),
+                logs,
+                procs,
+                watch,
+                streamer,
+                NORMAL_N,
+            )
         finally:
             for proc in procs:
                 if proc.poll() is None:

@@ -32,7 +32,13 @@ from broker.producer import BatchProducer
 from broker.schemas import QuarantinedRequest
 from broker.settings import KafkaSettings
 from broker.transactions import resolve_exactly_once
-from tests.integration.alerts_helpers import DNO, OutboundWatch, configured, storm_seen
+from tests.integration.alerts_helpers import (
+    DNO,
+    OutboundWatch,
+    configured,
+    kill_mid_storm,
+    storm_seen,
+)
 from tests.integration.brokers import SessionBroker
 from tests.integration.helpers import start_worker_process, wait_until_async
 from tests.integration.test_alerts_crash import CONFIG as STORM_CONFIG
@@ -160,30 +166,8 @@ async def test_alert_worker_sigkill_mid_storm_no_duplicates(
         OutboundWatch(kafka, settings) as watch,
     ):
         try:
-            procs.append(start(logs[0]))
             streamer = asyncio.create_task(_stream_alerts(kafka, settings.topics.alerts_inbound))
-
-            def mid_storm() -> bool:
-                assert procs[0].poll() is None, logs[0].read_text()
-                copies = [h for _, _, h in watch.records if h.get(STORM_HEADER) == b"periodic"]
-                return len(copies) >= 2
-
-            await wait_until_async(mid_storm, timeout_s=60, what="no storm copies")
-            procs[0].send_signal(signal.SIGKILL)
-            procs[0].wait()
-            normal_at_kill = sum(1 for _, a, _ in watch.records if a.alert_code == "8F35")
-            assert normal_at_kill < NORMAL_N, "the kill came too late to test anything"
-            procs.append(start(logs[1]))
-            await streamer
-
-            def done() -> bool:
-                assert procs[1].poll() is None, logs[1].read_text()
-                normal = {a.payload for _, a, _ in watch.records if a.alert_code == "8F35"}
-                final = any(h.get(STORM_HEADER) == b"final" for _, _, h in watch.records)
-                return final and len(normal) == NORMAL_N
-
-            await wait_until_async(done, timeout_s=90, what=lambda: logs[1].read_text()[-3000:])
-            await asyncio.sleep(1.0)  # a late repeat would arrive by now
+            normal_at_kill = await kill_mid_storm(start, logs, procs, watch, streamer, NORMAL_N)
         finally:
             _stop(procs)
     assert "exactly-once on" in logs[0].read_text()

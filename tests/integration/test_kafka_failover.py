@@ -43,12 +43,10 @@ from broker.producer import BatchProducer
 from broker.settings import KafkaSettings
 from broker.topics import ensure_topics
 from tests.integration.alerts_helpers import (
-    DNO,
     OutboundWatch,
-    alert,
     configured,
-    device,
     storm_seen,
+    stream_storm,
 )
 from tests.integration.brokers import SessionBroker, kafka_launcher, tuned_kafka_settings
 from tests.integration.helpers import (
@@ -318,16 +316,9 @@ MAX_ALERTS = 5
 
 async def _storm(kafka: KafkaSettings, topic: str) -> None:
     """The storm and normal alerts interleaved, over about 8 s."""
-    async with BatchProducer(kafka) as producer:
-        await producer.prepare([topic])
-        for c in range(CHUNKS):
-            batch = producer.batch()
-            for i in range(c * STORM_N // CHUNKS, (c + 1) * STORM_N // CHUNKS):
-                batch.add(topic, ROGUE.encode(), alert(ROGUE, "8F1F", i, recipients=[DNO]))
-            for i in range(c * NORMAL_N // CHUNKS, (c + 1) * NORMAL_N // CHUNKS):
-                batch.add(topic, device(i).encode(), alert(device(i), "8F35", i, recipients=[DNO]))
-            await producer.send(batch)
-            await asyncio.sleep(8.0 / CHUNKS)
+    await stream_storm(
+        kafka, topic, ROGUE, storm_n=STORM_N, normal_n=NORMAL_N, chunks=CHUNKS, over_s=8.0
+    )
 
 
 async def test_alert_worker_keeps_the_storm_exact_when_a_broker_dies(

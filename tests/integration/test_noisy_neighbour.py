@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import re
 import signal
+import subprocess
 import time
 import urllib.request
 from collections.abc import AsyncIterator
@@ -133,15 +135,13 @@ async def _send(kafka: KafkaSettings, topic: str, users: dict[str, str], stop_a_
             )
 
 
-async def test_noisy_neighbour_is_held_to_its_share(
-    kafka_broker: SessionBroker,
-    kafka: KafkaSettings,
-    settings: Settings,
-    configured: dict[str, str],
-    tmp_path: Path,
-) -> None:
-    users = configured
-    names = {v: k for k, v in users.items()}
+@contextlib.asynccontextmanager
+async def two_routers(
+    kafka_broker: SessionBroker, kafka: KafkaSettings, settings: Settings, tmp_path: Path
+) -> AsyncIterator[tuple[list[int], list[dict[str, object]], list[subprocess.Popen[bytes]]]]:
+    """Two `dccgate worker router` processes, each holding one of the two partitions, and
+    the answers on dcc.user.responses as they come: (HTTP ports, answers, processes). On
+    exit the routers are stopped with SIGTERM and waited for (their exit codes then set)."""
     ports = [free_port(), free_port()]
     routers = [
         start_worker_process(
@@ -161,7 +161,7 @@ async def test_noisy_neighbour_is_held_to_its_share(
     follower = TopicFollower(kafka, settings.topics.user_responses, collect, name="test")
     await follower.start()
     try:
-        # Both routers up, each with one partition.
+
         def shared() -> bool:
             assert all(r.poll() is None for r in routers), (tmp_path / "router-0.log").read_text()
             return all(
@@ -171,6 +171,25 @@ async def test_noisy_neighbour_is_held_to_its_share(
         await wait_until_async(
             shared, timeout_s=30, what="routers did not share the partitions", step_s=0.1
         )
+        yield ports, answers, routers
+    finally:
+        await follower.stop()
+        for r in routers:
+            r.send_signal(signal.SIGTERM)
+        for r in routers:
+            r.wait(timeout=40)
+
+
+async def test_noisy_neighbour_is_held_to_its_share(
+    kafka_broker: SessionBroker,
+    kafka: KafkaSettings,
+    settings: Settings,
+    configured: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    users = configured
+    names = {v: k for k, v in users.items()}
+    async with two_routers(kafka_broker, kafka, settings, tmp_path) as (ports, answers, routers):
         stop_a_at = 4.0
         await _send(kafka, settings.topics.sr_inbound, users, stop_a_at)
         # After A stops, traffic management switches off within the documented 2 s.
@@ -180,12 +199,6 @@ async def test_noisy_neighbour_is_held_to_its_share(
             what="traffic management stayed active",
         )
         await asyncio.sleep(1.0)
-    finally:
-        await follower.stop()
-        for r in routers:
-            r.send_signal(signal.SIGTERM)
-        for r in routers:
-            r.wait(timeout=40)
     outcomes: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     for a in answers:
         outcomes[names[str(a["user_id"])]][str(a["outcome"])] += 1

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import os
-import signal
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -30,15 +29,12 @@ import msgspec
 import orjson
 import pytest
 
-from broker.consumer import Record
-from broker.embedded import free_port
-from broker.follower import TopicFollower
 from broker.producer import BatchProducer, partition_for_key
 from broker.settings import KafkaSettings
 from broker.topics import ensure_topics
 from tests.integration.brokers import SessionBroker
-from tests.integration.helpers import start_worker_process, wait_until_async
-from tests.integration.test_noisy_neighbour import _metric
+from tests.integration.helpers import wait_until_async
+from tests.integration.test_noisy_neighbour import two_routers
 from workers.admin.service import AdminService
 from workers.config.model import Allocation, Traffic, User
 from workers.config.reader import ControlReader
@@ -155,33 +151,7 @@ async def test_the_issues_noisy_neighbour_at_full_rate(
 ) -> None:
     users = configured
     names = {v: k for k, v in users.items()}
-    ports = [free_port(), free_port()]
-    routers = [
-        start_worker_process(
-            kafka_broker.bootstrap,
-            settings,
-            tmp_path / f"router-{i}.log",
-            http_port=port,
-            env={"DCCGATE_PARTITIONS": str(PARTITIONS)},
-        )
-        for i, port in enumerate(ports)
-    ]
-    answers: list[dict[str, object]] = []
-
-    def collect(records: list[Record]) -> None:
-        answers.extend(orjson.loads(r.value) for r in records if r.value is not None)
-
-    follower = TopicFollower(kafka, settings.topics.user_responses, collect, name="test")
-    await follower.start()
-    try:
-
-        def shared() -> bool:
-            assert all(r.poll() is None for r in routers), (tmp_path / "router-0.log").read_text()
-            return all(
-                _metric(p, 'dccgate_assigned_partitions\\{service="router"\\}') == 1 for p in ports
-            )
-
-        await wait_until_async(shared, timeout_s=30, what="routers sharing partitions", step_s=0.1)
+    async with two_routers(kafka_broker, kafka, settings, tmp_path) as (_, answers, routers):
         started_at, expected = await _send(kafka, settings.topics.sr_inbound, users)
         await wait_until_async(
             lambda: len(answers) >= expected,
@@ -191,12 +161,6 @@ async def test_the_issues_noisy_neighbour_at_full_rate(
                 f"{collections.Counter(names[str(a['user_id'])] for a in answers)})"
             ),
         )
-    finally:
-        await follower.stop()
-        for r in routers:
-            r.send_signal(signal.SIGTERM)
-        for r in routers:
-            r.wait(timeout=40)
     held_s = SEND_S - HELD_FROM_S
     admitted: collections.Counter[str] = collections.Counter()
     outcomes: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
@@ -219,3 +183,4 @@ async def test_the_issues_noisy_neighbour_at_full_rate(
     assert outcomes["C"]["throttled"] == 0
     assert abs(total_per_s / THRESHOLD - 1) <= 0.05
     assert abs(a_per_s / FAIR_SHARE_A - 1) <= 0.05
+    assert all(r.returncode == 0 for r in routers)
