@@ -33,6 +33,7 @@ from broker.settings import KafkaSettings
 
 __all__ = [
     "EXACTLY_ONCE_MODES",
+    "PROBE_ID_PREFIX",
     "ExactlyOnceMode",
     "PartitionProducers",
     "probe_transactions",
@@ -48,6 +49,10 @@ EXACTLY_ONCE_MODES: Final[tuple[ExactlyOnceMode, ...]] = ("auto", "on", "off")
 _PROBE_TIMEOUT_S = 15.0
 """How long the probe waits for a producer id (a fresh cluster creates
 `__transaction_state` on the first request, which takes a few seconds)."""
+
+
+PROBE_ID_PREFIX: Final = "dccgate.probe."
+"""The exactly-once probe's transactional ids: the topic prefix, this, a random suffix."""
 
 
 def transactional_id(group_id: str, tp: TopicPartition) -> str:
@@ -71,7 +76,8 @@ async def probe_transactions(
         timeout_s = min(_PROBE_TIMEOUT_S, settings.request_timeout_ms / 1000)
     probe = BatchProducer(
         msgspec.structs.replace(settings, request_timeout_ms=int(timeout_s * 1000)),
-        transactional_id=f"{settings.client_id}.probe.{uuid.uuid4().hex[:12]}",
+        # Prefixed like every id of the deployment, so ACLs grant it per deployment.
+        transactional_id=f"{settings.topic_prefix}{PROBE_ID_PREFIX}{uuid.uuid4().hex[:12]}",
     )
     try:
         async with asyncio.timeout(timeout_s + 5):

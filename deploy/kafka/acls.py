@@ -46,8 +46,8 @@ LITERAL, PREFIXED = 3, 4
 READ, WRITE = 3, 4
 _ALLOW = 3
 _RESOURCE_NAMES = {TOPIC: "topic", GROUP: "group", TRANSACTIONAL_ID: "transactional-id"}
-# The exactly-once probe's transactional ids (broker/transactions.py): `dccgate.probe.<random>`,
-# from the client id, without the topic prefix.
+# The exactly-once probe's transactional ids (broker/transactions.py PROBE_ID_PREFIX):
+# `<topic prefix>dccgate.probe.<random>`, granted per deployment like the others.
 PROBE_TRANSACTIONAL_IDS = "dccgate.probe.*"
 _OPERATION_NAMES = {READ: "Read", WRITE: "Write"}
 
@@ -147,8 +147,7 @@ def acl_entries(prefix: str, principals: dict[str, str]) -> list[tuple[str, int,
         if role.group is not None:
             entries.append((principal, GROUP, *_pattern(prefix, role.group), READ))
         for tid in role.transactional_ids:
-            own = "" if tid == PROBE_TRANSACTIONAL_IDS else prefix
-            entries.append((principal, TRANSACTIONAL_ID, *_pattern(own, tid), WRITE))
+            entries.append((principal, TRANSACTIONAL_ID, *_pattern(prefix, tid), WRITE))
     return entries
 
 
@@ -173,10 +172,7 @@ def table(prefix: str = "") -> str:
     ]
     for role in ROLES:
         group = "—" if role.group is None else _shown(prefix, role.group)
-        tids = ", ".join(
-            _shown("" if tid == PROBE_TRANSACTIONAL_IDS else prefix, tid)
-            for tid in role.transactional_ids
-        )
+        tids = ", ".join(_shown(prefix, tid) for tid in role.transactional_ids)
         rows.append(
             f"| `{default_principal(role.name)}` | {role.what} | "
             + ", ".join(f"`{prefix}{n}`" for n in role.reads)

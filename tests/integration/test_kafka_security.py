@@ -257,6 +257,8 @@ def test_router_alerts_and_admin_work_with_only_their_acls(
             procs[name] = _start([*argv, "--http-port", str(port)], env, logs[name])
         for name, port in ports.items():
             wait_healthy(port, procs[name], logs[name], timeout_s=LIVENESS_S)
+        for name in ("router", "alerts"):  # the probe's transaction is granted too
+            assert "exactly-once on" in logs[name].read_text(), logs[name].read_text()[-3000:]
 
         # The admin process writes dcc.control (and dcc.audit) as dccgate-admin ...
         api = f"http://127.0.0.1:{ports['admin']}"

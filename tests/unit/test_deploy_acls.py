@@ -71,7 +71,7 @@ def test_entries_carry_the_prefix_and_the_chosen_principals() -> None:
     tids = {(e[2], e[3]) for e in entries if e[1] == acls.TRANSACTIONAL_ID}
     assert ("p.dccgate-router.", acls.PREFIXED) in tids
     assert ("p.dccgate-quarantine", acls.LITERAL) in tids
-    assert ("dccgate.probe.", acls.PREFIXED) in tids  # the probe's ids have no prefix
+    assert ("p.dccgate.probe.", acls.PREFIXED) in tids  # the probe's ids carry it too
     topics = {e[2] for e in entries if e[1] == acls.TOPIC}
     assert all(name.startswith("p.dcc.") for name in topics)
 
