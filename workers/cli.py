@@ -360,7 +360,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.command == "run":
 
-        async def ready(bootstrap: str, http_port: int, token: str | None) -> None:
+        async def ready(bootstrap: str, http_port: int, token: str | None, duis_url: str) -> None:
             sys.stderr.write(
                 _BANNER.format(
                     token=_token_lines(settings, token, _me()),
@@ -372,10 +372,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
                     else "",
                     http_host=settings.http_host,
                     http_port=http_port,
-                    duis_url=(
-                        f"{'https' if settings.duis_tls_cert else 'http'}://"
-                        f"{settings.duis_host}:{settings.duis_port}/api/v1/"
-                    ),
+                    duis_url=duis_url,
                 )
             )
 

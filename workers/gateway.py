@@ -166,15 +166,39 @@ async def _serve(
     http = HttpServer(app, host=settings.http_host, port=settings.http_port)
     await http.start()
     try:
-        if ready is not None:
-            await ready(http.port)
         async with asyncio.TaskGroup() as tg:
             for lp in loops:
                 tg.create_task(lp.run(stop))
             if not loops:
                 tg.create_task(stop.wait())
+            if ready is not None:
+                tg.create_task(_announce(ready, http.port, loops, stop))
     finally:
         await http.stop()
+
+
+async def _announce(
+    ready: Callable[[int], Awaitable[None]],
+    http_port: int,
+    loops: Sequence[Service],
+    stop: asyncio.Event,
+) -> None:
+    """Call `ready` once every loop that binds a port of its own (the DUIS ingress, with a
+    `started` event) has bound it: what `ready` shows is then reachable. If a loop fails
+    first, the task group cancels this and nothing is announced."""
+    for lp in loops:
+        started = getattr(lp, "started", None)
+        if isinstance(started, asyncio.Event):
+            waiting = asyncio.ensure_future(started.wait())
+            stopping = asyncio.ensure_future(stop.wait())
+            try:
+                await asyncio.wait((waiting, stopping), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiting.cancel()
+                stopping.cancel()
+            if not started.is_set():
+                return  # stopped before it was up: nothing to announce
+    await ready(http_port)
 
 
 WORKERS = ("router", "alerts", "admin", "deliver", "ingress")
@@ -237,13 +261,14 @@ async def run_gateway(
     settings: Settings,
     *,
     stop: asyncio.Event | None = None,
-    on_ready: Callable[[str, int, str | None], Awaitable[None]] | None = None,
+    on_ready: Callable[[str, int, str | None, str], Awaitable[None]] | None = None,
     log_dir: Path | None = None,
 ) -> None:
     """The whole gateway in one process: the embedded broker unless `settings.bootstrap`
     is set, the topics, every service, the admin API, and HTTP. Returns after SIGTERM or
     SIGINT (or `stop`). Without a first operator token configured, one is made up for this
-    run and handed to `on_ready` to show."""
+    run and handed to `on_ready` to show, with the HTTP port and the DUIS ingress's URL, once
+    both ports are bound."""
     stop = stop or asyncio.Event()
     made_up_token = None
     if settings.admin_token_sha256 is None:
@@ -277,16 +302,17 @@ async def run_gateway(
             admin = AdminService(settings, kafka, reader, registry=registry)
             await admin.start()
             stack.push_async_callback(admin.stop)
+            ingress = build_ingress(settings, kafka, metrics, reader=reader)
             loops: list[Service] = [
                 build_router(settings, kafka, metrics, reader=reader),
                 build_alerts(settings, kafka, metrics, reader=reader),
                 build_deliver(settings, kafka, metrics, reader=reader, user_agent=_user_agent()),
-                build_ingress(settings, kafka, metrics, reader=reader),
+                ingress,
             ]
 
             async def ready(port: int) -> None:
-                if on_ready is not None:
-                    await on_ready(bootstrap, port, made_up_token)
+                if on_ready is not None:  # after the DUIS port is bound: its real URL
+                    await on_ready(bootstrap, port, made_up_token, ingress.url)
 
             await _serve(
                 settings,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -61,6 +62,9 @@ def test_run_then_send_shows_every_kind_of_answer(
                 *where,
                 "--http-port",
                 str(http_port),
+                # Any free port: the banner shows the one bound, not the flag's 0.
+                "--duis-port",
+                "0",
                 "--log-dir",
                 str(tmp_path),
             ],
@@ -76,6 +80,11 @@ def test_run_then_send_shows_every_kind_of_answer(
             ready=lambda d: bool(d["services"]["router"]["assigned_partitions"]),
         )
         assert health["embedded_broker"] is kafka_broker.embedded
+        # The banner comes once the DUIS ingress is listening, with its real port.
+        duis = re.search(r"DUIS ingress +: http://127\.0\.0\.1:(\d+)/api/v1/", log.read_text())
+        assert duis is not None, log.read_text()
+        assert int(duis.group(1)) != 0
+        assert _get(f"http://127.0.0.1:{duis.group(1)}/healthz")[0] in (200, 503)
         sent = subprocess.run(
             [*DCCGATE, "send", str(QUICKSTART), *where, "--timeout", "20"],
             env=env,
