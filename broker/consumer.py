@@ -18,6 +18,7 @@ from typing import Protocol
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
+from broker import fetched
 from broker.errors import BrokerError
 from broker.settings import KafkaSettings
 
@@ -34,12 +35,13 @@ log = logging.getLogger(__name__)
 
 
 class Record(Protocol):
-    """A consumed record: what the services read of aiokafka's `ConsumerRecord`.
+    """A consumed record: what the services read of a fetched record.
 
-    aiokafka ships no type information, so its records reach us untyped; this names the
-    attributes the code relies on. `timestamp` is in epoch milliseconds (the producer's
-    time, or the broker's on append); `value` is None for a tombstone. Read-only, so a
-    frozen dataclass satisfies it too (the unit tests' in-memory records).
+    `BatchConsumer` hands out `broker.fetched.ConsumedRecord`s (aiokafka's `ConsumerRecord`
+    on an aiokafka release the fast reader does not mirror, and from other consumers);
+    this names the attributes the code relies on. `timestamp` is in epoch milliseconds
+    (the producer's time, or the broker's on append); `value` is None for a tombstone.
+    Read-only, so a frozen dataclass satisfies it too (the unit tests' in-memory records).
     """
 
     @property
@@ -148,6 +150,9 @@ class BatchConsumer:
             raise BrokerError(
                 f"cannot connect a consumer to {self._settings.bootstrap}: {exc}"
             ) from exc
+        # Records come out of each fetch as ConsumedRecord, read without aiokafka's
+        # per-record Python work (broker/fetched.py: 1.2 -> 0.5 µs a record).
+        fetched.install(self._consumer)
         self._consumer.subscribe(self._topics, listener=_Listener(self))
 
     async def stop(self) -> None:

@@ -49,6 +49,10 @@ OutputRecord = tuple[bytes | None, bytes | None, Headers, int | None]
 PartitionRecords = dict[tuple[str, int], list[OutputRecord]]
 """Output records by (topic, partition), in the order they are sent."""
 
+_NO_HEADERS: list[tuple[str, bytes]] = []
+"""The headers of every record that has none, as aiokafka's C batch builder takes them (a
+list, which it only reads; never appended to)."""
+
 # Errors after which a transactional producer can never write again: another producer
 # with the same transactional id has started (a new owner of the input partition).
 _FENCED_ERRORS = (ProducerFenced, OutOfOrderSequenceNumber, TransactionalIdAuthorizationFailed)
@@ -236,7 +240,9 @@ class BatchProducer:
         append = builder._builder.append
         n = 0
         for key, value, headers, ts_ms in records:
-            hdrs = headers if type(headers) is list else list(headers)
+            # The C append takes a list only; most records have no headers, and share one
+            # empty list rather than allocate their own (it only reads it).
+            hdrs = headers if type(headers) is list else list(headers) if headers else _NO_HEADERS
             if append(n, ts_ms, key, value, hdrs) is None:
                 builder._relative_offset = n
                 builders.append(builder)

@@ -66,16 +66,23 @@ class BatchHistogram(Collector):
 
     def observe_ages_ms(self, now_ms: int, timestamps_ms: Iterable[int]) -> None:
         """Add `now_ms - t` in seconds for each t of `timestamps_ms` (a clock running
-        backwards counts as 0). Integer arithmetic: this runs once per forwarded request."""
-        bounds_ms = self._bounds_ms
-        counts, total_ms = self._counts, 0
-        for ts in timestamps_ms:
-            age = now_ms - ts
-            if age < 0:  # noqa: PLR1730 - a branch is cheaper than max() per record
-                age = 0
-            counts[bisect.bisect_left(bounds_ms, age)] += 1
-            total_ms += age
-        self._sum += total_ms / 1000
+        backwards counts as 0). This runs once per forwarded request: the ages are sorted
+        (in C, and a partition's timestamps come in runs timsort takes whole) and each
+        bucket is counted with one bisect, about 3x cheaper than a bisect per age
+        (docs/benchmarks.md); integer arithmetic, so the sum is exact."""
+        ages = [now_ms - ts for ts in timestamps_ms]
+        if not ages:
+            return
+        ages.sort()
+        counts = self._counts
+        below = 0
+        for i, bound_ms in enumerate(self._bounds_ms):  # age <= bound, as Prometheus' "le"
+            upto = bisect.bisect_right(ages, bound_ms)
+            counts[i] += upto - below
+            below = upto
+        counts[-1] += len(ages) - below
+        negative = bisect.bisect_left(ages, 0)  # counted as 0: in the first bucket, no sum
+        self._sum += (sum(ages) - sum(ages[:negative])) / 1000
 
     @property
     def count(self) -> int:

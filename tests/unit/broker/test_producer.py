@@ -40,3 +40,37 @@ def test_output_batch_groups_records_by_partition_and_counts_topics() -> None:
 def test_output_batch_refuses_a_topic_it_does_not_know() -> None:
     with pytest.raises(BrokerError, match="not prepared"):
         OutputBatch({}).add("nope", b"k", b"v")
+
+
+async def test_batches_carry_each_records_headers_and_share_no_state() -> None:
+    # Records without headers share one empty list in the C batch builder; those with
+    # headers (a tuple, or a list of their own) keep theirs, in order, duplicates too.
+    from aiokafka.record.default_records import DefaultRecordBatch
+
+    from broker import producer as module
+    from broker.producer import BatchProducer
+    from broker.settings import KafkaSettings
+
+    client = BatchProducer(KafkaSettings(bootstrap="127.0.0.1:9"))
+    try:
+        headers = [("dccgate-srv", b"4.1.1"), ("x", b""), ("x", b"2")]
+        records: list[module.OutputRecord] = [
+            (b"k0", b"v0", (), None),
+            (b"k1", b"v1", tuple(headers), 1_700_000_000_000),
+            (None, None, [], None),
+            (b"k3", b"v3", list(headers[:1]), None),
+            (b"k4", b"v4", (), None),
+        ]
+        (builder,) = client._builders("t", records)
+        read = list(DefaultRecordBatch(bytes(builder._builder.build())))
+    finally:
+        await client.stop()
+    assert [(r.key, r.value, list(r.headers)) for r in read] == [
+        (b"k0", b"v0", []),
+        (b"k1", b"v1", headers),
+        (None, None, []),
+        (b"k3", b"v3", headers[:1]),
+        (b"k4", b"v4", []),
+    ]
+    assert read[1].timestamp == 1_700_000_000_000
+    assert module._NO_HEADERS == []

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import bisect
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 
 from adt import QuarantineBook
@@ -10,7 +13,7 @@ from workers.admin.quarantine_metrics import QuarantineMetrics
 from workers.alerts.metrics import AlertMetrics
 from workers.router.processor import RouterMetrics
 from workers.router.traffic import TrafficControl, TrafficMetrics
-from workers.runtime.metrics import BatchHistogram, CommonMetrics
+from workers.runtime.metrics import LATENCY_BUCKETS_S, BatchHistogram, CommonMetrics
 
 
 def test_batch_histogram_exposes_cumulative_buckets() -> None:
@@ -70,3 +73,28 @@ def test_services_sharing_one_registry_export_each_family_once() -> None:
         CommonMetrics(registry, version="t")
     again = _types(generate_latest(registry).decode())
     assert again.count("process_cpu_seconds_total") == 1
+
+
+def _ages_one_by_one(h: BatchHistogram, now_ms: int, timestamps_ms: list[int]) -> None:
+    """The straightforward way: each age clamped at 0 and put in its bucket on its own."""
+    for ts in timestamps_ms:
+        age = max(0, now_ms - ts)
+        h._counts[bisect.bisect_left(h._bounds_ms, age)] += 1
+        h._sum += age / 1000
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    now_ms=st.integers(0, 10**13),
+    offsets_ms=st.lists(st.integers(-5_000, 100_000), max_size=60),
+    batches=st.integers(1, 3),
+)
+def test_ages_are_counted_as_one_by_one(now_ms: int, offsets_ms: list[int], batches: int) -> None:
+    fast = BatchHistogram("t_fast_seconds", "doc", LATENCY_BUCKETS_S, CollectorRegistry())
+    slow = BatchHistogram("t_slow_seconds", "doc", LATENCY_BUCKETS_S, CollectorRegistry())
+    for _ in range(batches):
+        timestamps = [now_ms - o for o in offsets_ms]
+        fast.observe_ages_ms(now_ms, iter(timestamps))
+        _ages_one_by_one(slow, now_ms, timestamps)
+    assert fast._counts == slow._counts
+    assert fast._sum == pytest.approx(slow._sum, rel=1e-12, abs=1e-9)
