@@ -272,7 +272,11 @@ class RegionalGate(Generic[T]):
         if lane.priority or (lane.normal and not priority):
             return None
         if lane is not self._unlimited:
-            lane.refill(now_s)
+            last_s = lane.last_s
+            if last_s is None or now_s > last_s:
+                # `refill` does nothing otherwise; a batch's alerts share one now_s, so the
+                # call is skipped for all but the first (a call per alert on the hot path).
+                lane.refill(now_s)
             if lane.tokens < 1.0:
                 return None
             lane.tokens -= 1.0

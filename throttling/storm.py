@@ -95,6 +95,8 @@ _EVICT_FRACTION: Final = 64
 # Resolved rules are cached per alert code as seen on the wire; a bound, because the codes
 # come from devices (unknown ones included) and a device could send any string.
 _RULE_CACHE_MAX: Final = 4096
+# ... and only codes this long: 4,096 codes of a record's 256 KiB each would hold 1 GiB.
+_RULE_CACHE_CHARS: Final = 32
 
 
 class StormParams(msgspec.Struct, frozen=True, kw_only=True):
@@ -568,7 +570,7 @@ class StormGuard(Generic[T]):
             max_alerts=params.max_alerts,
             period_s=params.period_s,
         )
-        if len(self._rules) < _RULE_CACHE_MAX:
+        if len(self._rules) < _RULE_CACHE_MAX and len(alert_code) <= _RULE_CACHE_CHARS:
             self._rules[alert_code] = rule
         return rule
 

@@ -18,7 +18,7 @@ from prometheus_client.registry import Collector
 
 from workers.runtime.metrics import CommonMetrics
 
-__all__ = ["DELAY_BUCKETS_S", "AlertMetrics", "LaneGauges", "RegionHistogram"]
+__all__ = ["DELAY_BUCKETS_S", "AlertMetrics", "CounterChildren", "LaneGauges", "RegionHistogram"]
 
 # Regional delay: none while a region is under its capacity; seconds to minutes when a
 # storm of a whole region's alerts (a power cut) is worked off at the region's rate.
@@ -76,6 +76,29 @@ class RegionHistogram(Collector):
 
     def describe(self) -> Iterator[HistogramMetricFamily]:
         yield HistogramMetricFamily(self._name, self._doc, labels=["region"])
+
+
+class CounterChildren:
+    """The `.labels(...)` children of one labelled Counter, kept once made: `add` flushes a
+    batch's counts with a dict look-up per label set instead of a `.labels()` call (which
+    checks and joins its labels each time, ~2 µs: as much as 20 alerts' decisions when
+    batches are small). Bounded as the Counter's own children are: the caller's labels
+    are (STYLE.md, metrics)."""
+
+    __slots__ = ("_children", "_counter")
+
+    def __init__(self, counter: Counter) -> None:
+        self._counter = counter
+        self._children: dict[tuple[str, ...], Counter] = {}
+
+    def add(self, counts: Iterable[tuple[tuple[str, ...], int]]) -> None:
+        """Increment the child of each label tuple by its count."""
+        children = self._children
+        for labels, n in counts:
+            child = children.get(labels)
+            if child is None:
+                child = children[labels] = self._counter.labels(*labels)
+            child.inc(n)
 
 
 class LaneGauges(Collector):

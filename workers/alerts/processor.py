@@ -24,6 +24,7 @@ snapshotted to `dcc.state.alerts` after their batch's outputs are acknowledged
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Final, TypeVar
 
@@ -45,7 +46,7 @@ from throttling import (
     normalize_alert_code,
 )
 from workers.alerts.holds import Outlet, Pending
-from workers.alerts.metrics import AlertMetrics, LaneGauges
+from workers.alerts.metrics import AlertMetrics, CounterChildren, LaneGauges
 from workers.alerts.storm_changelog import FORWARD, SKIP, StormBook
 from workers.config import model
 from workers.config.defaults import (
@@ -104,6 +105,11 @@ KNOWN_ALERT_CODES: Final = frozenset(
 )
 # Per-code answers cached by the code as seen on the wire; bounded, devices send any string.
 _CODE_CACHE_MAX: Final = 4096
+# Only codes this long are cached: 4,096 codes of a record's 256 KiB each would be 1 GiB.
+_CODE_CACHE_CHARS: Final = 32
+# Recipient lists cached with their output partitions (AlertProcessor._routes).
+_ROUTE_CACHE_MAX: Final = 4096
+_ROUTE_CACHE_CHARS: Final = 256
 
 # One record for OutputBatch.partition_lists: (key, value, headers, timestamp_ms).
 _Out = tuple[bytes | None, bytes | None, Headers, int | None]
@@ -170,10 +176,18 @@ def correlation_policy_from_config(item: model.Mp102Rule | None) -> CorrelationP
 def device_key(device_id: str) -> str:
     """A device ID in the form DUIS writes it (the TARGET of a RequestID): upper-case hex
     octets joined by hyphens, whatever separators or case it came with."""
+    if _CANONICAL_DEVICE(device_id) is not None:
+        # Already in that form, as devices send it: the steps below would return it unchanged
+        # at four times the cost (tests/unit/workers/alerts/test_device_key.py).
+        return device_id
     raw = device_id.strip().upper().replace("-", "").replace(":", "")
     if len(raw) != 16:
         return device_id.strip().upper()
     return "-".join(raw[i : i + 2] for i in range(0, 16, 2))
+
+
+# An EUI-64 as DUIS writes it; only ASCII hex digits (`[0-9A-F]`, not `\d`, which is Unicode).
+_CANONICAL_DEVICE: Final = re.compile(r"[0-9A-F]{2}(?:-[0-9A-F]{2}){7}").fullmatch
 
 
 class _Tally:
@@ -237,6 +251,10 @@ class AlertProcessor:
     ) -> None:
         self._topics = topics
         self._metrics = metrics
+        self._received = CounterChildren(metrics.received)
+        self._forwarded = CounterChildren(metrics.forwarded)
+        self._suppressed = CounterChildren(metrics.suppressed)
+        self._deadlettered = CounterChildren(metrics.common.deadlettered)
         self._guard: StormGuard[DeviceAlert] = guard or StormGuard(storm_policy_from_config(None))
         self._outlet = Outlet()
         self._book = StormBook(topics.alerts_inbound)
@@ -244,10 +262,13 @@ class AlertProcessor:
         self._on_mp102_change = on_mp102_change
         self._high_priority: frozenset[str] = frozenset()
         self._labels: frozenset[str] = KNOWN_ALERT_CODES | self._guard.exclusions
-        self._label_cache: dict[str, str] = {}
-        self._priority_cache: dict[str, bool] = {}
-        # Wire code -> whether the MP102 rule looks at it (an outage or a restore code).
-        self._mp102_cache: dict[str, bool] = {}
+        # Wire code -> (metric label, priority, whether the MP102 rule looks at it, canonical
+        # code): one look-up per alert instead of four (see `_code_info`).
+        self._codes: dict[str, tuple[str, bool, bool, str]] = {}
+        # Distinct non-empty recipients -> their (key, partition) on dcc.alerts.outbound,
+        # for `_routes_parts` partitions (see `_routes`).
+        self._routes_cache: dict[tuple[str, ...], tuple[tuple[bytes, int], ...]] = {}
+        self._routes_parts = 0
         self._gate_on = False  # regional capacity configured
         self._applied: tuple[int, ...] | None = None
         # Storm copies restored from the changelog, to send again at the next step.
@@ -320,7 +341,7 @@ class AlertProcessor:
         """Replace the MP102 rule's settings."""
         before = self.mp102_watch_s
         self._outlet.set_rule(policy)
-        self._mp102_cache = {}
+        self._codes = {}
         if self.mp102_watch_s != before and self._on_mp102_change is not None:
             self._on_mp102_change()
 
@@ -334,43 +355,68 @@ class AlertProcessor:
 
     def _codes_changed(self) -> None:
         self._labels = KNOWN_ALERT_CODES | self._guard.exclusions | self._high_priority
-        self._label_cache = {}
-        self._priority_cache = {}
+        self._codes = {}
 
     def _label(self, code: str) -> str:
-        label = self._label_cache.get(code)
-        if label is None:
-            canonical = normalize_alert_code(code)
-            label = canonical if canonical in self._labels else "other"
-            if len(self._label_cache) < _CODE_CACHE_MAX:
-                self._label_cache[code] = label
-        return label
+        """The `alert_code` metric label of a wire code: its canonical form when that is
+        well known, excluded or high-priority, else `other` (bounded)."""
+        canonical = normalize_alert_code(code)
+        return canonical if canonical in self._labels else "other"
 
     def _priority(self, code: str) -> bool:
         # Regional capacity serves the exclusion list and the high-priority codes first.
-        priority = self._priority_cache.get(code)
-        if priority is None:
-            priority = (
-                self._guard.is_excluded(code) or normalize_alert_code(code) in self._high_priority
-            )
-            if len(self._priority_cache) < _CODE_CACHE_MAX:
-                self._priority_cache[code] = priority
-        return priority
+        return self._guard.is_excluded(code) or normalize_alert_code(code) in self._high_priority
 
     def _mp102_code(self, code: str) -> bool:
         # Only outage and restore codes concern the MP102 rule; it releases every other
         # alert at once, so those need neither its device key nor its bookkeeping.
-        seen = self._mp102_cache.get(code)
-        if seen is None:
-            policy = self._outlet.rule.policy
-            canonical = normalize_alert_code(code)
-            seen = any(
-                canonical == normalize_alert_code(c)
-                for c in (*policy.outage_codes, *policy.restore_codes)
+        policy = self._outlet.rule.policy
+        canonical = normalize_alert_code(code)
+        return any(
+            canonical == normalize_alert_code(c)
+            for c in (*policy.outage_codes, *policy.restore_codes)
+        )
+
+    def _code_info(self, code: str) -> tuple[str, bool, bool, str]:
+        """(label, priority, MP102 code, canonical code) of a wire code, cached per code as
+        seen on the wire until the exclusions, the high-priority codes or the MP102 rule
+        change; bounded in number and length, as devices send any string (an uncached code
+        is worked out again for each alert)."""
+        info = self._codes.get(code)
+        if info is None:
+            info = (
+                self._label(code),
+                self._priority(code),
+                self._mp102_code(code),
+                normalize_alert_code(code),
             )
-            if len(self._mp102_cache) < _CODE_CACHE_MAX:
-                self._mp102_cache[code] = seen
-        return seen
+            if len(self._codes) < _CODE_CACHE_MAX and len(code) <= _CODE_CACHE_CHARS:
+                self._codes[code] = info
+        return info
+
+    def _route_cache(self, n_parts: int) -> dict[tuple[str, ...], tuple[tuple[bytes, int], ...]]:
+        """The recipient lists cached for `n_parts` partitions of dcc.alerts.outbound (emptied
+        when the topic's partition count changes)."""
+        if n_parts != self._routes_parts:
+            self._routes_cache = {}
+            self._routes_parts = n_parts
+        return self._routes_cache
+
+    def _routes(self, names: tuple[str, ...], n_parts: int) -> tuple[tuple[bytes, int], ...]:
+        """(key, partition) among `n_parts` of each distinct, non-empty recipient of `names`,
+        in order: where an alert's copies go. Cached per recipient list (a device's supplier
+        and network operator: few distinct lists); bounded in number and, at 256 characters
+        a list (a handful of User IDs), in size, as devices send any list."""
+        cache = self._route_cache(n_parts)
+        routes = cache.get(names)
+        if routes is None:
+            routes = tuple(
+                (key, partition_for_key(key, n_parts))
+                for key in (r.encode() for r in dict.fromkeys(names) if r)
+            )
+            if len(cache) < _ROUTE_CACHE_MAX and sum(map(len, names)) <= _ROUTE_CACHE_CHARS:
+                cache[names] = routes
+        return routes
 
     def _now_s(self, now_ms: int) -> float:
         now_s = now_ms / 1000
@@ -417,11 +463,20 @@ class AlertProcessor:
         tally = _Tally()
         now_s = self._now_s(now_ms)
         outbound = out.partition_lists(self._topics.alerts_outbound)
+        n_parts = len(outbound)
+        route_cache = self._route_cache(n_parts)
+        code_cache = self._codes
         decide = self._guard.decide
         book = self._book
         outlet = self._outlet
+        # Read once a batch: the configuration changes only between batches (`apply`).
+        rule_on, gate_on = outlet.rule_on, self._gate_on
+        take = outlet.take
         changelog = self._changelog is not None
-        received, forwarded = tally.received, tally.forwarded
+        received, forwarded, passed = tally.received, tally.forwarded, tally.passed
+        # The hot loop counts into the tally's dicts inline (`d[k] = d.get(k, 0) + 1`) and
+        # looks the per-code and per-recipient-list answers up in their caches itself: a
+        # helper call per alert and count costs as much as the look-up it wraps.
         for tp, records in batch.items():
             for rec in records:
                 stage = "decode"
@@ -439,9 +494,13 @@ class AlertProcessor:
                     except msgspec.DecodeError as exc:
                         self._undecodable(out, rec, exc, now_ms, tally)
                         continue
-                    region = alert.region or "unknown"
-                    label = self._label(alert.alert_code)
-                    _add(received, (region, label))
+                    code = alert.alert_code
+                    info = code_cache.get(code)
+                    if info is None:
+                        info = self._code_info(code)
+                    label, priority, mp102, canonical = info
+                    labels = (alert.region or "unknown", label)
+                    received[labels] = received.get(labels, 0) + 1
                     if not any(alert.recipients):
                         self._deadletter(
                             out, rec, "no_recipients",
@@ -455,24 +514,17 @@ class AlertProcessor:
                     if book.replaying:
                         device = book.replaying.get(alert.device_id)
                         if device is not None:
-                            replay = book.replayed(device, alert.device_id, alert.alert_code,
-                                                   rec.offset)  # fmt: skip
+                            replay = book.replayed(device, alert.device_id, code, rec.offset)
                     if replay == SKIP:
                         continue  # a restored storm counted it already
                     if replay != FORWARD:
-                        decision = decide(alert.device_id, alert.alert_code, alert, now_s)
+                        decision = decide(alert.device_id, code, alert, now_s)
                         if not decision.forward:
                             # Held back: counted as suppressed when its period boundary decides
                             # whether it goes out as the periodic copy (see _copy).
                             if changelog:
                                 started = decision.reason == "storm_started"
-                                book.counted(
-                                    alert.device_id,
-                                    alert.alert_code,
-                                    tp,
-                                    rec.offset,
-                                    started=started,
-                                )
+                                book.counted(alert.device_id, code, tp, rec.offset, started=started)
                             continue
                     if (
                         alert.throttled_alert_count is not None
@@ -485,12 +537,44 @@ class AlertProcessor:
                             )
                         )
                     stage = "outlet"  # MP102 and regional capacity
-                    if outlet.active and not self._let_out(alert, value, tp, rec.offset, now_s,
-                                                            (region, label), tally):  # fmt: skip
-                        continue
+                    if rule_on and mp102:
+                        # The rule may hold it (then regional capacity after the hold).
+                        lane = outlet.offer(
+                            Pending(
+                                alert, value, tp, rec.offset, region=labels[0], label=label,
+                                priority=priority, since_s=now_s,
+                                device_key=device_key(alert.device_id),
+                                code=canonical,
+                            ),
+                            now_s,
+                        )  # fmt: skip
+                        if lane is None:
+                            continue
+                    elif gate_on:
+                        # The fast path while the region is under its capacity: nothing held.
+                        lane = take(alert.region, priority, now_s)
+                        if lane is None:
+                            outlet.wait(
+                                Pending(
+                                    alert, value, tp, rec.offset, region=labels[0],
+                                    label=label, priority=priority, since_s=now_s,
+                                ),
+                                now_s,
+                            )  # fmt: skip
+                            continue
+                    else:
+                        lane = ""  # neither configured, or the rule on and a code it ignores
+                    if lane:
+                        passed[lane] = passed.get(lane, 0) + 1
                     stage = "forward"
-                    n = self._write(outbound, alert, value, ())
-                    _add(forwarded, (region, label), n)
+                    names = tuple(alert.recipients)
+                    routes = route_cache.get(names)
+                    if routes is None:
+                        routes = self._routes(names, n_parts)
+                    # One record per distinct, non-empty recipient, keyed by its User ID.
+                    for key, partition in routes:
+                        outbound[partition].append((key, value, (), None))
+                    forwarded[labels] = forwarded.get(labels, 0) + len(routes)
                 except Exception as exc:  # no record may stop the alert worker
                     # Per-record isolation: the alert is dead-lettered with the stage and
                     # the error, and the batch goes on (docs/contract.md).
@@ -499,42 +583,6 @@ class AlertProcessor:
                     )
         self._step(out, now_s, now_ms, tally)
         return tally
-
-    def _let_out(
-        self,
-        alert: DeviceAlert,
-        value: bytes,
-        tp: TopicPartition,
-        offset: int,
-        now_s: float,
-        labels: tuple[str, str],
-        tally: _Tally,
-    ) -> bool:
-        """The MP102 rule and regional capacity: True to write the alert now, False when it
-        is held (it comes back from `Outlet.due`)."""
-        outlet = self._outlet
-        priority = self._priority(alert.alert_code)
-        region, label = labels
-        if outlet.rule_on and self._mp102_code(alert.alert_code):
-            item = Pending(
-                alert, value, tp, offset, region=region, label=label, priority=priority,
-                since_s=now_s, device_key=device_key(alert.device_id),
-                code=normalize_alert_code(alert.alert_code),
-            )  # fmt: skip
-            lane = outlet.offer(item, now_s)
-        elif not self._gate_on:
-            lane = ""  # the MP102 rule on, no regional capacity, a code the rule ignores
-        else:
-            # The fast path while the region is under its capacity: nothing to hold.
-            lane = outlet.take(alert.region, priority, now_s)
-            if lane is None:
-                outlet.wait(Pending(alert, value, tp, offset, region=region, label=label,
-                                    priority=priority, since_s=now_s), now_s)  # fmt: skip
-        if lane is None:
-            return False
-        if lane:
-            _add(tally.passed, lane)
-        return True
 
     def tick(self, out: OutputBatch, now_ms: int) -> _Tally | None:
         """What is due by now with no input (the loop calls this when no input arrives,
@@ -647,26 +695,18 @@ class AlertProcessor:
                  recipients)  # fmt: skip
         return alert, _copy_headers(copy.final, round(copy.at_s * 1000))
 
-    @staticmethod
     def _write(
+        self,
         outbound: list[list[_Out]],
         alert: DeviceAlert,
         value: bytes,
         headers: Headers,
     ) -> int:
         """One record per distinct, non-empty recipient, keyed by its User ID."""
-        n_parts = len(outbound)
-        recipients = alert.recipients
-        if len(recipients) > 1:
-            recipients = list(dict.fromkeys(recipients))
-        n = 0
-        for recipient in recipients:
-            if not recipient:
-                continue
-            key = recipient.encode()
-            outbound[partition_for_key(key, n_parts)].append((key, value, headers, None))
-            n += 1
-        return n
+        routes = self._routes(tuple(alert.recipients), len(outbound))
+        for key, partition in routes:
+            outbound[partition].append((key, value, headers, None))
+        return len(routes)
 
     def _undecodable(
         self, out: OutputBatch, rec: Record, exc: Exception, now_ms: int, tally: _Tally
@@ -701,14 +741,12 @@ class AlertProcessor:
     def after_send(self, tally: _Tally, now_ms: int) -> None:
         """Flush a batch's counts into the metrics, now that its outputs are acknowledged."""
         m = self._metrics
-        for (region, code), n in tally.received.items():
-            m.received.labels(region, code).inc(n)
-        for (region, code), n in tally.forwarded.items():
-            m.forwarded.labels(region, code).inc(n)
-        for code, n in tally.suppressed.items():
-            m.suppressed.labels(code).inc(n)
-        for kind, n in tally.deadlettered.items():
-            m.common.deadlettered.labels(SERVICE, kind).inc(n)
+        self._received.add(tally.received.items())
+        self._forwarded.add(tally.forwarded.items())
+        if tally.suppressed:
+            self._suppressed.add(((code,), n) for code, n in tally.suppressed.items())
+        if tally.deadlettered:
+            self._deadlettered.add(((SERVICE, kind), n) for kind, n in tally.deadlettered.items())
         for lane, delays in tally.delays.items():
             m.regional_delay.observe_many(lane, delays)
         for lane, n in tally.passed.items():

@@ -355,3 +355,43 @@ def test_released_rate_stays_within_rate_times_t_plus_burst(
             for end, n in counts[i:]:
                 total += n
                 assert total <= capacity.rate_per_s * (end - start) + capacity.burst + 1e-9
+
+
+def _take_straightforward(
+    g: RegionalGate[int], region: str | None, priority: bool, now_s: float
+) -> str | None:
+    # `RegionalGate.take` as first written, refilling on every call: the reference for its
+    # shortcut of skipping `refill` when the time has not moved on.
+    lane = g._lanes.get(region) if region is not None else None
+    if lane is None:
+        lane = g._fallback
+    if lane.priority or (lane.normal and not priority):
+        return None
+    if lane is not g._unlimited:
+        lane.refill(now_s)
+        if lane.tokens < 1.0:
+            return None
+        lane.tokens -= 1.0
+    return lane.name
+
+
+@settings(max_examples=300, deadline=None)
+@given(_ops, _capacity)
+def test_take_answers_as_if_it_refilled_every_time(ops: list[Op], capacity: RegionCapacity) -> None:
+    policy = RegionalPolicy(regions=dict.fromkeys(REGIONS, capacity))
+    fast: RegionalGate[int] = RegionalGate(policy)
+    reference: RegionalGate[int] = RegionalGate(policy)
+    t = 0.0
+    for n, (what, gap_s, region_index, priority) in enumerate(ops):
+        t += gap_s
+        region = REGIONS[region_index] if region_index < len(REGIONS) else None
+        if what == "offer":
+            answer = fast.take(region, priority, t)
+            assert answer == _take_straightforward(reference, region, priority, t)
+            if answer is None:
+                assert fast.offer(region, n, priority, t) == reference.offer(region, n, priority, t)
+        else:
+            assert fast.poll(t) == reference.poll(t)
+        for name in REGIONS:
+            mine, theirs = fast._lanes[name], reference._lanes[name]
+            assert (mine.tokens, mine.last_s) == (theirs.tokens, theirs.last_s)

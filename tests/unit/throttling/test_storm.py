@@ -616,3 +616,14 @@ def test_a_restart_with_exported_storms_continues_them_unchanged(
 
 def _order(c: StormCopy[int]) -> tuple[float, str, bool]:
     return c.at_s, c.throttled_alert_sequence_id, c.final
+
+
+def test_the_rule_cache_keeps_short_codes_only() -> None:
+    # The per-code rules are cached by the code as sent; a long code (a record may be
+    # 256 KiB) is answered the same but not kept, so the cache cannot hold gigabytes.
+    g = guard(max_alerts=1, exclusions=("8F35",))
+    long_code = " 0x8f35" + " " * 40
+    assert g.decide(DEVICE, long_code, "a", 1.0).reason == "excluded"
+    assert g.decide(DEVICE, " 0x8f36 ", "b", 1.0).reason == "under_threshold"
+    assert g.decide(DEVICE, "8F36" + " " * 40, "c", 1.0).reason == "storm_started"
+    assert g._rules.keys() == {" 0x8f36 "}
