@@ -28,6 +28,9 @@ __all__ = ["TopicFollower", "partition_counts"]
 
 log = logging.getLogger(__name__)
 
+_CATCH_UP_POLL_MS = 20
+"""How long a follower not yet caught up waits in one poll before it looks again."""
+
 OnRecords = Callable[[list[Record]], None]
 
 
@@ -145,7 +148,11 @@ class TopicFollower:
     async def _follow(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:
         while True:
             try:
-                batch = await consumer.getmany(*tps, timeout_ms=500, max_records=5000)
+                # Until caught up, a short wait: "at the end" is known from the first fetch
+                # answer's high watermark, and an empty topic would otherwise keep a
+                # starting service (MP102 feed, restores) waiting the whole 500 ms.
+                wait_ms = 500 if self._caught_up.is_set() else _CATCH_UP_POLL_MS
+                batch = await consumer.getmany(*tps, timeout_ms=wait_ms, max_records=5000)
             except Exception as exc:  # KafkaError: the client reconnects by itself; go on
                 self._fetch_problem = f"cannot fetch {self._topic}: {type(exc).__name__}: {exc}"
                 log.warning("following %s: %s", self._topic, exc)
