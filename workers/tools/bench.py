@@ -256,8 +256,9 @@ async def time_router(
 async def _timed(
     run: Callable[[asyncio.Event], Coroutine[Any, Any, None]], status: LoopStatus, n: int
 ) -> float:
-    """Run a service until it has committed `n` records; seconds from its first batch to
-    the commit of the last."""
+    """Run a service until it has committed `n` records; seconds from the start of its
+    first batch's decisions (after the assignment's restore of its state, which the
+    pass-through has none of) to the commit of the last."""
     stop = asyncio.Event()
     task = asyncio.create_task(run(stop))
     try:
