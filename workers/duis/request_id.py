@@ -13,8 +13,10 @@ from typing import NamedTuple
 
 __all__ = [
     "MAX_COUNTER",
+    "PAIR_CHARS",
     "InvalidRequestIdError",
     "RequestId",
+    "match_request_id",
     "parse_request_id",
     "request_id_problem",
     "shorten",
@@ -37,6 +39,12 @@ _COUNTER = rf"0|[1-9][0-9]{{0,{_MAX_COUNTER_DIGITS - 1}}}"
 # Groups: pair "USER:TARGET", USER, TARGET, COUNTER.
 _REQUEST_ID = re.compile(rf"(({_EUI64}):({_EUI64})):({_COUNTER})")
 _EUI64_ONLY = re.compile(_EUI64)
+PAIR_CHARS = 2 * len("90-B3-D5-1F-30-01-00-00") + 1
+"""Length of the "USER:TARGET" part of every valid RequestID (47): both IDs are EUI-64s
+written with a fixed width, so the COUNTER digits always start at PAIR_CHARS + 1."""
+match_request_id = _REQUEST_ID.fullmatch
+"""The match behind `split_request_id`, for a caller that cannot afford its call: groups
+pair, USER, TARGET, COUNTER digits; a match's COUNTER may still exceed MAX_COUNTER."""
 _LOWER_EUI64 = re.compile(_EUI64, re.IGNORECASE)
 _DIGITS = re.compile(r"[0-9]+")
 
@@ -78,7 +86,7 @@ def split_request_id(text: str) -> tuple[str, str, str, int] | None:
     being formatted.
     Ask `request_id_problem(text)` for the reason after a None.
     """
-    match = _REQUEST_ID.fullmatch(text)
+    match = match_request_id(text)
     if match is None:
         return None
     pair, user_id, target_id, digits = match.groups()

@@ -16,7 +16,7 @@ import msgspec
 
 from broker.schemas import USER_ROLES, ServiceRequest
 from workers.duis.catalogue import Srv
-from workers.duis.request_id import request_id_problem, shorten, split_request_id
+from workers.duis.request_id import MAX_COUNTER, match_request_id, request_id_problem, shorten
 
 __all__ = ["DuisValidator", "RejectKind", "Rejection", "ReplayBook", "Validated"]
 
@@ -158,7 +158,15 @@ class DuisValidator:
     `forget_user`.
     """
 
-    __slots__ = ("_pairs_per_user", "_roles", "_rules", "books", "evicting", "journal")
+    __slots__ = (
+        "_duis_roles",
+        "_pairs_per_user",
+        "_roles",
+        "_rules",
+        "books",
+        "evicting",
+        "journal",
+    )
 
     def __init__(
         self, catalogue: Mapping[str, Srv], *, replay_pairs_per_user: int = 1_000_000
@@ -175,6 +183,8 @@ class DuisValidator:
         }
         # User -> its registered roles; None: open (any User, any role; demos only).
         self._roles: dict[str, frozenset[str]] | None = {}
+        # The same, each User's roles kept only if DUIS User Roles: one test on the hot path.
+        self._duis_roles: dict[str, frozenset[str]] | None = {}
         self.books: dict[str, ReplayBook] = {}
         """User -> its anti-replay memory."""
         self.evicting: set[str] = set()
@@ -191,40 +201,40 @@ class DuisValidator:
         """The registered Users and their roles (from `dcc.control`); None opens the gate to
         every User in every role (the `open_users` demo setting)."""
         self._roles = None if users is None else {u: frozenset(roles) for u, roles in users.items()}
+        self._duis_roles = (
+            None
+            if self._roles is None
+            else {u: roles & USER_ROLES for u, roles in self._roles.items()}
+        )
 
     def check(self, request: ServiceRequest, key_user_id: str | None) -> Validated | Rejection:
         """Validate one Service Request; does not record its counter (see `record_accepted`).
 
         key_user_id: the Kafka record key (the sending User's ID); None when it has none.
         """
-        parts = split_request_id(request.request_id)
-        if parts is None:
-            return Rejection("invalid_request_id", request_id_problem(request.request_id))
-        pair, user_id, target_id, counter = parts
+        # Runs once per request: `split_request_id` inlined (its call and tuple cost a tenth
+        # of this method), and the roles of a registered User checked in one lookup.
+        text = request.request_id
+        match = match_request_id(text)
+        if match is None:
+            return Rejection("invalid_request_id", request_id_problem(text))
+        pair, user_id, target_id, digits = match.groups()
+        counter = int(digits)
+        if counter > MAX_COUNTER:
+            return Rejection("invalid_request_id", request_id_problem(text))
         if key_user_id != user_id:
             return Rejection("user_mismatch", _key_mismatch(user_id, key_user_id))
         role = request.user_role
-        registry = self._roles
-        held: frozenset[str] | None = None
-        if registry is not None:
-            held = registry.get(user_id)
-            if held is None:
-                return Rejection(
-                    "unknown_user",
-                    f"User {user_id} is not a registered DCC User (never registered, or "
-                    "deleted); nothing is forwarded for it",
-                )
-        if role not in USER_ROLES:
-            return Rejection(
-                "invalid_role",
-                f"user_role {shorten(role)} is not a DUIS User Role; allowed: {_ROLES_TEXT}",
-            )
-        if held is not None and role not in held:
-            return Rejection(
-                "role_not_held",
-                f"User {user_id} is not registered in User Role {role}; its registered "
-                f"roles: {', '.join(sorted(held))}",
-            )
+        duis_roles = self._duis_roles
+        if duis_roles is None:
+            if role not in USER_ROLES:
+                return _invalid_role(role)
+        else:
+            held = duis_roles.get(user_id)
+            # held: the User's registered roles that are DUIS User Roles. Not there, or
+            # the role not among them: which of checks 3 and 4 failed, in their order.
+            if held is None or role not in held:
+                return self._role_rejection(user_id, role)
         rule = self._rules.get(request.srv)
         if rule is None:
             return Rejection(
@@ -256,6 +266,23 @@ class DuisValidator:
                     "forgotten; send a higher COUNTER (epoch milliseconds always are)",
                 )
         return _new_validated((user_id, target_id, counter, pair, srv))
+
+    def _role_rejection(self, user_id: str, role: str) -> Rejection:
+        """Checks 3 and 4 for a registered validator, in order, once the fast test failed."""
+        held = self._roles.get(user_id) if self._roles is not None else None
+        if held is None:
+            return Rejection(
+                "unknown_user",
+                f"User {user_id} is not a registered DCC User (never registered, or "
+                "deleted); nothing is forwarded for it",
+            )
+        if role not in USER_ROLES:
+            return _invalid_role(role)
+        return Rejection(
+            "role_not_held",
+            f"User {user_id} is not registered in User Role {role}; its registered "
+            f"roles: {', '.join(sorted(held))}",
+        )
 
     def record_accepted(self, v: Validated) -> None:
         """Remember `v.counter` as the last accepted counter of `v.pair`.
@@ -311,6 +338,13 @@ class DuisValidator:
         """Empty the replay memory: every pair's next request is accepted whatever its counter."""
         self.books.clear()
         self.evicting.clear()
+
+
+def _invalid_role(role: str) -> Rejection:
+    return Rejection(
+        "invalid_role",
+        f"user_role {shorten(role)} is not a DUIS User Role; allowed: {_ROLES_TEXT}",
+    )
 
 
 def _key_mismatch(user_id: str, key_user_id: str | None) -> str:

@@ -15,6 +15,7 @@ The ADT counts a batch changed go to `dcc.state.router` with the batch
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
 
@@ -31,6 +32,7 @@ from throttling import RULE_CAPACITY, TrafficDecision
 from throttling import reason as traffic_reason
 from workers.config.codes import ResponseCodes
 from workers.duis import DuisValidator, Rejection, Validated
+from workers.duis.request_id import PAIR_CHARS as _PAIR
 from workers.router.adt import AdtControl
 from workers.router.adt_state import AdtStateStore
 from workers.router.traffic import TrafficControl, TrafficMetrics
@@ -53,6 +55,7 @@ _QUARANTINE_CODE = {
 _encode = msgspec.json.Encoder().encode
 
 _NO_VALUE = "the record has no value (a null/tombstone)"
+_RAW_NULL = msgspec.Raw(b"null")
 
 
 def _finite(value: float) -> float | None:
@@ -162,10 +165,9 @@ class RouterProcessor:
         self._traffic = traffic
         self._adt = adt
         self._adt_state = adt_state
-        # SRV -> the pre-encoded middle of an accepted answer (code, outcome, reason).
-        self._accepted_middle: dict[str, bytes] = {}
-        # SRV -> the answer's `dccgate-srv` header (the actuals count per SRV).
-        self._accepted_headers: dict[str, tuple[tuple[str, bytes], ...]] = {}
+        # SRV -> the pre-encoded middle of an accepted answer (code, outcome, reason) and the
+        # answer's `dccgate-srv` header (the actuals count per SRV): one lookup per request.
+        self._accepted_parts: dict[str, tuple[bytes, tuple[tuple[str, bytes], ...]]] = {}
 
     def process(  # noqa: PLR0915 - one hot loop; helpers would cost a call per record
         self, batch: dict[TopicPartition, list[Record]], out: OutputBatch, now_ms: int
@@ -181,17 +183,15 @@ class RouterProcessor:
         check = self._validator.check
         record_accepted = self._validator.record_accepted
         self._validator.journal.clear()  # what this batch accepts, for `abandon`
-        accepted_middle = self._accepted_middle
-        accepted_headers = self._accepted_headers
+        accepted_parts = self._accepted_parts
         forward_ts = tally.forward_ts_ms
-        accepted_by_user = tally.accepted_by_user
+        accepted_users: list[str] = []  # the User of each accepted request, in order
         # The accepted answer is assembled from bytes: every part is either validated to
         # [0-9A-F:-] (request_id, User ID) or pre-encoded JSON, so no escaping is needed.
         # tests/unit/workers/router/test_router_processor.py checks it equals msgspec's encoding.
         suffix = (
             b',"rule":null,"retry_after_ms":null,"at_ms":%d,"observed":null,"limit":null}' % now_ms
         )
-        accepted = 0
         # SECMP0067: None while no traffic management is configured (nothing throttled).
         traffic = self._traffic.manager if self._traffic is not None else None
         # SEC G6: None while no ADT values are configured at all.
@@ -222,9 +222,12 @@ class RouterProcessor:
                         continue
                     try:
                         req = _decode_request(value)
-                        if not req.body_is_object():
+                        # ServiceRequest.body_is_object inlined: a method call is a third
+                        # of it. Most requests have no xml: a Raw equal to null needs no look.
+                        body = memoryview(req.body)
+                        if not body or body[0] != 0x7B:  # "{"
                             raise msgspec.ValidationError("Expected `object` - at `$.body`")
-                        if not req.xml_is_string_or_null():
+                        if req.xml != _RAW_NULL and not req.xml_is_string_or_null():
                             raise msgspec.ValidationError("Expected `str | null` - at `$.xml`")
                     except msgspec.ValidationError as exc:
                         self._deadletter(out, rec, "invalid_schema", str(exc), now_ms, tally)
@@ -242,26 +245,26 @@ class RouterProcessor:
                     if isinstance(verdict, Rejection):
                         self._reject(out, req, key_user, verdict, now_ms, tally)
                         continue
+                    user_id, target_id, _, _, srv = verdict  # one unpack, not six lookups
+                    srv_name = srv.srv
                     if traffic is not None:
                         stage = "traffic"
                         # Traffic management before anomaly detection: a throttled request was
                         # never processed, so it neither counts for ADT nor uses its counter.
-                        decision = traffic.decide(verdict.user_id, verdict.srv.srv, now_s)
+                        decision = traffic.decide(user_id, srv_name, now_s)
                         if decision.would_throttle:
                             if not decision.allowed:
                                 self._throttle(out, req, verdict, decision, now_ms, tally)
                                 continue
-                            user = self._traffic.user_label(verdict.user_id)  # type: ignore[union-attr]
+                            user = self._traffic.user_label(user_id)  # type: ignore[union-attr]
                             tally.would_throttle[user] = tally.would_throttle.get(user, 0) + 1
-                        traffic.record_admitted(verdict.user_id, verdict.srv.srv, now_s)
+                        traffic.record_admitted(user_id, srv_name, now_s)
                     if adt is not None:
                         stage = "adt"
                         # Anomaly detection counts what is processed; only the excess over a
                         # threshold (or a bad data value) is held in quarantine. One call
                         # decides and, unless it quarantines, counts the request.
-                        found = adt.check_and_record(
-                            verdict.user_id, verdict.srv.srv, req.body_values, now_s
-                        )
+                        found = adt.check_and_record(user_id, srv_name, req.body_values, now_s)
                         if found.shadow_breaches:
                             for breach in found.shadow_breaches:
                                 tally.would_quarantine[breach.kind] = (
@@ -270,27 +273,29 @@ class RouterProcessor:
                         if found.breach is not None and found.quarantined:
                             record_accepted(verdict)  # held, not lost: a resend is a replay
                             if replay_log is not None:
-                                replay_log.append(
-                                    (verdict.pair.encode(), b"%d" % verdict.counter, (), None)
-                                )
+                                rid = req.request_id.encode()
+                                replay_log.append((rid[:_PAIR], rid[_PAIR + 1 :], (), None))
                             self._quarantine(out, req, verdict, found.breach, value, now_ms, tally)
                             continue
-                        touched[verdict.user_id] = tp.partition
+                        touched[user_id] = tp.partition
                     stage = "forward"
                     record_accepted(verdict)
+                    # The request_id is validated USER:TARGET:COUNTER with fixed-width IDs and
+                    # COUNTER without leading zeros: its bytes cut at _PAIR are the pair and
+                    # b"%d" % counter (tests/unit/workers/router/test_router_processor.py).
+                    rid = req.request_id.encode()
                     if replay_log is not None:
-                        replay_log.append(
-                            (verdict.pair.encode(), b"%d" % verdict.counter, (), None)
-                        )
+                        replay_log.append((rid[:_PAIR], rid[_PAIR + 1 :], (), None))
                     if key is None:
-                        key = verdict.user_id.encode()
-                    target = verdict.target_id.encode()
+                        key = user_id.encode()
+                    target = target_id.encode()
+                    headers = rec.headers
                     forwards[partition_for_key(target, n_forwards)].append(
-                        (target, value, own_headers_dropped(rec.headers), None)
+                        (target, value, own_headers_dropped(headers) if headers else (), None)
                     )
-                    middle = accepted_middle.get(verdict.srv.srv)
-                    if middle is None:
-                        middle = self._middle_for(verdict)
+                    parts = accepted_parts.get(req.srv)  # the catalogue key of verdict.srv
+                    if parts is None:
+                        parts = self._parts_for(req.srv, verdict)
                     p = answer_partition.get(key)
                     if p is None:
                         p = answer_partition[key] = partition_for_key(key, n_answers)
@@ -298,17 +303,14 @@ class RouterProcessor:
                         (
                             key,
                             b"".join(
-                                (b'{"request_id":"', req.request_id.encode(), b'","user_id":"', key,
-                                 middle, suffix)
+                                (b'{"request_id":"', rid, b'","user_id":"', key, parts[0], suffix)
                             ),
-                            accepted_headers[verdict.srv.srv],
+                            parts[1],
                             None,
                         )
-                    )  # fmt: skip
+                    )
                     forward_ts.append(rec.timestamp)
-                    accepted += 1
-                    uid = verdict.user_id
-                    accepted_by_user[uid] = accepted_by_user.get(uid, 0) + 1
+                    accepted_users.append(user_id)  # counted once, after the loop
                 except Exception as exc:  # no record may stop the router
                     # Per-record isolation: whatever a stage raised on this record, the
                     # record is dead-lettered with the stage and the error, and the batch
@@ -316,8 +318,9 @@ class RouterProcessor:
                     self._deadletter(
                         out, rec, "processing_error", processing_error(stage, exc), now_ms, tally
                     )
-        if accepted:
-            tally.decisions[("accepted", self._codes.accepted)] = accepted
+        if accepted_users:
+            tally.decisions[("accepted", self._codes.accepted)] = len(accepted_users)
+            tally.accepted_by_user = collections.Counter(accepted_users)  # counted in C
         if state is not None:
             state.write_replay_evictions(out)
             if adt is not None:
@@ -325,16 +328,17 @@ class RouterProcessor:
                 state.write(out, touched, now_s)
         return tally
 
-    def _middle_for(self, verdict: Validated) -> bytes:
+    def _parts_for(
+        self, key: str, verdict: Validated
+    ) -> tuple[bytes, tuple[tuple[str, bytes], ...]]:
         srv = verdict.srv
         reason = f"accepted: SRV {srv.srv} ({srv.name}) forwarded to the device"
         middle = b'","response_code":%s,"outcome":"accepted","reason":%s' % (
             _encode(self._codes.accepted),
             _encode(reason),
         )
-        self._accepted_middle[srv.srv] = middle
-        self._accepted_headers[srv.srv] = srv_headers(srv.srv)
-        return middle
+        parts = self._accepted_parts[key] = (middle, srv_headers(srv.srv))
+        return parts
 
     def _quarantine(
         self,

@@ -8,10 +8,12 @@ from hypothesis import strategies as st
 
 from workers.duis.request_id import (
     MAX_COUNTER,
+    PAIR_CHARS,
     InvalidRequestIdError,
     RequestId,
     parse_request_id,
     shorten,
+    split_request_id,
 )
 
 USER = "90-B3-D5-1F-30-01-00-00"
@@ -106,6 +108,20 @@ def test_shorten_bounds_the_shown_value() -> None:
 @settings(database=None, deadline=None)
 def test_round_trips_any_valid_id(user: str, target: str, counter: int) -> None:
     assert parse_request_id(f"{user}:{target}:{counter}") == RequestId(user, target, counter)
+
+
+@given(eui64, eui64, counters)
+@settings(database=None, deadline=None)
+def test_a_valid_id_cut_at_pair_chars_is_its_pair_and_counter(
+    user: str, target: str, counter: int
+) -> None:
+    # The router writes the replay changelog from the RequestID's bytes cut at PAIR_CHARS.
+    text = f"{user}:{target}:{counter}"
+    parts = split_request_id(text)
+    assert parts is not None
+    pair, _, _, parsed = parts
+    raw = text.encode()
+    assert (raw[:PAIR_CHARS], raw[PAIR_CHARS + 1 :]) == (pair.encode(), b"%d" % parsed)
 
 
 def _mutate(text: str, position: int, char: str, how: int) -> str:

@@ -469,3 +469,145 @@ def test_undo_takes_back_what_a_failed_batch_accepted() -> None:
         validator.check(make_request(target=OTHER_DEVICE, counter=1), USER), Validated
     )
     rejected(validator.check(make_request(counter=5), USER), "replayed_counter")
+
+
+# --- the hot path against the straightforward way ------------------------------------------------
+
+
+def _reference_check(
+    validator: DuisValidator,
+    roles: dict[str, list[str]] | None,
+    request: ServiceRequest,
+    key_user_id: str | None,
+) -> Validated | Rejection:
+    """`check` as it was written before it was tuned (issue 17): split_request_id, then each
+    check in the documented order, reasons built the same way."""
+    from broker.schemas import USER_ROLES
+    from workers.duis.request_id import request_id_problem, shorten, split_request_id
+    from workers.duis.validate import _bad_variant, _key_mismatch, _not_eligible
+
+    parts = split_request_id(request.request_id)
+    if parts is None:
+        return Rejection("invalid_request_id", request_id_problem(request.request_id))
+    pair, user_id, target_id, counter = parts
+    if key_user_id != user_id:
+        return Rejection("user_mismatch", _key_mismatch(user_id, key_user_id))
+    role = request.user_role
+    held: frozenset[str] | None = None
+    if roles is not None:
+        held = frozenset(roles[user_id]) if user_id in roles else None
+        if held is None:
+            return Rejection(
+                "unknown_user",
+                f"User {user_id} is not a registered DCC User (never registered, or "
+                "deleted); nothing is forwarded for it",
+            )
+    if role not in USER_ROLES:
+        allowed = ", ".join(sorted(USER_ROLES))
+        return Rejection(
+            "invalid_role", f"user_role {shorten(role)} is not a DUIS User Role; allowed: {allowed}"
+        )
+    if held is not None and role not in held:
+        return Rejection(
+            "role_not_held",
+            f"User {user_id} is not registered in User Role {role}; its registered "
+            f"roles: {', '.join(sorted(held))}",
+        )
+    catalogue = load_catalogue()
+    srv = catalogue.get(request.srv)
+    if srv is None:
+        return Rejection(
+            "unknown_srv",
+            f"srv {shorten(request.srv)} is not one of the {len(catalogue)} known DUIS "
+            "Service Reference Variants (written like 4.1.1)",
+        )
+    if role not in srv.roles:
+        return Rejection("role_not_eligible", _not_eligible(role, srv))
+    if request.command_variant not in srv.allowed_command_variants:
+        return Rejection("invalid_command_variant", _bad_variant(request.command_variant, srv))
+    book = validator.books.get(user_id)
+    if book is not None:
+        last = book.last.get(target_id)
+        if last is not None:
+            if counter <= last:
+                return Rejection(
+                    "replayed_counter",
+                    f"request_id COUNTER {counter} is not greater than {last}, the last "
+                    f"accepted COUNTER for User {user_id} and target {target_id}; send a "
+                    "higher COUNTER",
+                )
+        elif counter <= book.floor:
+            return Rejection(
+                "replayed_counter",
+                f"request_id COUNTER {counter} is not greater than {book.floor}, the "
+                f"highest COUNTER of the targets User {user_id}'s replay memory has "
+                "forgotten; send a higher COUNTER (epoch milliseconds always are)",
+            )
+    return Validated(user_id, target_id, counter, pair, srv)
+
+
+_good_ids = st.builds(
+    lambda u, t, c: f"{u}:{t}:{c}",
+    st.sampled_from([USER, OTHER_USER]),
+    st.sampled_from([DEVICE, OTHER_DEVICE]),
+    st.integers(0, 12),
+)
+_bad_ids = st.one_of(
+    st.builds(
+        lambda u, t, c: f"{u}:{t}:{c}",
+        st.sampled_from([USER, "90-b3-d5-1f-30-01-00-00", "90-B3-D5-1F-30-01-00"]),
+        st.sampled_from([DEVICE, "00-DB"]),
+        st.sampled_from(["0", "07", "18446744073709551615", "18446744073709551616", "x", ""]),
+    ),
+    st.text(max_size=60),
+)
+
+
+@st.composite
+def _request_ids(draw: st.DrawFn) -> str:
+    # Mostly requests that pass, so that the replay memory fills and refuses; the rest
+    # wrong in one place or another.
+    return draw(_bad_ids if draw(st.integers(0, 9)) == 0 else _good_ids)
+
+
+_roles = st.sampled_from(["IS"] * 12 + ["ES", "ED", "XX", "LC", "", "is"])
+_srvs = st.sampled_from(["4.1.1"] * 12 + ["7.2", "6.2.1", "8.4", "99.1", "", "4.1.1 "])
+_cvs = st.sampled_from([1] * 12 + [2, 3, 4, 5, 8, 0, 9])
+
+
+@given(
+    st.sampled_from(
+        [
+            None,
+            {USER: ALL_ROLES, OTHER_USER: ["IS"]},
+            {USER: ["ES", "XX", "LC"]},  # a role that is not a DUIS role, registered
+            {},
+        ]
+    ),
+    st.lists(
+        st.tuples(
+            _request_ids(),
+            _roles,
+            _srvs,
+            _cvs,
+            st.sampled_from([USER, OTHER_USER, None, "junk\u00e9"]),
+            st.sampled_from([True] * 12 + [False]),
+        ),
+        max_size=40,
+    ),
+)
+@settings(database=None, deadline=None, max_examples=300)
+def test_check_answers_as_the_straightforward_way(
+    roles: dict[str, list[str]] | None,
+    requests: list[tuple[str, str, str, int, str | None, bool]],
+) -> None:
+    validator = make_validator(replay_pairs_per_user=3, users=roles)
+    if roles is None:
+        validator.set_users(None)
+    for request_id, role, srv, cv, key, use_own_key in requests:
+        request = make_request(request_id=request_id, user_role=role, srv=srv, command_variant=cv)
+        key_user = request_id.partition(":")[0] if use_own_key else key
+        got = validator.check(request, key_user)
+        assert got == _reference_check(validator, roles, request, key_user)
+        if isinstance(got, Validated):
+            validator.record_accepted(got)  # later requests meet a replay memory

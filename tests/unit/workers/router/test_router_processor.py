@@ -373,3 +373,130 @@ def test_shadow_adt_rules_count_but_quarantine_nothing(make_request: RequestFact
         registry.get_sample_value("dccgate_adt_shadow_would_quarantine_total", {"kind": "user_adt"})
         == 2
     )
+
+
+# --- the hot loop's shortcuts against the straightforward way ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "kind"),
+    [
+        ({}, None),
+        ({"xml": None}, None),
+        ({"xml": "<sr:Request/>"}, None),
+        ({"body": {"a": 1}}, None),
+        ({"body": "x"}, "invalid_schema"),
+        ({"body": 1}, "invalid_schema"),
+        ({"body": None}, "invalid_schema"),
+        ({"xml": 1}, "invalid_schema"),
+        ({"xml": True}, "invalid_schema"),
+        ({"xml": []}, "invalid_schema"),
+    ],
+)
+def test_body_must_be_an_object_and_xml_a_string_or_null(
+    router: tuple[RouterProcessor, CollectorRegistry],
+    make_request: RequestFactory,
+    extra: dict[str, Any],
+    kind: str | None,
+) -> None:
+    processor, _ = router
+    out, _ = _run(processor, [_record(make_request(**extra))])
+    dead = written(out, TOPICS.deadletter)
+    if kind is None:
+        assert dead == []
+        assert [a.outcome for a in _answers(out)] == ["accepted"]
+    else:
+        assert [dict(d.headers)["dccgate-dlq-kind"] for d in dead] == [kind.encode()]
+
+
+def test_every_output_of_a_mixed_batch_is_what_the_straightforward_way_writes(
+    make_request: RequestFactory,
+) -> None:
+    """Forwards, answers and replay changelog records of a batch, checked against
+    partition_for_key, own_headers_dropped and msgspec's encoding, record by record."""
+    from broker.producer import partition_for_key
+    from workers.config.settings import Settings
+    from workers.router.adt import AdtControl
+    from workers.router.adt_state import AdtStateStore
+    from workers.runtime.headers import own_headers_dropped
+
+    validator = _validator()
+    store = AdtStateStore(
+        Settings().kafka("127.0.0.1:1", embedded=True),
+        TOPICS.sr_inbound,
+        TOPICS.state_router,
+        AdtControl(),
+        validator,
+    )
+    processor = RouterProcessor(
+        topics=TOPICS,
+        validator=validator,
+        codes=ResponseCodes(),
+        metrics=RouterMetrics(CommonMetrics(CollectorRegistry(), version="test")),
+        adt_state=store,
+    )
+    targets = [DEVICE, "00-DB-00-00-00-00-00-01", "00-DB-FF-FF-FF-FF-FF-FF"]
+    cases = [
+        (USER_A, targets[0], 0, "4.1.1", [("h", b"1")]),
+        (USER_B, targets[1], 7, "4.1.1", []),
+        (USER_A, targets[2], 2**64 - 1, "6.2.1", [("dccgate-x", b"1"), ("keep", b"2")]),
+        (USER_B, targets[0], 1_700_000_000_000, "7.2", [("DCCGATE-SRV", b"9")]),
+        (USER_A, targets[0], 0, "4.1.1", []),  # a replay: rejected, nothing forwarded
+    ]
+    records: list[Record] = []
+    for offset, (user, target, counter, srv, headers) in enumerate(cases):
+        cv = 4 if srv == "7.2" else 2 if srv == "6.2.1" else 1  # 7.2 is critical: CV 4
+        value = make_request(user=user, target=target, counter=counter, srv=srv, cv=cv)
+        records.append(
+            FakeRecord(
+                topic=TOPICS.sr_inbound,
+                partition=1,
+                offset=offset,
+                key=user.encode(),
+                value=value,
+                headers=headers,
+            )
+        )
+    out = OutputBatch({t: 3 for t in TOPICS.all()})
+    processor.process({TopicPartition(TOPICS.sr_inbound, 1): records}, out, 5_000)
+    accepted = cases[:4]
+    forwards = written(out, TOPICS.sr_outbound)
+    # (written() lists by partition, then in the order added: compared as sorted lists)
+    assert sorted((f.partition, f.key, f.value, tuple(f.headers)) for f in forwards) == sorted(
+        (
+            partition_for_key(target.encode(), 3),
+            target.encode(),
+            rec.value,
+            tuple(own_headers_dropped(rec.headers)),
+        )
+        for (_, target, _, _, _), rec in zip(accepted, records, strict=False)
+    )
+    answers = [a for a in written(out, TOPICS.user_responses) if b'"accepted"' in _value(a)]
+    catalogue = load_catalogue()
+    assert sorted((a.partition, a.key, a.value) for a in answers) == sorted(
+        (
+            partition_for_key(user.encode(), 3),
+            user.encode(),
+            msgspec.json.encode(
+                UserResponse(
+                    request_id=f"{user}:{target}:{counter}",
+                    user_id=user,
+                    response_code="I99",
+                    outcome="accepted",
+                    reason=f"accepted: SRV {srv} ({catalogue[srv].name}) forwarded to the device",
+                    at_ms=5_000,
+                )
+            ),
+        )
+        for user, target, counter, srv, _ in accepted
+    )
+    assert sorted(dict(a.headers)["dccgate-srv"] for a in answers) == sorted(
+        srv.encode() for *_, srv, _ in accepted
+    )
+    # The replay changelog: one record per accepted request on the input's partition, its
+    # key the pair and its value the COUNTER, as b"%d" writes it.
+    replay = written(out, TOPICS.state_router)
+    assert [(r.partition, r.key, r.value) for r in replay] == [
+        (1, f"{user}:{target}".encode(), b"%d" % counter)
+        for user, target, counter, _, _ in accepted
+    ]
