@@ -41,6 +41,7 @@ from throttling import (
     RegionCapacity,
     StormParams,
     StormPolicy,
+    SystemView,
     TrafficManager,
     TrafficPolicy,
 )
@@ -178,6 +179,9 @@ def always_active_traffic() -> TrafficControl:
         ),
         peer_id=control.peer_id,
     )
+    # Active now, not only after the first exchange of load on dcc.load: the in-memory
+    # benchmarks (tests/bench/bench_adt.py --router) have no exchange.
+    control.manager.update_view(SystemView(at_s=time.time(), admitted_per_s=0.0))
     return control
 
 
