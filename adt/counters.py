@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 from operator import sub
 
+from adt.config import MAX_WINDOWS_PER_SRV
 from adt.decision import Breach
 from adt.exception_windows import LimitTimeline
 from adt.table import CountRule
@@ -43,6 +44,8 @@ _FAR = 2**62  # more room than any count can use: a key always has a rule, so ne
 # Room is kept at most this: CPython caches the ints up to 256, so `room -= 1` then costs no
 # allocation; a key far from every limit is evaluated once per 255 requests instead.
 _ROOM_CAP = 255
+# (0,) * n for each number of rules a key may have (adt.config: MAX_WINDOWS_PER_SRV).
+_NO_PEERS = [(0,) * n for n in range(MAX_WINDOWS_PER_SRV + 1)]
 
 ValueEntry = tuple[ValueCheck, str, float, float]
 """(check, field, lo, hi): a number lo <= v <= hi passes `check` (see `value_entry`)."""
@@ -101,14 +104,27 @@ class KeyCounts(WindowSet):
         self.dirty = changed is None
         self.rules = rules
         self.ranks = ranks
-        self.peers = [0] * len(rules)
-        self.timed = any(rule.raised for rule in rules)
-        self.maxes = tuple(rule.max for rule in rules)
-        self.plain = not self.timed and not any(rule.shadow for rule in rules)
-        self.timelines: list[LimitTimeline | None] = [None] * len(rules)
+        # The peers' counts (DCC-wide keys: `AdtEngine.set_peer_counts` puts a list of its
+        # own); zeros shared by every key with as many rules, so making a key allocates
+        # fewer objects for the garbage collector to track.
+        n = len(rules)
+        self.peers: list[int] | tuple[int, ...] = _NO_PEERS[n] if n < len(_NO_PEERS) else (0,) * n
+        # One pass over the rules: a User's keys are made on their first request.
+        maxes = []
+        timed = shadow = False
+        for rule in rules:
+            maxes.append(rule.max)
+            if rule.raised:
+                timed = True
+            if rule.shadow:
+                shadow = True
+        self.timed = timed
+        self.maxes = tuple(maxes)
+        self.plain = not (timed or shadow)
+        self.timelines: list[LimitTimeline | None] | None = None  # made on first use
         # Without counts, a rule leaves room for its max (an exception only raises it); with
         # counts kept from earlier values, nothing is known yet: the first check evaluates.
-        self.room = 0 if self.live else min(_ROOM_CAP, *(rule.max for rule in rules))
+        self.room = 0 if self.live else min(_ROOM_CAP, *maxes)
         self.from_s = -math.inf
         self.until_s = math.inf
 
@@ -123,9 +139,12 @@ class KeyCounts(WindowSet):
         rule = self.rules[i]
         if not rule.raised:
             return rule.max, None, -math.inf, math.inf
-        timeline = self.timelines[i]
+        timelines = self.timelines
+        if timelines is None:
+            timelines = self.timelines = [None] * len(self.rules)
+        timeline = timelines[i]
         if timeline is None:  # built on first use: most rules never need it
-            timeline = self.timelines[i] = LimitTimeline(rule.max, rule.raised)
+            timeline = timelines[i] = LimitTimeline(rule.max, rule.raised)
         return timeline.at(now_s)
 
 

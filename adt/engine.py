@@ -38,10 +38,11 @@ from adt.config import ALL_SRVS, AdtValues
 from adt.counters import EMPTY_PLAN, KeyCounts, Plan, count_breaches, value_entry
 from adt.decision import PASS, AdtDecision, Breach, BreachKind
 from adt.errors import SnapshotError
+from adt.key_records import encode_keys
 from adt.reports import AdtCountReport, SrvWindowCount
 from adt.snapshot import UserCountersSnapshot, WindowSnapshot
 from adt.table import AdtTable, CountRule
-from adt.windows import DEFAULT_BUCKETS, SlidingWindow
+from adt.windows import DEFAULT_BUCKETS, LOG_MAX, SlidingWindow
 
 __all__ = ["AdtEngine", "BodyGetter", "ThresholdUsage"]
 
@@ -56,6 +57,9 @@ exception is a bug in the getter and propagates."""
 # Per owner, plans are cached per SRV; requests reach ADT after DUIS validation, so the SRVs
 # are the catalogue's 129, but a bound keeps a stray caller from growing the cache.
 _PLAN_CACHE_MAX = 512
+# A key's log takes requests by `append` until one short of LOG_MAX; that one goes through
+# WindowSet.add_cold, which counts the log.
+_LOG_LAST = LOG_MAX - 1
 
 
 class ThresholdUsage(msgspec.Struct, frozen=True, kw_only=True):
@@ -80,13 +84,16 @@ class ThresholdUsage(msgspec.Struct, frozen=True, kw_only=True):
 class _Owner:
     """One owner's compiled values and counts: a User's own, or the DCC-wide ones.
 
-    keys: srv (or "*") -> its KeyCounts. lanes: (rule, key, index in key) in the table's
-    `count_rules` order (usage views). live: the keys that hold counts. changed: the keys
-    counted under since their last snapshot (a User's; None for the DCC's, never
-    snapshotted). plans: srv -> Plan.
+    keys: srv (or "*") -> its KeyCounts. A User's keys are made on first use (`key`: the
+    plan of a request, or a restore) and dropped by `drop_idle` once they hold no count,
+    so a User with values that sends nothing costs its compiled table only; the DCC's are
+    all made up front (they are shared by every User's plans, and their peers' counts
+    must apply). live: the keys that hold counts. changed: the keys counted under since
+    their last snapshot (a User's; None for the DCC's, never snapshotted). plans: srv ->
+    Plan (cleared when a key is dropped: a plan holds its keys).
     """
 
-    __slots__ = ("changed", "keys", "lanes", "live", "plans", "table")
+    __slots__ = ("buckets", "changed", "keys", "lazy", "live", "plans", "table")
 
     def __init__(self, table: AdtTable, buckets: int, old: _Owner | None, *, user: bool) -> None:
         kept: dict[tuple[str, int], SlidingWindow] = {}
@@ -95,35 +102,82 @@ class _Owner:
             for srv, key in old.keys.items():
                 key.flush()
                 for rule, window in zip(key.rules, key.windows, strict=True):
-                    kept[(rule.srv, rule.window_s)] = window
+                    if window.allocated:  # an empty window is the same as a new one
+                        kept[(rule.srv, rule.window_s)] = window
                 if key.dirty:
                     was_changed.add(srv)
-        rank = {(rule.srv, rule.window_s): i for i, rule in enumerate(table.count_rules)}
         self.table = table
+        self.buckets = buckets
+        self.lazy = user
         self.live: dict[KeyCounts, None] = {}
         self.changed: dict[KeyCounts, None] | None = {} if user else None
         self.keys: dict[str, KeyCounts] = {}
+        self.plans: dict[str, Plan] = {}
         for srv, rules in table.counts_by_srv.items():
-            windows = []
-            for rule in rules:
-                same = kept.get((rule.srv, rule.window_s))
-                windows.append(SlidingWindow(rule.window_s, buckets) if same is None else same)
-            key = KeyCounts(
-                rules,
-                tuple(windows),
-                tuple(rank[(r.srv, r.window_s)] for r in rules),
-                self.live,
-                self.changed,
-            )
+            if (
+                user
+                and srv not in was_changed
+                and not any((srv, rule.window_s) in kept for rule in rules)
+            ):
+                continue  # made on first use
+            key = self._make(srv, rules, kept)
             if srv in was_changed:  # counts not snapshotted yet: they still are to be
                 key.mark_changed()
-            self.keys[srv] = key
-        lanes: list[tuple[CountRule, KeyCounts, int]] = [
-            (rule, key, i) for key in self.keys.values() for i, rule in enumerate(key.rules)
+
+    def key(self, srv: str) -> KeyCounts | None:
+        """The key of `srv` (or "*"), made now if the owner has thresholds on it; else None."""
+        key = self.keys.get(srv)
+        if key is None:
+            rules = self.table.counts_by_srv.get(srv)
+            if rules is not None:
+                key = self._make(srv, rules, {})
+        return key
+
+    def _make(
+        self,
+        srv: str,
+        rules: tuple[CountRule, ...],
+        kept: Mapping[tuple[str, int], SlidingWindow],
+    ) -> KeyCounts:
+        windows = []
+        for rule in rules:
+            same = kept.get((srv, rule.window_s))
+            windows.append(SlidingWindow(rule.window_s, self.buckets) if same is None else same)
+        key = self.keys[srv] = KeyCounts(
+            rules, tuple(windows), tuple(r.rank for r in rules), self.live, self.changed
+        )
+        return key
+
+    def drop_idle(self) -> None:
+        """Drop the keys that hold no count and wait for no snapshot (a User's only), and
+        with them the plans, which are compiled again on the next request."""
+        if not self.lazy or len(self.keys) == len(self.live):
+            return
+        idle = [srv for srv, key in self.keys.items() if not key.live and not key.dirty]
+        if idle:
+            for srv in idle:
+                del self.keys[srv]
+            self.plans.clear()  # the same dict as the engine's _plans[user]: kept, emptied
+            if not self.keys:
+                # No key left to hold these maps (none dirty: `changed` is empty): new ones,
+                # as a dict keeps the table it grew to when its entries go.
+                self.keys = {}
+                self.live = {}
+                if self.changed is not None:
+                    self.changed = {}
+
+    def lanes(self) -> list[tuple[CountRule, KeyCounts | None, int]]:
+        """(rule, its key or None when not made yet, the rule's index in the key), in the
+        table's `count_rules` order (usage views)."""
+        index = {
+            (srv, rule.window_s): i
+            for srv, rules in self.table.counts_by_srv.items()
+            for i, rule in enumerate(rules)
+        }
+        return [
+            (rule, self.keys.get(rule.srv), index[(rule.srv, rule.window_s)])
+            for rule in self.table.count_rules
         ]
-        lanes.sort(key=lambda lane: lane[1].ranks[lane[2]])
-        self.lanes = tuple(lanes)
-        self.plans: dict[str, Plan] = {}
 
 
 def _usage(rule: CountRule, now_s: float, count: int) -> ThresholdUsage:
@@ -149,7 +203,14 @@ def _record(keys: tuple[KeyCounts, ...], tick: int) -> None:
         if key.lo <= tick < key.hi:
             key.pending += 1
         else:
-            key.add_cold(tick)
+            log = key.log
+            if log is not None and len(log) < _LOG_LAST:
+                try:  # WindowSet.add_cold, inlined for its usual case: one more logged
+                    log.append(tick)
+                except OverflowError:  # a tick beyond 64 bits: add_cold counts it at once
+                    key.add_cold(tick)
+            else:
+                key.add_cold(tick)
         if not key.dirty:
             key.mark_changed()
 
@@ -292,11 +353,11 @@ class AdtEngine:
         keys: list[KeyCounts] = []
         if owner is not None:
             checks += owner.table.values_by_srv.get(srv, ())
-            key = owner.keys.get(srv)
+            key = owner.key(srv)  # made now, if not yet: the plan holds its keys
             if key is not None:
                 keys.append(key)
             if srv != ALL_SRVS:
-                key = owner.keys.get(ALL_SRVS)
+                key = owner.key(ALL_SRVS)
                 if key is not None:
                     keys.append(key)
         key = dcc.keys.get(srv)
@@ -335,7 +396,7 @@ class AdtEngine:
             return PASS
         return self._decide(plan, body_getter, now_s)
 
-    def check_and_record(
+    def check_and_record(  # noqa: PLR0915 - the router's one call per request, inlined
         self, user_id: str, srv: str, body_getter: BodyGetter, now_s: float
     ) -> AdtDecision:
         """`check`, and when the request is not quarantined, `record_processed` with it: the
@@ -388,7 +449,14 @@ class AdtEngine:
                         if key.lo <= tick < key.hi:
                             key.pending += 1
                         else:
-                            key.add_cold(tick)
+                            log = key.log
+                            if log is not None and len(log) < _LOG_LAST:
+                                try:  # WindowSet.add_cold's usual case: one more logged
+                                    log.append(tick)
+                                except OverflowError:  # beyond 64 bits: counted at once
+                                    key.add_cold(tick)
+                            else:
+                                key.add_cold(tick)
                         if not key.dirty:
                             key.mark_changed()
                 if breach is None:
@@ -444,7 +512,7 @@ class AdtEngine:
             at_s=now_s,
             counts=tuple(
                 SrvWindowCount(srv=rule.srv, window_s=rule.window_s, count=count)
-                for (rule, _, _), count in zip(self._dcc.lanes, counts, strict=True)
+                for rule, count in zip(self._dcc.table.count_rules, counts, strict=True)
             ),
         )
 
@@ -515,6 +583,17 @@ class AdtEngine:
         owner.changed.clear()
         return tuple(found)
 
+    def encode_changed(self, user_id: str, now_s: float) -> list[tuple[str, bytes]]:
+        """`snapshot_changed`, encoded: (srv, `encode_snapshot` of that key's snapshot), the
+        same bytes and the same windows afterwards, built straight from the windows
+        (`adt.key_records`): what the router writes after each batch."""
+        owner = self._users.get(user_id)
+        if owner is None or not owner.changed:
+            return []
+        found = encode_keys(user_id, self._buckets, now_s, owner.changed)
+        owner.changed.clear()
+        return found
+
     def restore_user(self, snapshot: UserCountersSnapshot) -> int:
         """Replace the User's counts with `snapshot`; return how many windows were restored.
 
@@ -534,7 +613,7 @@ class AdtEngine:
             return 0
         staged: list[tuple[KeyCounts, SlidingWindow, WindowSnapshot]] = []
         for ws in snapshot.windows:
-            key = owner.keys.get(ws.srv)
+            key = owner.key(ws.srv)
             window = None
             if key is not None:
                 for rule, w in zip(key.rules, key.windows, strict=True):
@@ -571,17 +650,22 @@ class AdtEngine:
                 key.dirty = False  # the next owner restores them from the state topic
             if owner.changed is not None:
                 owner.changed.clear()
+            owner.drop_idle()  # every key is idle now: the User costs its table only
 
     def prune(self, now_s: float) -> int:
         """Free the memory of every window that is empty at `now_s`; return how many.
 
-        Call every minute or so: an idle User's windows then cost no counter array. Visits
-        only the keys that hold counts.
+        Call every minute or so: an idle User's windows then cost no counter array, and
+        its keys (their windows, and the plans holding them) are dropped once none holds
+        counts or waits for a snapshot, to be made again on its next request. Visits the
+        keys that hold counts, and looks at each User once.
         """
         freed = 0
         for owner in (*self._users.values(), self._dcc):
-            for key in list(owner.live):
-                freed += key.release_if_idle(now_s)
+            if owner.live:
+                for key in list(owner.live):
+                    freed += key.release_if_idle(now_s)
+            owner.drop_idle()
         return freed
 
     # --- views ----------------------------------------------------------------------------
@@ -594,7 +678,7 @@ class AdtEngine:
         counts = _lane_counts(owner, now_s)
         return tuple(
             _usage(rule, now_s, count)
-            for (rule, _, _), count in zip(owner.lanes, counts, strict=True)
+            for rule, count in zip(owner.table.count_rules, counts, strict=True)
         )
 
     def nearest_threshold(self, user_id: str, now_s: float) -> ThresholdUsage | None:
@@ -603,10 +687,11 @@ class AdtEngine:
 
     def dcc_usage(self, now_s: float) -> tuple[ThresholdUsage, ...]:
         """Each DCC-wide threshold: local plus peers' count against max, at `now_s`."""
-        counts = _lane_counts(self._dcc, now_s)
+        lanes = self._dcc.lanes()
+        counts = _lane_counts(self._dcc, now_s, lanes)
         return tuple(
-            _usage(rule, now_s, count + key.peers[i])
-            for (rule, key, i), count in zip(self._dcc.lanes, counts, strict=True)
+            _usage(rule, now_s, count + (0 if key is None else key.peers[i]))
+            for (rule, key, i), count in zip(lanes, counts, strict=True)
         )
 
 
@@ -643,11 +728,19 @@ def _restore_window(window: SlidingWindow, ws: WindowSnapshot) -> None:
         window.restore(ws.head, ws.buckets)
 
 
-def _lane_counts(owner: _Owner, now_s: float) -> list[int]:
-    """The local count of each of the owner's lanes at `now_s`, in lane order."""
+def _lane_counts(
+    owner: _Owner,
+    now_s: float,
+    lanes: list[tuple[CountRule, KeyCounts | None, int]] | None = None,
+) -> list[int]:
+    """The local count of each of the owner's lanes (`_Owner.lanes`) at `now_s`, in the
+    table's `count_rules` order: 0 for a key not made (nothing counted)."""
     by_key: dict[KeyCounts, list[int]] = {}
     out = []
-    for _, key, i in owner.lanes:
+    for _, key, i in owner.lanes() if lanes is None else lanes:
+        if key is None:
+            out.append(0)
+            continue
         counts = by_key.get(key)
         if counts is None:
             counts = by_key[key] = key.counts(now_s)

@@ -14,6 +14,12 @@ under.
 JSON, like every record dccgate writes. Buckets are sparse (non-empty only), so an idle
 window costs a few bytes; a busy one is written whole (`WindowSnapshot.counts`, 1, 2 or 4
 bytes a bucket), which costs less to write than a pair per bucket.
+
+The router writes these records through `engine.encode_changed` (adt/key_records.py), which
+builds `KeyRecord`/`WindowRecord` (the same fields, so the same bytes) straight from the
+windows and encodes them with `encode_record`: byte for byte `encode_snapshot` of what
+`snapshot_changed` returns, so `decode_snapshot`, and routers of every earlier version,
+read them as before.
 """
 
 from __future__ import annotations
@@ -25,7 +31,15 @@ from msgspec import Meta
 
 from adt.errors import SnapshotError
 
-__all__ = ["UserCountersSnapshot", "WindowSnapshot", "decode_snapshot", "encode_snapshot"]
+__all__ = [
+    "KeyRecord",
+    "UserCountersSnapshot",
+    "WindowRecord",
+    "WindowSnapshot",
+    "decode_snapshot",
+    "encode_record",
+    "encode_snapshot",
+]
 
 
 class WindowSnapshot(msgspec.Struct, frozen=True, kw_only=True):
@@ -59,8 +73,35 @@ class UserCountersSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     windows: tuple[WindowSnapshot, ...] = ()
 
 
+class WindowRecord(msgspec.Struct, gc=False):
+    """A `WindowSnapshot` as the router writes it: the same fields in the same order, so
+    the same bytes, but built positionally and not tracked by the garbage collector (safe:
+    strings, ints, bytes and tuples of ints make no reference cycle; the router builds about
+    three a request). Write-only: records are read as `UserCountersSnapshot`."""
+
+    srv: str
+    window_s: int
+    head: int
+    buckets: tuple[tuple[int, int], ...] = ()
+    counts: bytes = b""
+
+
+class KeyRecord(msgspec.Struct, gc=False):
+    """A `UserCountersSnapshot` of one key's windows as the router writes it (see
+    `WindowRecord`): `encode_record` gives the bytes `encode_snapshot` gives for the
+    snapshot with the same fields (tests/unit/adt/test_adt_key_records.py checks it)."""
+
+    user_id: str
+    buckets_per_window: int
+    taken_at_s: float
+    windows: list[WindowRecord]
+
+
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(UserCountersSnapshot)
+
+encode_record = _encoder.encode
+"""`KeyRecord` as JSON bytes, byte for byte `encode_snapshot` of the same snapshot."""
 
 
 def encode_snapshot(snapshot: UserCountersSnapshot) -> bytes:

@@ -35,18 +35,42 @@ def format_window(window_s: int) -> str:
     return f"{window_s} s"
 
 
-class CountRule(msgspec.Struct, frozen=True, kw_only=True):
-    """A compiled count threshold. key: "<srv>/<window_s>", the counter it reads."""
+class CountRule(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """A compiled count threshold. `key`: "<srv>/<window_s>", the counter it reads.
 
-    id: str
+    A table is kept per User with values, so a rule keeps no string it can make when asked
+    (`id` when derived, `key`), and is not tracked by the garbage collector (gc=False: it
+    holds strings, numbers and a tuple of named tuples, never a cycle).
+    """
+
+    given_id: str | None = None
+    """The threshold's own id, or None: `id` is then derived from the owner, SRV and window."""
+    user_id: str | None = None
+    """The owning User, None for a DCC-wide rule (for a derived `id`)."""
     kind: BreachKind
     owner: str  # "User <id>" or "all Users", for reason texts
     srv: str
     window_s: int
     max: int
     shadow: bool
-    key: str
     raised: tuple[RaisedLimit, ...] = ()
+    rank: int = 0
+    """Its position in its table's `count_rules` (usage views and snapshots keep that
+    order): kept here so a key made on first use finds its rules' ranks without a scan."""
+
+    @property
+    def id(self) -> str:
+        """The rule's id: its own, else "user:<User ID>:<srv>:<window_s>" for a User's and
+        "dcc:<srv>:<window_s>" for a DCC-wide one."""
+        if self.given_id is not None:
+            return self.given_id
+        return _derived_id(self.user_id, self.srv, self.window_s)
+
+    @property
+    def key(self) -> str:
+        """The counter this threshold reads (`counter_key`): computed when asked, not kept,
+        as a table is kept per User with values (tens of bytes a threshold)."""
+        return counter_key(self.srv, self.window_s)
 
     def limit_at(self, now_s: float) -> tuple[int, str | None]:
         """(the max in force at `now_s`, the exception id that raised it or None)."""
@@ -119,12 +143,16 @@ class AdtTable(msgspec.Struct, frozen=True, kw_only=True):
         return None
 
 
+def _derived_id(user_id: str | None, srv: str, window_s: int) -> str:
+    if user_id is not None:
+        return f"user:{user_id}:{srv}:{window_s}"
+    return f"dcc:{srv}:{window_s}"
+
+
 def _threshold_id(scope: Scope, user_id: str | None, t: Threshold) -> str:
     if t.id is not None:
         return t.id
-    if scope == "user":
-        return f"user:{user_id}:{t.srv}:{t.window_s}"
-    return f"dcc:{t.srv}:{t.window_s}"
+    return _derived_id(user_id if scope == "user" else None, t.srv, t.window_s)
 
 
 def _value_rule_id(scope: Scope, user_id: str | None, r: ValueRule) -> str:
@@ -161,14 +189,15 @@ def _compile(scope: Scope, user_id: str | None, values: AdtValues) -> AdtTable:
         claim(rule_id, f"thresholds[{i}]")
         plain.append(
             CountRule(
-                id=rule_id,
+                given_id=t.id,
+                user_id=user_id if scope == "user" else None,
                 kind=kind,
                 owner=owner,
                 srv=t.srv,
                 window_s=t.window_s,
                 max=t.max,
                 shadow=values.shadow or t.shadow,
-                key=counter_key(t.srv, t.window_s),
+                rank=i,
             )
         )
     checks: list[ValueCheck] = []

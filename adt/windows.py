@@ -26,7 +26,10 @@ window (bucket index `tick // window_s`), so a window's newest bucket is the tic
 `lo <= tick < hi`. A `WindowSet` counts the several windows of one key (a (User, SRV)
 with its minute, hour and day) together: while time stays in the newest bucket of all of
 them, it holds requests back as one number and adds them to the windows later, so a busy
-key costs one addition per request. Moving a window on
+key costs one addition per request; a request outside that span goes into a short log of
+ticks, counted a few at once (`SlidingWindow.add_ticks`) before anyone reads the windows,
+so a key that sees a request every few seconds does not move its windows on for each one.
+Moving a window on
 by several buckets clears them with slice operations, not one bucket at a time.
 """
 
@@ -38,6 +41,7 @@ from typing import Any
 
 __all__ = [
     "DEFAULT_BUCKETS",
+    "LOG_MAX",
     "MAX_BUCKET_COUNT",
     "NO_SPAN",
     "SlidingWindow",
@@ -58,6 +62,7 @@ _zeros: dict[int, array[int]] = {}
 _BIG_ENDIAN = array(_TYPECODE, [1]).tobytes()[0] == 0  # snapshots hold little-endian counts
 _TYPECODE_OF_WIDTH = {1.0: "B", 2.0: "H", 4.0: _TYPECODE}
 _RECENT = 4  # buckets `_pairs` looks at one by one before it scans them all
+_EMPTY_BUCKET = bytes(array(_TYPECODE).itemsize)  # an empty bucket's bytes
 
 
 def _zero_array(size: int) -> array[int]:
@@ -105,7 +110,9 @@ class SlidingWindow:
         # None until the first event: a configured but unused key costs no array.
         self._counts: array[int] | None = None
         self._total = 0  # sum of self._counts, kept so a count is O(1)
-        self._set_head(0)
+        # _set_head(0), inlined: a User's windows are made on its keys' first requests.
+        self._head = self._slot = self._lo = 0
+        self._hi = window_s
 
     def _set_head(self, k: int) -> None:
         self._head = k  # index of the newest bucket
@@ -177,6 +184,45 @@ class SlidingWindow:
             slot = k % self._size
         counts[slot] += n
         self._total += n
+
+    def add_ticks(self, ticks: array[int] | list[int], first: int, last: int) -> None:
+        """Count one event at each of `ticks` (ints, int(now_s * buckets)), in that order:
+        the same as `add_tick(t)` for each, with less work per event. first, last: the
+        smallest and the largest of `ticks` (at least one).
+
+        Why it is the same: one after another, the newest bucket ends at H, the newest of
+        the old head and every event's bucket, and an event in bucket k stays counted
+        exactly when k > H - (buckets + 1) (one in an older bucket was ignored on arrival, or
+        left the window as time moved on to H). So: move on to H once, then add the events
+        still in the window, each to its slot.
+        """
+        window_s = self._window_s
+        n = len(ticks)
+        counts = self._counts
+        if counts is not None and self._lo <= first and last < self._hi:
+            counts[self._slot] += n  # every event in the newest bucket: the usual case
+            self._total += n
+            return
+        top = last // window_s
+        if counts is None:
+            counts = self._counts = array(_TYPECODE, _zero_array(self._size))
+            self._set_head(top)
+        elif top > self._head:
+            self._advance(counts, top)
+        size = self._size
+        floor = self._head - size  # buckets at or below it are out of the window
+        if first // window_s > floor:  # every event is in the window: no test per event
+            for t in ticks:
+                counts[t // window_s % size] += 1
+            self._total += n
+            return
+        added = 0
+        for t in ticks:
+            k = t // window_s
+            if k > floor:
+                counts[k % size] += 1
+                added += 1
+        self._total += added
 
     def _advance(self, counts: array[int], k: int) -> None:
         """Make bucket k (> head) the newest: the buckets between leave the window."""
@@ -261,20 +307,41 @@ class SlidingWindow:
         if counts is None or self.count(now_s) == 0:
             return bucket_index(now_s, self._window_s, self._buckets), (), b""
         head = self._head
-        if self._total <= max_pairs or self._size - counts.count(0) <= max_pairs:
+        total = self._total
+        if total <= max_pairs:
             return head, self._pairs(counts, head), b""
-        oldest = (head + 1) % self._size
-        ordered = counts[oldest:] + counts[:oldest]
+        size = self._size
+        raw = counts.tobytes()
+        # The buckets are counted and measured in the bytes, in C (counts.count(0) or
+        # max(counts) make an int of every bucket: a few µs a window). An empty bucket is 4
+        # zero bytes, and a run of n zero bytes holds floor(n / 4) matches of _EMPTY_BUCKET
+        # (counted from the left, without overlap), at least as many as the empty buckets in
+        # it: so size minus the matches is at most the non-empty buckets. Above max_pairs,
+        # the window is written whole; else the pairs are listed, and their number decides.
+        if size - raw.count(_EMPTY_BUCKET) <= max_pairs:
+            pairs = self._pairs(counts, head)
+            if len(pairs) <= max_pairs:
+                return head, pairs, b""
+        oldest = (head + 1) % size
         if _BIG_ENDIAN:
+            ordered = counts[oldest:] + counts[:oldest]
             ordered.byteswap()
-        raw = ordered.tobytes()
+            raw = ordered.tobytes()
+        else:  # the ring's bytes, oldest bucket first
+            cut = oldest * len(_EMPTY_BUCKET)
+            raw = raw[cut:] + raw[:cut]
         # Narrower counts are the low bytes of each little-endian 4-byte one: sliced in C.
-        # No bucket holds more than the total, so a small total spares the scan for the top.
-        top = self._total if self._total < 256 else max(counts)
-        if top < 256:
-            return head, (), raw[::4]
-        if top < 65_536:
-            return head, (), memoryview(raw).cast("H")[::2].tobytes()
+        # No bucket holds more than the total, so a small total needs no further look; else
+        # every count is below 256 when each one's three upper bytes are zero, and below
+        # 65,536 when its two upper bytes are: the zero bytes at those places are counted.
+        low = raw[::4]
+        if total < 256:
+            return head, (), low
+        upper = raw.count(0) - low.count(0)  # zero bytes at places 1, 2 and 3
+        if upper == 3 * size:
+            return head, (), low
+        if upper - raw[1::4].count(0) == 2 * size:  # zero bytes at places 2 and 3
+            return head, (), array("H", raw)[::2].tobytes()  # bytes 0 and 1 of each
         return head, (), raw
 
     def restore_counts(self, head: int, data: bytes) -> None:
@@ -329,27 +396,47 @@ class SlidingWindow:
         self._total = total
 
 
+LOG_MAX = 16
+"""Requests a `WindowSet` logs while they fall outside its span before it counts them."""
+_LOG_TYPECODE = "q"
+
+
 class WindowSet:
     """The windows of one key (e.g. a (User, SRV) over a minute, an hour and a day), counted
-    together, with requests held back while their time is in every window's newest bucket.
+    together, with requests held back while their time is in every window's newest bucket,
+    and logged for a while when it is not.
 
-    windows: at least one. `pending` requests are held back; their ticks all fell in
-    `lo <= tick < hi`, the newest bucket of every window (NO_SPAN while a window has no
-    array), and they are added to the windows (`flush`) before anything reads or moves one.
-    registry: where the set is listed (`live` True) while one of its windows has an array,
-    so that whoever snapshots or prunes visits only the sets holding counts.
+    windows: at least one, with the same buckets per window. `pending` requests are held
+    back; their ticks all fell in `lo <= tick < hi`, the newest bucket of every window
+    (NO_SPAN while a window has no array, or requests are logged). `log`: None, or the
+    ticks of requests that fell outside the span, in arrival order (at most LOG_MAX), to
+    be counted after the pending ones (an array of 64-bit ints: no object per request for
+    the garbage collector to visit). A key that sees a request every few seconds leaves
+    the newest bucket of its shortest window every time: moving its windows on for each
+    request costs some 2 us in Python, while counting a few logged requests at once
+    (`SlidingWindow.add_ticks`) costs a fraction of that per request, as the longer windows
+    usually take them all in their newest bucket with one addition. Both are added to the
+    windows (`flush`) before anything reads or moves one: every reader goes through
+    `flush`, `counts`, `release_if_idle` or `clear`.
+    registry: where the set is listed (`live` True) while one of its windows has an array
+    or requests are logged, so that whoever snapshots or prunes visits only the sets
+    holding counts.
     """
 
-    __slots__ = ("hi", "live", "lo", "pending", "registry", "windows")
+    __slots__ = ("hi", "live", "lo", "log", "pending", "registry", "windows")
 
     def __init__(self, windows: tuple[SlidingWindow, ...], registry: dict[Any, None]) -> None:
         self.windows = windows
         self.pending = 0
+        self.log: array[int] | None = None
         self.lo, self.hi = head_span(windows)
         self.registry = registry
-        self.live = self.allocated
-        if self.live:
-            registry[self] = None
+        self.live = False
+        for w in windows:  # `allocated`, without a generator: keys are made on first use
+            if w._counts is not None:
+                self.live = True
+                registry[self] = None
+                break
 
     def add(self, tick: int) -> None:
         """Count one request at `tick` = int(now_s * buckets)."""
@@ -358,89 +445,34 @@ class WindowSet:
         else:
             self.add_cold(tick)
 
-    def add_cold(self, tick: int) -> None:  # noqa: PLR0915 - one loop, inlined on purpose
-        """Count one request at `tick`, outside the span: the held-back ones, then this one,
-        go into the windows (`add_tick` semantics), and the span is computed again."""
-        pending = self.pending
-        self.pending = 0
-        n = pending + 1
-        lo = hi = 0
-        first = True
-        for w in self.windows:
-            counts = w._counts
-            if counts is None:  # nothing held back then: the span was empty
+    def add_cold(self, tick: int) -> None:
+        """Count one request at `tick`, outside the span: logged, and the log counted once
+        it holds LOG_MAX requests (the span is then computed again)."""
+        log = self.log
+        try:
+            if log is None:
+                self.log = array(_LOG_TYPECODE, (tick,))
+                self.lo = self.hi = 0  # NO_SPAN: while requests are logged, every one is
+                if not self.live:
+                    self.live = True
+                    self.registry[self] = None
+                return
+            log.append(tick)
+        except OverflowError:  # a tick beyond 64 bits (a clock far off): counted at once
+            self.flush()
+            for w in self.windows:
                 w.add_tick(tick)
-            elif w._lo <= tick < w._hi:  # the usual case for the longer windows
-                counts[w._slot] += n
-                w._total += n
-            elif tick >= w._hi:  # on to a newer bucket: the usual case for the shortest
-                # SlidingWindow.add_tick, inlined for its two common cases: one bucket on,
-                # or a window that holds nothing (a key's first request in a while).
-                size = w._size
-                window_s = w._window_s
-                k = tick // window_s
-                total = w._total + pending
-                if not total:
-                    slot = k % size
-                elif k == w._head + 1:
-                    if pending:
-                        counts[w._slot] += pending
-                    slot = w._slot + 1
-                    if slot == size:
-                        slot = 0
-                    total -= counts[slot]
-                else:  # SlidingWindow._advance, inlined: several buckets on
-                    if pending:
-                        counts[w._slot] += pending
-                    d = k - w._head
-                    if d >= size:
-                        counts[:] = _zeros.get(size) or _zero_array(size)
-                        total = 0
-                    else:
-                        a = w._slot + 1
-                        if a == size:
-                            a = 0
-                        e = a + d
-                        if e <= size:
-                            gone = sum(counts[a:e])
-                            if gone:
-                                counts[a:e] = _zeros.get(d) or _zero_array(d)
-                        else:
-                            e -= size
-                            gone = sum(counts[a:]) + sum(counts[:e])
-                            if gone:
-                                counts[a:] = _zeros.get(size - a) or _zero_array(size - a)
-                                counts[:e] = _zeros.get(e) or _zero_array(e)
-                        total -= gone
-                    slot = k % size
-                counts[slot] = 1  # empty until now: cleared, or out of the window
-                w._total = total + 1
-                w._head = k
-                w._slot = slot
-                w._lo = k * window_s
-                w._hi = w._lo + window_s
-            else:  # an earlier bucket: time stepped back
-                if pending:
-                    counts[w._slot] += pending
-                    w._total += pending
-                w.add_tick(tick)
-            if first:
-                lo = w._lo
-                hi = w._hi
-                first = False
-            else:
-                if w._lo > lo:  # noqa: PLR1730 - a compare costs less than a call to max()
-                    lo = w._lo
-                if w._hi < hi:  # noqa: PLR1730
-                    hi = w._hi
-        self.lo = lo
-        self.hi = hi
-        if not self.live:
-            self.live = True
-            self.registry[self] = None
+            self.respan()
+            if not self.live:
+                self.live = True
+                self.registry[self] = None
+            return
+        if len(log) >= LOG_MAX:
+            self.flush()
 
     def flush(self) -> None:
-        """Add the held-back requests to the windows (before reading or changing them)."""
+        """Add the held-back and the logged requests to the windows (before reading or
+        changing them), in the order they came."""
         pending = self.pending
         if pending:
             self.pending = 0
@@ -450,9 +482,19 @@ class WindowSet:
                     raise RuntimeError("requests held back for a window without counts (a bug)")
                 counts[w._slot] += pending
                 w._total += pending
+        log = self.log
+        if log is not None:
+            self.log = None
+            first = min(log)
+            last = max(log)
+            for w in self.windows:
+                w.add_ticks(log, first, last)
+            self.lo, self.hi = head_span(self.windows)
 
     def counts(self, now_s: float) -> list[int]:
-        """Each window's count at `now_s` (the held-back requests added first)."""
+        """Each window's count at `now_s` (the held-back and logged requests added first)."""
+        if self.log is not None:
+            self.flush()
         pending = self.pending
         counts = []
         moved = False
@@ -475,12 +517,14 @@ class WindowSet:
         return counts
 
     def respan(self) -> None:
-        """Compute the span again, after windows were read or changed from outside."""
-        self.lo, self.hi = head_span(self.windows)
+        """Compute the span again, after windows were read or changed from outside (after
+        `flush`: NO_SPAN while requests are logged)."""
+        self.lo, self.hi = NO_SPAN if self.log is not None else head_span(self.windows)
 
     def clear(self) -> None:
-        """Forget every count, the held-back requests too."""
+        """Forget every count, the held-back and logged requests too."""
         self.pending = 0
+        self.log = None
         for w in self.windows:
             w.clear()
         self.lo, self.hi = NO_SPAN

@@ -7,7 +7,9 @@ makes them survive that router:
 
 - **Write.** After deciding a batch, the router snapshots the count windows of every key
   the batch counted under: a (User, SRV) or a (User, "*") with thresholds of the User's own
-  (`AdtEngine.snapshot_changed`), and adds each snapshot to the batch's outputs on
+  (`AdtEngine.encode_changed`: the bytes `encode_snapshot` gives for each snapshot of
+  `snapshot_changed`, built straight from the windows, adt/key_records.py), and adds each
+  snapshot to the batch's outputs on
   `dcc.state.router`, key `USER/SRV` (e.g. `90-B3-D5-1F-30-01-00-00/7.2`, or `.../*`),
   partition = the User's input partition (the two topics are co-partitioned). The
   snapshots are acknowledged with the batch's forwards and answers, before its input
@@ -68,7 +70,6 @@ from adt import (
     UserCountersSnapshot,
     WindowSnapshot,
     decode_snapshot,
-    encode_snapshot,
 )
 from broker.consumer import Record, TopicPartition
 from broker.follower import partition_counts
@@ -143,7 +144,7 @@ class AdtStateStore:
         lists: list[list[OutputRecord]] | None = None
         n = 0
         for user_id, partition in touched.items():
-            changed = engine.snapshot_changed(user_id, now_s)
+            changed = engine.encode_changed(user_id, now_s)  # encode_snapshot's bytes
             if not changed:
                 continue
             if lists is None:
@@ -153,10 +154,10 @@ class AdtStateStore:
                 if partition < len(lists)
                 else partition_for_key(user_id.encode(), len(lists))
             )
-            target = lists[p]
-            for srv, snapshot in changed:
-                key = f"{user_id}{KEY_SRV_SEPARATOR}{srv}".encode()
-                target.append((key, encode_snapshot(snapshot), (), None))
+            append = lists[p].append
+            prefix = user_id + KEY_SRV_SEPARATOR
+            for srv, value in changed:
+                append(((prefix + srv).encode(), value, (), None))
             self._owned[user_id] = partition
             n += len(changed)
         self.snapshots_written += n

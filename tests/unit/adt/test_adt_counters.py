@@ -4,6 +4,7 @@ and counting every window of every threshold on every request does."""
 from __future__ import annotations
 
 import functools
+import tracemalloc
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +17,7 @@ from adt import (
     AdtValues,
     ExceptionWindow,
     Threshold,
+    UserCountersSnapshot,
     ValueRule,
     decode_snapshot,
     encode_snapshot,
@@ -368,3 +370,172 @@ def test_the_fused_call_reads_an_unreadable_body_as_check_does_and_once() -> Non
     assert fused.breach is not None
     assert fused.breach.observed == "unreadable body"
     assert [b.rule for b in fused.shadow_breaches] == ["value:2.2:fee"]
+
+
+# --- keys made on first use, dropped by prune when idle -----------------------------------
+
+
+def _owner(engine: AdtEngine, user: str) -> Any:
+    return engine._users[user]
+
+
+def _merged(user: str, newest: dict[str, bytes], taken_at_s: float) -> UserCountersSnapshot:
+    """What a router restores from a compacted state topic: each key's newest snapshot."""
+    return UserCountersSnapshot(
+        user_id=user,
+        buckets_per_window=60,
+        taken_at_s=taken_at_s,
+        windows=tuple(w for raw in newest.values() for w in decode_snapshot(raw).windows),
+    )
+
+
+lazy_step = st.tuples(
+    st.sampled_from([0, 1, 4, 40, 400, 4000]),  # seconds on: idle long enough to be pruned
+    st.sampled_from(_SRVS),
+    st.sampled_from(["request", "request", "request", "changed", "prune", "usage", "crash"]),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    user_values=values(user=True),
+    dcc_values=values(user=False),
+    steps=st.lists(lazy_step, min_size=5, max_size=60),
+    peers=st.integers(0, 3),
+)
+def test_keys_made_on_first_use_and_dropped_when_idle_count_as_every_window_does(
+    user_values: AdtValues,
+    dcc_values: AdtValues,
+    steps: list[tuple[int, str, str]],
+    peers: int,
+) -> None:
+    engine = AdtEngine(dcc_values=dcc_values)
+    engine.set_user_values(A, user_values)
+    model = Reference(dcc_values)
+    model.set_user(A, user_values)
+    counts = {("7.2", 60): peers}
+    engine.set_peer_counts(counts)
+    model.peer = counts
+    assert _owner(engine, A).keys == {}  # configured: no key, no window yet
+    newest: dict[str, bytes] = {}  # the state topic: per key, its last snapshot
+    now = T0
+    for seconds, srv, op in steps:
+        now += seconds
+        if op == "request":
+            expected = model.check(A, srv, {}, now)
+            assert engine.check_and_record(A, srv, dict, now) == expected, (now, srv)
+            if not expected.quarantined:
+                model.record(A, srv, now)
+        elif op == "changed":
+            for key_srv, snapshot in engine.snapshot_changed(A, now):
+                newest[key_srv] = encode_snapshot(snapshot)
+        elif op == "prune":
+            expected_freed = sum(
+                w.release_if_idle(now)
+                for w in [*model.users[A][1].values(), *model.dcc_windows.values()]
+            )
+            assert engine.prune(now) == expected_freed
+            owner = _owner(engine, A)
+            # Kept: the keys that hold counts, or wait for their snapshot.
+            assert all(key.live or key.dirty for key in owner.keys.values())
+            # A plan holds its keys: none holds one that was dropped.
+            made = {*owner.keys.values(), *engine._dcc.keys.values()}
+            assert all(key in made for plan in owner.plans.values() for key in plan.keys)
+        elif op == "usage":
+            assert [u.count for u in engine.usage(A, now)] == model.counts(A, now)
+        else:  # a crash after the last snapshots written: a new router restores them
+            for key_srv, snapshot in engine.snapshot_changed(A, now):
+                newest[key_srv] = encode_snapshot(snapshot)
+            fresh = AdtEngine(dcc_values=dcc_values)
+            fresh.set_peer_counts(counts)
+            fresh.set_user_values(A, user_values)
+            fresh.restore_user(_merged(A, newest, now))
+            # (DCC-wide counts are each router's own: not in a User's snapshots.)
+            assert [u.count for u in fresh.usage(A, now)] == model.counts(A, now)
+    assert [u.count for u in engine.usage(A, now)] == model.counts(A, now)
+
+
+def test_a_user_that_sends_nothing_costs_its_table_only() -> None:
+    values = AdtValues(
+        thresholds=tuple(
+            Threshold(srv=srv, window_s=w, max=100)
+            for srv in ("7.2", "7.3", "4.1.1", "*")
+            for w in (60, 3600, 86_400)
+        )
+    )
+    users = [f"90-B3-D5-1F-30-01-{i // 256:02X}-{i % 256:02X}" for i in range(200)]
+    engine = AdtEngine()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        tables = [AdtTable.for_user(user, values) for user in users]
+        table_bytes = (tracemalloc.get_traced_memory()[0] - before) / len(users)
+        del tables
+        before = tracemalloc.get_traced_memory()[0]
+        for user in users:
+            engine.set_user_values(user, values)
+        user_bytes = (tracemalloc.get_traced_memory()[0] - before) / len(users)
+    finally:
+        tracemalloc.stop()
+    # Was some 6 KB more with a key and 3 windows made per (User, SRV) up front.
+    assert user_bytes - table_bytes < 1024
+    assert all(_owner(engine, user).keys == {} for user in users)
+
+
+def test_a_key_is_made_on_its_first_request_and_dropped_once_idle_and_snapshotted() -> None:
+    engine = AdtEngine()
+    engine.set_user_values(
+        A,
+        AdtValues(
+            thresholds=(
+                Threshold(srv="7.2", window_s=60, max=2),
+                Threshold(srv="7.3", window_s=60, max=5),
+                Threshold(srv="*", window_s=3600, max=9),
+            )
+        ),
+    )
+    owner = _owner(engine, A)
+    assert engine.check_and_record(A, "7.2", dict, T0).outcome == "pass"
+    assert set(owner.keys) == {"7.2", "*"}  # the request's SRV and all SRVs; not 7.3
+    assert engine.usage(A, T0)[1].count == 0  # 7.3: no key, nothing counted
+    assert engine.prune(T0 + 3700) == 2  # both windows empty, their arrays freed ...
+    assert set(owner.keys) == {"7.2", "*"}  # ... the keys kept: their snapshot is due
+    assert {srv for srv, _ in engine.snapshot_changed(A, T0 + 3700)} == {"7.2", "*"}
+    assert engine.prune(T0 + 3700) == 0
+    assert owner.keys == {}
+    assert owner.plans == {}  # a plan holds its keys: compiled again on the next request
+    assert [engine.check_and_record(A, "7.2", dict, T0 + 3700).outcome for _ in range(3)] == [
+        "pass",
+        "pass",
+        "quarantine",
+    ]
+    engine.forget_user(A)  # revoked: every key dropped, the values kept
+    assert owner.keys == {}
+    assert engine.user_table(A) is not None
+
+
+def test_a_snapshot_restores_into_keys_not_made_yet_and_values_keep_their_counts() -> None:
+    values = AdtValues(
+        thresholds=(
+            Threshold(srv="7.2", window_s=60, max=3),
+            Threshold(srv="*", window_s=60, max=10),
+        )
+    )
+    engine = AdtEngine()
+    engine.set_user_values(A, values)
+    for _ in range(2):
+        engine.check_and_record(A, "7.2", dict, T0)
+    snapshot = engine.snapshot_user(A, T0)
+    assert snapshot is not None
+    fresh = AdtEngine()
+    fresh.set_user_values(A, values)
+    assert _owner(fresh, A).keys == {}
+    assert fresh.restore_user(snapshot) == 2  # the keys are made to take them
+    assert [u.count for u in fresh.usage(A, T0)] == [2, 2]
+    # New values keeping (7.2, 60): its counts stay, in a key made for them; a new
+    # threshold on 7.3 gets no key until 7.3 is requested.
+    more = AdtValues(thresholds=(*values.thresholds, Threshold(srv="7.3", window_s=60, max=1)))
+    fresh.set_user_values(A, more)
+    assert set(_owner(fresh, A).keys) == {"7.2", "*"}
+    outcomes = [fresh.check_and_record(A, "7.2", dict, T0 + 1).outcome for _ in range(2)]
+    assert outcomes == ["pass", "quarantine"]  # 2 restored + 1: the max of 3

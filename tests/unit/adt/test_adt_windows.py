@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adt.windows import MAX_BUCKET_COUNT, SlidingWindow, WindowSet, bucket_index
+from adt.windows import LOG_MAX, MAX_BUCKET_COUNT, SlidingWindow, WindowSet, bucket_index
 
 T0 = 1_700_000_000.0
 
@@ -274,7 +274,10 @@ def test_a_window_set_lists_itself_while_it_holds_counts() -> None:
     keys = WindowSet((SlidingWindow(60), SlidingWindow(3600)), registry)
     assert not keys.live
     keys.add(int(T0 * 60))
-    assert registry == {keys: None}
+    assert registry == {keys: None}  # listed while the request is only logged
+    assert keys.log is not None
+    keys.flush()  # the logged request counted: the span is the newest bucket of both
+    assert keys.log is None
     keys.add(int(T0 * 60))  # held back: the same bucket of both windows
     assert keys.pending == 1
     assert keys.release_if_idle(T0 + 61) == 1  # the minute window empties first
@@ -342,3 +345,134 @@ def test_compact_counts_are_oldest_first_little_endian_in_the_narrowest_width() 
     _, pairs, counts = spread.snapshot_compact(T0 + 60, max_pairs=2)
     assert pairs == ()
     assert counts == bytes([60] * 5)
+
+
+# --- counting several requests at once (add_ticks), and a window set's log ---------------
+
+
+def _state(window: SlidingWindow) -> tuple[object, ...] | None:
+    """What a window holds: None without an array (its head then means nothing)."""
+    counts = window._counts
+    return None if counts is None else (list(counts), window._head, window._total)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    window_s=windows,
+    buckets=bucket_counts,
+    before=st.lists(st.integers(-8 * 50, 8 * 50), max_size=6),
+    batch=st.lists(st.integers(-8 * 400, 8 * 400), min_size=1, max_size=24),
+)
+def test_add_ticks_counts_as_add_tick_one_by_one(
+    window_s: int, buckets: int, before: list[int], batch: list[int]
+) -> None:
+    """Any earlier state (no array, or counts), then requests forward, back, or older than
+    the window: the same counts, head and total, bucket by bucket."""
+    one_by_one = SlidingWindow(window_s, buckets)
+    together = SlidingWindow(window_s, buckets)
+    base = int(T0 * buckets)
+    for t in before:
+        one_by_one.add_tick(base + t * buckets // 8)
+        together.add_tick(base + t * buckets // 8)
+    ticks = [base + t * buckets // 8 for t in batch]
+    for t in ticks:
+        one_by_one.add_tick(t)
+    together.add_ticks(ticks, min(ticks), max(ticks))
+    assert _state(together) == _state(one_by_one)
+    later = T0 + (max(batch) + 8 * window_s) / 8
+    for probe in (T0 + max(batch) / 8, later):
+        assert together.count(probe) == one_by_one.count(probe)
+
+
+window_set_op = st.one_of(
+    st.tuples(st.just("add"), st.integers(min_value=-8 * 20, max_value=8 * 40)),
+    st.tuples(
+        st.sampled_from(["counts", "flush", "release", "clear", "snapshot"]), st.integers(0, 8)
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    lengths=st.lists(
+        st.sampled_from([1, 2, 7, 10, 60, 90, 300]), min_size=1, max_size=4, unique=True
+    ),
+    buckets=bucket_counts,
+    ops=st.lists(
+        st.one_of(
+            st.tuples(st.just("add"), st.integers(min_value=-8 * 20, max_value=8 * 40)),
+            window_set_op,
+        ),
+        max_size=150,
+    ),
+)
+def test_a_window_set_with_its_log_counts_as_its_windows_one_by_one(
+    lengths: list[int], buckets: int, ops: list[tuple[str, int]]
+) -> None:
+    """Requests logged (more than LOG_MAX between reads too), read, pruned, cleared and
+    snapshotted in any order: always what each window counting each request says."""
+    alone = [SlidingWindow(w, buckets) for w in lengths]
+    registry: dict[WindowSet, None] = {}
+    together = WindowSet(tuple(SlidingWindow(w, buckets) for w in lengths), registry)
+    now = T0
+    for op, arg in ops:
+        if op == "add":
+            now += arg / 8  # time may step back, by more than a window too
+            for w in alone:
+                w.add(now)
+            together.add(int(now * buckets))
+        elif op == "counts":
+            probe = now + arg
+            assert together.counts(probe) == [w.count(probe) for w in alone]
+        elif op == "flush":
+            together.flush()
+            assert together.log is None
+            assert [_state(w) for w in together.windows] == [_state(w) for w in alone]
+        elif op == "release":
+            probe = now + arg * 10
+            assert together.release_if_idle(probe) == sum(w.release_if_idle(probe) for w in alone)
+        elif op == "clear":
+            together.clear()
+            for w in alone:
+                w.clear()
+        else:
+            together.flush()
+            assert [w.snapshot(now) for w in together.windows] == [w.snapshot(now) for w in alone]
+            together.respan()
+        # Listed exactly while it holds counts or logged requests.
+        assert together.live == (together in registry)
+        assert together.live == (together.allocated or together.log is not None)
+        assert together.log is None or 0 < len(together.log) < LOG_MAX
+    together.flush()
+    assert [_state(w) for w in together.windows] == [_state(w) for w in alone]
+
+
+def test_a_window_set_logs_cold_requests_and_counts_them_at_the_log_s_end() -> None:
+    keys = WindowSet((SlidingWindow(60), SlidingWindow(3600)), {})
+    start = int(T0 * 60)
+    for i in range(LOG_MAX - 1):  # one every 2 s: each in a bucket of its own (minute window)
+        keys.add(start + 120 * i)
+        assert keys.log is not None
+        assert len(keys.log) == i + 1
+        assert (keys.lo, keys.hi) == (0, 0)  # nothing held back while requests are logged
+    assert all(w._counts is None for w in keys.windows)
+    keys.add(start + 120 * (LOG_MAX - 1))  # the log is full: counted now
+    assert keys.log is None
+    assert keys.counts(T0 + 2 * (LOG_MAX - 1)) == [LOG_MAX, LOG_MAX]
+    head = keys.windows[0]._head
+    assert (keys.lo, keys.hi) == (head * 60, head * 60 + 60)
+
+
+def test_a_tick_beyond_64_bits_is_counted_at_once() -> None:
+    far = 2**70
+    keys = WindowSet((SlidingWindow(60), SlidingWindow(3600)), {})
+    keys.add(int(T0 * 60))
+    keys.add(far)  # the log cannot take it: the log, then it, are counted
+    assert keys.log is None
+    alone = [SlidingWindow(60), SlidingWindow(3600)]
+    for w in alone:
+        w.add_tick(int(T0 * 60))
+        w.add_tick(far)
+    assert [_state(w) for w in keys.windows] == [_state(w) for w in alone]
+    keys.add(far)  # in the span now: held back
+    assert keys.pending == 1
