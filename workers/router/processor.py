@@ -40,7 +40,7 @@ from workers.runtime.deadletter import deadletter, processing_error
 from workers.runtime.headers import own_headers_dropped, srv_headers
 from workers.runtime.metrics import LATENCY_BUCKETS_S, BatchHistogram, CommonMetrics
 
-__all__ = ["SERVICE", "RouterMetrics", "RouterProcessor", "RouterReport"]
+__all__ = ["PRUNE_INTERVAL_S", "SERVICE", "RouterMetrics", "RouterProcessor", "RouterReport"]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,9 @@ _QUARANTINE_CODE = {
 _encode = msgspec.json.Encoder().encode
 
 _NO_VALUE = "the record has no value (a null/tombstone)"
+
+PRUNE_INTERVAL_S = 60.0
+"""How often the router frees the ADT windows and keys that hold nothing (at a batch's end)."""
 _RAW_NULL = msgspec.Raw(b"null")
 
 
@@ -165,6 +168,9 @@ class RouterProcessor:
         self._traffic = traffic
         self._adt = adt
         self._adt_state = adt_state
+        self._next_prune_s = 0.0
+        self.windows_pruned = 0
+        """Count windows whose arrays `AdtEngine.prune` freed, since start."""
         # SRV -> the pre-encoded middle of an accepted answer (code, outcome, reason) and the
         # answer's `dccgate-srv` header (the actuals count per SRV): one lookup per request.
         self._accepted_parts: dict[str, tuple[bytes, tuple[tuple[str, bytes], ...]]] = {}
@@ -326,6 +332,13 @@ class RouterProcessor:
             if adt is not None:
                 # SEC G6: the counts survive this router (workers/router/adt_state.py).
                 state.write(out, touched, now_s)
+        if adt is not None and now_s >= self._next_prune_s:
+            # Once a minute, after the snapshots: windows that have emptied give their
+            # arrays back, and Users whose keys all hold nothing drop them (made again on
+            # their next request), so the memory follows the Users sending, not all
+            # configured (docs/anomaly-detection.md).
+            self._next_prune_s = now_s + PRUNE_INTERVAL_S
+            self.windows_pruned += adt.prune(now_s)
         return tally
 
     def _parts_for(

@@ -500,3 +500,28 @@ def test_every_output_of_a_mixed_batch_is_what_the_straightforward_way_writes(
         (1, f"{user}:{target}".encode(), b"%d" % counter)
         for user, target, counter, _, _ in accepted
     ]
+
+
+def test_the_router_prunes_emptied_adt_windows_once_a_minute(
+    make_request: RequestFactory,
+) -> None:
+    from workers.router.processor import PRUNE_INTERVAL_S
+
+    processor, _ = _adt_router({"thresholds": [{"srv": "7.2", "window_s": 60, "max": 100}]})
+    engine = processor._adt.engine  # type: ignore[union-attr]
+    topics = {t: 3 for t in TOPICS.all()}
+
+    def at(now_ms: int, counter: int) -> None:
+        record = _record(make_request(counter=counter, srv="7.2", cv=4, body={}), offset=counter)
+        processor.process({TP: [record]}, OutputBatch(topics), now_ms)
+
+    at(1_000_000, 1)  # the first batch prunes (nothing to free yet), then once a minute
+    assert engine.usage(USER_A, 1_000.0)[0].count == 1
+    at(1_030_000, 2)  # 30 s on: not due, and the window still holds both
+    assert processor.windows_pruned == 0
+    # Two minutes on, the minute window has emptied: the next batch due frees its array.
+    at(1_000_000 + int(PRUNE_INTERVAL_S * 1000) + 125_000, 3)
+    assert processor.windows_pruned == 0  # the new request keeps this User's window counting
+    processor.process({TP: []}, OutputBatch(topics), 1_000_000 + 2 * 125_000 + 90_000)
+    assert processor.windows_pruned == 1
+    assert engine.usage(USER_A, 1_340.0)[0].count == 0
