@@ -72,6 +72,7 @@ from adt import (
     encode_snapshot,
 )
 from workers.duis import load_catalogue
+from workers.runtime.process import GC_THRESHOLDS
 
 _REPEAT = 5
 _WINDOWS = (60, 3_600, 86_400)
@@ -452,6 +453,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.router:
+        # The collector as a service runs it (workers/runtime/process.py).
+        gc.set_threshold(*GC_THRESHOLDS)
         _router_figures(args.profile)
         return 0
     n = 50_000 if args.quick else 200_000
