@@ -2,7 +2,7 @@
 over the stream, windowed Tables (hopping windows, changelogged to Kafka) for the counts,
 `topic.send` for the outputs.
 
-    python -m tests.bench.peers.faust_pipeline BOOTSTRAP PREFIX N STATE_DIR
+    python -m tests.bench.peers.faust_pipeline BOOTSTRAP PREFIX N STATE_DIR [GUARANTEE]
 
 reads N requests from PREFIX + dcc.sr.inbound and writes STATE_DIR/result.json: the seconds
 from the first request to the outputs flushed and the offsets committed.
@@ -38,6 +38,7 @@ from tests.bench.peers.common import (
 
 def main() -> None:
     bootstrap, prefix, n, state_dir = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    guarantee = sys.argv[5] if len(sys.argv) > 5 else "at-least-once"
     app = faust.App(
         f"{prefix}faust",
         broker=f"kafka://{bootstrap}",
@@ -47,6 +48,7 @@ def main() -> None:
         consumer_auto_offset_reset="earliest",
         web_enabled=False,
         topic_allow_declare=True,
+        processing_guarantee=guarantee.replace("-", "_"),  # at_least_once / exactly_once
     )
     inbound = app.topic(
         f"{prefix}dcc.sr.inbound", key_type=bytes, value_type=bytes, value_serializer="raw"

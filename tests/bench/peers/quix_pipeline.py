@@ -2,7 +2,7 @@
 their serialisers, a StreamingDataFrame with a stateful `apply` (State backed by RocksDB
 and a changelog topic, per message key: here the User), branches to the output topics.
 
-    python -m tests.bench.peers.quix_pipeline BOOTSTRAP PREFIX N STATE_DIR
+    python -m tests.bench.peers.quix_pipeline BOOTSTRAP PREFIX N STATE_DIR [GUARANTEE]
 
 reads N requests from PREFIX + dcc.sr.inbound and writes STATE_DIR/result.json: the seconds
 from the first request to the end of the run (outputs flushed, offsets committed).
@@ -30,13 +30,14 @@ from tests.bench.peers.common import (
 
 def main() -> None:
     bootstrap, prefix, n, state_dir = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    guarantee = sys.argv[5] if len(sys.argv) > 5 else "at-least-once"
     app = Application(
         broker_address=bootstrap,
         consumer_group=f"{prefix}quix",
         auto_offset_reset="earliest",
         state_dir=state_dir,
         loglevel="WARNING",
-        processing_guarantee="at-least-once",
+        processing_guarantee=guarantee,  # "at-least-once" or "exactly-once"
     )
     inbound = app.topic(
         f"{prefix}dcc.sr.inbound", key_deserializer="str", value_deserializer="bytes"
