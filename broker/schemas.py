@@ -9,7 +9,7 @@ use it) are DUIS validation and answer the User with an E code.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 from msgspec import Meta, Struct
@@ -17,6 +17,11 @@ from msgspec import Meta, Struct
 from broker.wire_guard import json_problem
 
 __all__ = [
+    "MAX_ALERT_CODE_CHARS",
+    "MAX_DEVICE_ID_CHARS",
+    "MAX_RECIPIENTS",
+    "MAX_RECIPIENT_CHARS",
+    "MAX_SEQUENCE_ID_CHARS",
     "OUTCOMES",
     "REGIONS",
     "USER_ROLES",
@@ -123,18 +128,39 @@ class UserResponse(Struct, frozen=True, kw_only=True):
     """What the rule allows, in the same unit as `observed`; null when it has none."""
 
 
+MAX_DEVICE_ID_CHARS: Final = 64
+"""An alert's device ID: an EUI-64 is 16 hex digits, 23 characters with separators."""
+MAX_ALERT_CODE_CHARS: Final = 16
+"""An alert code: GBCS hex (`8F35`, `0x8F35`) or a DCC alert (`N24`)."""
+MAX_RECIPIENTS: Final = 32
+"""Recipients of one alert: its device's suppliers and network operators, a handful."""
+MAX_RECIPIENT_CHARS: Final = 64
+"""A recipient's User ID: an EUI-64 like a device's."""
+MAX_SEQUENCE_ID_CHARS: Final = 256
+"""A storm's sequence ID (`throttling.storm`: prefix, device ID, code, start time)."""
+
+
 class DeviceAlert(Struct, frozen=True, kw_only=True):
     """A device or DCC alert on `dcc.alerts.inbound` (key: device ID) and, per recipient,
-    on `dcc.alerts.outbound` (key: recipient User ID)."""
+    on `dcc.alerts.outbound` (key: recipient User ID).
 
-    device_id: str
-    alert_code: str
-    recipients: list[str]
+    The identifying strings are bounded (an alert outside the bounds is an `invalid_schema`
+    dead letter): the alert worker keeps a storm's key (device ID, code) for up to a
+    million devices and writes one record per recipient, so a sender may not make either
+    as large as a record."""
+
+    device_id: Annotated[str, Meta(max_length=MAX_DEVICE_ID_CHARS)]
+    alert_code: Annotated[str, Meta(max_length=MAX_ALERT_CODE_CHARS)]
+    recipients: Annotated[
+        list[Annotated[str, Meta(max_length=MAX_RECIPIENT_CHARS)]], Meta(max_length=MAX_RECIPIENTS)
+    ]
     region: Region | None = None
     raised_at_ms: _NonNegInt
     payload: str = ""
     throttled_alert_count: _NonNegInt | None = None
-    throttled_alert_sequence_id: str | None = None
+    throttled_alert_sequence_id: Annotated[str, Meta(max_length=MAX_SEQUENCE_ID_CHARS)] | None = (
+        None
+    )
 
 
 class StormRecord(Struct, frozen=True, kw_only=True):

@@ -85,6 +85,15 @@ def test_duplicate_recipients_get_one_copy_and_inbound_throttle_fields_are_clear
         (alert_value(region="mars"), "invalid_schema"),
         (alert_value(recipients=[]), "no_recipients"),
         (alert_value(recipients=[""]), "no_recipients"),
+        # Bounded identifiers: a storm key or a fan-out may not be as large as a record.
+        (alert_value(code="8F1F" * 4 + "0"), "invalid_schema"),
+        (alert_value(device="0" * 65), "invalid_schema"),
+        (
+            alert_value(recipients=[f"90-B3-D5-1F-30-{i:02X}-00-00" for i in range(33)]),
+            "invalid_schema",
+        ),
+        (alert_value(recipients=["9" * 65]), "invalid_schema"),
+        (alert_value(throttled_alert_sequence_id="s" * 257), "invalid_schema"),
     ],
 )
 def test_bad_alerts_are_dead_lettered(
@@ -402,3 +411,16 @@ def test_every_alert_metric_the_deploy_files_use_is_exported(
     exported = {family(f.name) for f in families}
     wanted = {m for m in metrics_used_by_deploy() if m.startswith("dccgate_alerts_")}
     assert wanted - exported == set()
+
+
+def test_alerts_at_the_bounds_are_forwarded(
+    alerts: tuple[AlertProcessor, CollectorRegistry],
+) -> None:
+    from broker.schemas import MAX_ALERT_CODE_CHARS, MAX_RECIPIENTS
+
+    processor, _ = alerts
+    recipients = [f"90-B3-D5-1F-30-{i:02X}-00-00" for i in range(MAX_RECIPIENTS)]
+    value = alert_value(code="A" * MAX_ALERT_CODE_CHARS, recipients=recipients)
+    out, _ = run_batch(processor, [value])
+    assert written(out, TOPICS.deadletter) == []
+    assert sorted(key for key, _, _ in outbound(out)) == sorted(r.encode() for r in recipients)
