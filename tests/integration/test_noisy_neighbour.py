@@ -44,26 +44,33 @@ SEND_S = 6.0
 PARTITIONS = 2
 
 
-def _users() -> dict[str, str]:
-    """User IDs such that A is on partition 0 and B and C on partition 1."""
+def users_on_two_partitions(id_octet: str = "30") -> dict[str, str]:
+    """User IDs (90-B3-D5-1F-`id_octet`-NN-00-00) such that A is on partition 0 and B and C
+    on partition 1."""
     found: dict[str, str] = {}
     for n in range(1, 200):
-        user_id = f"90-B3-D5-1F-30-{n:02X}-00-00"
+        user_id = f"90-B3-D5-1F-{id_octet}-{n:02X}-00-00"
         p = partition_for_key(user_id.encode(), PARTITIONS)
-        if p == 0 and "A" not in found:
-            found["A"] = user_id
-        elif p == 1 and "B" not in found:
-            found["B"] = user_id
-        elif p == 1 and "C" not in found:
-            found["C"] = user_id
+        name = "A" if p == 0 else ("B" if "B" not in found else "C")
+        if name not in found:
+            found[name] = user_id
         if len(found) == 3:
             return found
     raise AssertionError("no user ids found")
 
 
-@pytest.fixture
-async def configured(kafka: KafkaSettings, settings: Settings) -> AsyncIterator[dict[str, str]]:
-    token = "noisy-neighbour-operator-token-32-chars"
+@contextlib.asynccontextmanager
+async def three_users(
+    kafka: KafkaSettings,
+    settings: Settings,
+    *,
+    token: str,
+    id_octet: str,
+    allocations: dict[str, Allocation],
+    traffic: Traffic,
+) -> AsyncIterator[dict[str, str]]:
+    """A, B and C (`users_on_two_partitions`) registered as IS Users with `allocations` by
+    name, and `traffic`, through an admin service on dcc.control; yields name -> User ID."""
     settings = msgspec.structs.replace(settings, admin_token=token, partitions=PARTITIONS)
     await ensure_topics(kafka, settings.topics.specs(partitions=PARTITIONS))
     reader = ControlReader(kafka, settings.topics.control)
@@ -71,28 +78,35 @@ async def configured(kafka: KafkaSettings, settings: Settings) -> AsyncIterator[
     await reader.wait_caught_up()
     admin = AdminService(settings, kafka, reader)
     await admin.start()
-    users = _users()
+    users = users_on_two_partitions(id_octet)
     try:
         for name, user_id in users.items():
             await admin.writer.put(
                 f"users/{user_id}", User(name=name, roles=["IS"]), by="test", expected_version=None
             )
             await admin.writer.put(
-                f"allocations/{user_id}",
-                Allocation(rate_per_s=ALLOCATIONS[name], burst=10),
-                by="test",
-                expected_version=None,
+                f"allocations/{user_id}", allocations[name], by="test", expected_version=None
             )
-        await admin.writer.put(
-            "traffic",
-            Traffic(capacity_per_s=C, operating_threshold_per_s=T),
-            by="test",
-            expected_version=None,
-        )
+        await admin.writer.put("traffic", traffic, by="test", expected_version=None)
         yield users
     finally:
         await admin.stop()
         await reader.stop()
+
+
+@pytest.fixture
+async def configured(kafka: KafkaSettings, settings: Settings) -> AsyncIterator[dict[str, str]]:
+    async with three_users(
+        kafka,
+        settings,
+        token="noisy-neighbour-operator-token-32-chars",
+        id_octet="30",
+        allocations={
+            name: Allocation(rate_per_s=rate, burst=10) for name, rate in ALLOCATIONS.items()
+        },
+        traffic=Traffic(capacity_per_s=C, operating_threshold_per_s=T),
+    ) as users:
+        yield users
 
 
 def _metric(port: int, name: str) -> float:

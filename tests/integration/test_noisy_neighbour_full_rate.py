@@ -25,19 +25,15 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import msgspec
 import orjson
 import pytest
 
-from broker.producer import BatchProducer, partition_for_key
+from broker.producer import BatchProducer
 from broker.settings import KafkaSettings
-from broker.topics import ensure_topics
 from tests.integration.brokers import SessionBroker
 from tests.integration.helpers import wait_until_async
-from tests.integration.test_noisy_neighbour import two_routers
-from workers.admin.service import AdminService
-from workers.config.model import Allocation, Traffic, User
-from workers.config.reader import ControlReader
+from tests.integration.test_noisy_neighbour import three_users, two_routers
+from workers.config.model import Allocation, Traffic
 from workers.config.settings import Settings
 
 pytestmark = [
@@ -55,56 +51,23 @@ SEND_RATES = {"A": 1500.0, "B": 250.0, "C": 250.0}
 FAIR_SHARE_A = THRESHOLD - SEND_RATES["B"] - SEND_RATES["C"]
 SEND_S = float(os.environ.get("DCCGATE_FULL_RATE_SECONDS", "15"))
 HELD_FROM_S = 3.0
-PARTITIONS = 2
-
-
-def _users() -> dict[str, str]:
-    """User IDs such that A is on partition 0 and B and C on partition 1."""
-    found: dict[str, str] = {}
-    for n in range(1, 200):
-        user_id = f"90-B3-D5-1F-31-{n:02X}-00-00"
-        p = partition_for_key(user_id.encode(), PARTITIONS)
-        name = "A" if p == 0 else ("B" if "B" not in found else "C")
-        if name not in found:
-            found[name] = user_id
-        if len(found) == 3:
-            return found
-    raise AssertionError("no user ids found")
 
 
 @pytest.fixture
 async def configured(kafka: KafkaSettings, settings: Settings) -> AsyncIterator[dict[str, str]]:
-    token = "noisy-neighbour-full-rate-operator-token"
-    settings = msgspec.structs.replace(settings, admin_token=token, partitions=PARTITIONS)
-    await ensure_topics(kafka, settings.topics.specs(partitions=PARTITIONS))
-    reader = ControlReader(kafka, settings.topics.control)
-    await reader.start()
-    await reader.wait_caught_up()
-    admin = AdminService(settings, kafka, reader)
-    await admin.start()
-    users = _users()
-    try:
-        for name, user_id in users.items():
-            await admin.writer.put(
-                f"users/{user_id}", User(name=name, roles=["IS"]), by="test", expected_version=None
-            )
-            # A burst of rate x 50 ms batches at least (docs/traffic-management.md).
-            await admin.writer.put(
-                f"allocations/{user_id}",
-                Allocation(rate_per_s=ALLOCATIONS[name], burst=int(ALLOCATIONS[name] / 4)),
-                by="test",
-                expected_version=None,
-            )
-        await admin.writer.put(
-            "traffic",
-            Traffic(capacity_per_s=CAPACITY, operating_threshold_per_s=THRESHOLD),
-            by="test",
-            expected_version=None,
-        )
+    async with three_users(
+        kafka,
+        settings,
+        token="noisy-neighbour-full-rate-operator-token",
+        id_octet="31",
+        # A burst of rate x 50 ms batches at least (docs/traffic-management.md).
+        allocations={
+            name: Allocation(rate_per_s=rate, burst=int(rate / 4))
+            for name, rate in ALLOCATIONS.items()
+        },
+        traffic=Traffic(capacity_per_s=CAPACITY, operating_threshold_per_s=THRESHOLD),
+    ) as users:
         yield users
-    finally:
-        await admin.stop()
-        await reader.stop()
 
 
 async def _send(kafka: KafkaSettings, topic: str, users: dict[str, str]) -> tuple[float, int]:
