@@ -1,7 +1,8 @@
 """broker.wire_guard's `json_problem` as it was before its canonical-form fast path (issue
 17), kept verbatim as the reference the faster one is held to (test_wire_guard_fast.py).
 
-Only `json_problem` is used; its docstring and the module's are in broker/wire_guard.py.
+Only `json_problem` and what it calls are kept; its docstring and the module's are in
+broker/wire_guard.py.
 """
 
 from __future__ import annotations
@@ -12,49 +13,14 @@ from itertools import accumulate, compress, count, repeat
 from operator import gt, sub
 from typing import Any, Final
 
-__all__ = [
-    "DEFAULT_MAX_DEPTH",
-    "MAX_DEPTH_LIMIT",
-    "MAX_RECORD_BYTES",
-    "REASON_CODES",
-    "json_problem",
-    "reason_code",
-    "record_problem",
-    "size_problem",
-]
+__all__ = ["json_problem"]
 
 DEFAULT_MAX_DEPTH: Final = 32
-"""Nesting allowed by default: a Service Request is 2 levels (record, body) plus the body's."""
-MAX_RECORD_BYTES: Final = 262_144
-"""The largest record value a worker decides (256 KiB; a DUIS request or an alert is a few
-KB). Bigger ones are dead-lettered as `too_large` before anything else looks at them: what a
-worker writes from a record (a dead letter, a quarantine entry, a storm snapshot that holds
-an alert and its copy) must stay below Apache Kafka's 1 MB `message.max.bytes`, and the
-guard's own cost grows with the size."""
-
-
-def record_problem(data: bytes) -> tuple[str, str] | None:
-    """(dead-letter kind, reason) for a record value refused before any decoder sees it: too
-    large, else the first hazard `json_problem` finds; None when it may be decoded."""
-    problem = size_problem(data) if len(data) > MAX_RECORD_BYTES else json_problem(data)
-    return None if problem is None else (reason_code(problem), problem)
-
-
-def size_problem(data: bytes, *, max_bytes: int = MAX_RECORD_BYTES) -> str | None:
-    """`too_large: ...` when `data` is longer than `max_bytes`, else None."""
-    if len(data) <= max_bytes:
-        return None
-    return f"too_large: {len(data)} bytes, more than the {max_bytes} a record may have"
 
 
 MAX_DEPTH_LIMIT: Final = 256
 """The largest `max_depth` accepted: the exact duplicate check and the decoders after this
 guard recurse once per level, and Python's recursion limit (1,000) must stay far away."""
-REASON_CODES: Final = frozenset(
-    {"too_large", "invalid_utf8", "too_deep", "lone_surrogate", "duplicate_key", "not_json"}
-)
-"""The reason codes, bounded: fit for a metric label or a dead-letter kind."""
-
 _SHOWN_KEY_CHARS = 40
 
 # A backslash and the byte after it, anywhere (step 2 blanks them, length kept).
@@ -114,11 +80,6 @@ _scan = json.JSONDecoder(
     parse_int=_ignore_number,
     parse_constant=_refuse_constant,
 ).decode
-
-
-def reason_code(reason: str) -> str:
-    """The code of a `json_problem` reason: the text before the first colon."""
-    return reason.partition(":")[0]
 
 
 def json_problem(data: bytes, *, max_depth: int = DEFAULT_MAX_DEPTH) -> str | None:
